@@ -1,0 +1,60 @@
+"""The one exception tree of articlegen.
+
+Every error a user can cause, or can fix, is an `ArticlegenError`; the CLI catches that base class
+once, prints ``Error: <message>`` and exits 1. Anything else reaching the CLI is a bug and keeps
+its traceback.
+
+    ArticlegenError
+    ├── ConfigError          a setting, preset or decoding configuration is invalid
+    ├── InputError           a file or value handed to us cannot be used
+    │   └── ImportRejected   a CSV import found invalid rows; nothing was written
+    ├── NotFoundError        an id or name given by the user does not exist
+    └── DatabaseError        the database cannot be reached, migrated or written
+
+Messages say what happened and what to do, naming the file, row, field or value at fault.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ArticlegenError",
+    "ConfigError",
+    "DatabaseError",
+    "ImportRejected",
+    "InputError",
+    "NotFoundError",
+]
+
+
+class ArticlegenError(Exception):
+    """Base of every error that is the user's to fix; its message is shown as is."""
+
+
+class ConfigError(ArticlegenError):
+    """Raised when a setting, a preset file or a decoding configuration is invalid."""
+
+
+class InputError(ArticlegenError):
+    """Raised when a file or value handed to us cannot be read or used (not UTF-8, empty, ...)."""
+
+
+class ImportRejected(InputError):
+    """Raised when a CSV import has invalid rows and runs all-or-nothing: nothing was written.
+
+    `problems` holds one line per offending row and field, already phrased for the user.
+    """
+
+    def __init__(self, message: str, problems: list[str]) -> None:
+        super().__init__(message)
+        self.problems = problems
+
+
+class NotFoundError(ArticlegenError):
+    """Raised when an id or name given by the user (prompt, job, preset) does not exist."""
+
+
+class DatabaseError(ArticlegenError):
+    """Raised when the database cannot be reached, migrated or written.
+
+    Messages show the database URL with its password hidden.
+    """

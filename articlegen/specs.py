@@ -1,0 +1,91 @@
+"""`PromptSpec`: one validated prompt as it comes in, whatever its source (a CSV row, a flow).
+
+A spec is checked whole before anything is written: field types and ranges here, the decoding
+overrides against the preset catalogue in `validate_decoding`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = ["BASE_COLUMNS", "EXTRA_PREFIX", "PromptSpec"]
+
+# Columns a prompts CSV may have besides the decoding settings and the `x_` client fields.
+BASE_COLUMNS = (
+    "topic",
+    "prompt",
+    "external_id",
+    "template",
+    "preset",
+    "tags",
+    "priority",
+    "variants",
+)
+EXTRA_PREFIX = "x_"
+
+
+class PromptSpec(BaseModel):
+    """A prompt ready to be stored: what to write about, and how."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+    topic: str = Field(
+        min_length=1, max_length=500, description="What the article is about; always required."
+    )
+    prompt: str | None = Field(
+        default=None,
+        max_length=20_000,
+        description="The text the model continues; when empty it is built from the prompt "
+        "template, the topic and the client fields.",
+    )
+    external_id: str | None = Field(
+        default=None,
+        max_length=200,
+        description="The client's id. Re-importing a row with a known id updates that prompt "
+        "while it is pending.",
+    )
+    template: str | None = Field(
+        default=None,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="Name of the article template; empty means the default.",
+    )
+    preset: str | None = Field(
+        default=None, max_length=100, description="Decoding preset; empty means `nucleus`."
+    )
+    decoding: dict[str, Any] = Field(
+        default_factory=dict, description="Decoding overrides, merged over the preset."
+    )
+    tags: tuple[str, ...] = Field(default=(), max_length=50, description="Labels for filtering.")
+    priority: int = Field(
+        default=0,
+        ge=-1_000_000,
+        le=1_000_000,
+        description="Higher runs first; ties go by import order.",
+    )
+    variants: int = Field(
+        default=1, ge=1, le=100, description="How many different articles to write."
+    )
+    extra: dict[str, str] = Field(
+        default_factory=dict,
+        description="Client fields (the CSV's `x_` columns without the prefix), for templates.",
+    )
+
+    @field_validator("tags", mode="before")
+    @classmethod
+    def _split_tags(cls, value: object) -> object:
+        # One cell holds them all: "travel; food" or "travel, food".
+        if isinstance(value, str):
+            parts = value.replace(";", ",").split(",")
+            return tuple(dict.fromkeys(p.strip() for p in parts if p.strip()))
+        return value
+
+    def content_key(self) -> str:
+        """A digest of everything the prompt says: its identity when it has no external id."""
+        payload = self.model_dump(mode="json", exclude={"external_id"})
+        canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

@@ -1,0 +1,75 @@
+"""Schema migrations with Alembic, driven from code: no alembic.ini to find or keep in sync.
+
+`upgrade(engine)` is cheap when the schema is current (one query), so every command calls it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from articlegen.errors import DatabaseError
+
+__all__ = ["current_revision", "head_revision", "new_revision", "upgrade"]
+
+_MIGRATIONS = Path(__file__).parent / "migrations"
+# Key for pg_advisory_xact_lock: any constant shared by every articlegen process.
+_PG_MIGRATION_LOCK = 0x61727469636C65  # "article"
+
+
+def _config(connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    """The newest migration's revision id."""
+    head = ScriptDirectory.from_config(_config()).get_current_head()
+    assert head is not None, "db/migrations has no revisions"
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The revision the database is at; None for an empty database."""
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to `revision`; a no-op when it is there already."""
+    try:
+        if revision == "head" and current_revision(engine) == head_revision():
+            return
+        with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                # Two workers starting at once on a new database must not both create tables.
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK}
+                )
+            command.upgrade(_config(connection), revision)
+    except SQLAlchemyError as exc:
+        from db.session import safe_url
+
+        raise DatabaseError(
+            f"could not migrate database {safe_url(engine.url)} to {revision}: "
+            f"{str(getattr(exc, 'orig', exc)).strip().splitlines()[0]}"
+        ) from exc
+
+
+def new_revision(message: str) -> None:
+    """Write a migration for what `db/models.py` has and the migrations lack (`make migration`).
+
+    Autogenerate compares the models with an in-memory database at head; review its output
+    before committing, as Alembic asks.
+    """
+    with create_engine("sqlite://").connect() as connection:
+        command.upgrade(_config(connection), "head")
+        command.revision(_config(connection), message=message, autogenerate=True)

@@ -1,0 +1,235 @@
+"""The tables: prompts in, jobs that run, articles out. Typed `Mapped[...]` models and nothing else.
+
+Schema changes go through Alembic (`db/migrations/`); a test checks that the migrations and these
+models agree.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Dialect,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+__all__ = [
+    "Article",
+    "ArticleReviewStatus",
+    "Base",
+    "Job",
+    "JobStatus",
+    "Prompt",
+    "PromptStatus",
+]
+
+
+class PromptStatus(enum.StrEnum):
+    """Where a prompt is in its life: waiting, being generated, finished or given up on."""
+
+    PENDING = "pending"
+    CLAIMED = "claimed"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class JobStatus(enum.StrEnum):
+    """The lifecycle of one generation run."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    COMPLETED_WITH_ERRORS = "completed_with_errors"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class ArticleReviewStatus(enum.StrEnum):
+    """The client's verdict on an article."""
+
+    PENDING_REVIEW = "pending_review"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp on every backend.
+
+    SQLite stores no offset and hands back naive datetimes; this type stores UTC and always
+    returns aware values, so comparisons never mix naive and aware times.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    """Now, timezone-aware, in UTC."""
+    return datetime.now(UTC)
+
+
+# JSONB on PostgreSQL (indexable, compact); JSON text elsewhere.
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+def _enum(cls: type[enum.StrEnum], name: str) -> Enum:
+    # A VARCHAR with a CHECK constraint: portable, and new states need no type migration dance.
+    return Enum(
+        cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=32,
+        values_callable=lambda members: [m.value for m in members],
+    )
+
+
+class Base(DeclarativeBase):
+    """Declarative base with a naming convention, so migrations name constraints predictably."""
+
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSONType,
+    }
+
+
+class Prompt(Base):
+    """A topic to write about, with how to write it. Imported from CSV or another source."""
+
+    __tablename__ = "prompts"
+    __table_args__ = (
+        # Rows without an external id are identified by their content, so a re-import of the
+        # same file is idempotent; the partial index makes that identity a database guarantee.
+        Index(
+            "uq_prompts_content_key_without_external_id",
+            "content_key",
+            unique=True,
+            sqlite_where=text("external_id IS NULL"),
+            postgresql_where=text("external_id IS NULL"),
+        ),
+        Index("ix_prompts_status_priority", "status", "priority"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    external_id: Mapped[str | None] = mapped_column(String(200), unique=True)
+    content_key: Mapped[str] = mapped_column(String(64))
+    topic: Mapped[str] = mapped_column(Text)
+    prompt: Mapped[str | None] = mapped_column(Text)
+    template: Mapped[str | None] = mapped_column(String(100))
+    preset: Mapped[str | None] = mapped_column(String(100))
+    decoding: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    tags: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    priority: Mapped[int] = mapped_column(default=0)
+    variants: Mapped[int] = mapped_column(default=1)
+    extra: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[PromptStatus] = mapped_column(
+        _enum(PromptStatus, "prompt_status"), default=PromptStatus.PENDING
+    )
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    articles: Mapped[list[Article]] = relationship(back_populates="prompt")
+
+
+class Job(Base):
+    """One generation run: its parameters, its progress and how it ended."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[JobStatus] = mapped_column(
+        _enum(JobStatus, "job_status"), default=JobStatus.QUEUED
+    )
+    parameters: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    model: Mapped[str | None] = mapped_column(String(500))
+    model_revision: Mapped[str | None] = mapped_column(String(100))
+    total: Mapped[int] = mapped_column(default=0)
+    done: Mapped[int] = mapped_column(default=0)
+    failed: Mapped[int] = mapped_column(default=0)
+    flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+    articles: Mapped[list[Article]] = relationship(back_populates="job")
+
+
+class Article(Base):
+    """One generated article and everything needed to judge and reproduce it."""
+
+    __tablename__ = "articles"
+    __table_args__ = (
+        # The exactly-once guarantee: a second write of the same article is impossible.
+        UniqueConstraint("prompt_id", "variant", "version"),
+        Index("ix_articles_review_status", "review_status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    prompt_id: Mapped[int] = mapped_column(ForeignKey("prompts.id", ondelete="CASCADE"))
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    variant: Mapped[int] = mapped_column(default=1)
+    version: Mapped[int] = mapped_column(default=1)
+    raw_text: Mapped[str] = mapped_column(Text)
+    title: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    rendered: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    seed: Mapped[int] = mapped_column(BigInteger)
+    decoding: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    model_name: Mapped[str] = mapped_column(String(500))
+    model_revision: Mapped[str | None] = mapped_column(String(100))
+    template_name: Mapped[str | None] = mapped_column(String(100))
+    template_version: Mapped[str | None] = mapped_column(String(64))
+    prompt_tokens: Mapped[int] = mapped_column(default=0)
+    tokens_generated: Mapped[int] = mapped_column(default=0)
+    generation_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    timings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    finish_reason: Mapped[str | None] = mapped_column(String(32))
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    review_status: Mapped[ArticleReviewStatus] = mapped_column(
+        _enum(ArticleReviewStatus, "review_status"), default=ArticleReviewStatus.PENDING_REVIEW
+    )
+    reviewer_note: Mapped[str | None] = mapped_column(Text)
+    reviewed_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    prompt: Mapped[Prompt] = relationship(back_populates="articles")
+    job: Mapped[Job | None] = relationship(back_populates="articles")

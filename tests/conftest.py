@@ -1,0 +1,116 @@
+"""Shared fixtures: real SQLite files and real PostgreSQL databases, the CLI, the presets.
+
+PostgreSQL tests use a fresh database per test on the server at ARTICLEGEN_TEST_POSTGRES_URL
+(default: postgresql://postgres@127.0.0.1:5432/test). When it is down they skip locally, and fail
+under CI=true, where a missing server must never pass silently.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+from click.testing import CliRunner, Result
+from sqlalchemy import func, select
+
+from articlegen.cli import cli
+from db import Article, Database, Job, Prompt
+from generator import PresetCatalog, load_presets
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "ARTICLEGEN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+BACKENDS = ["sqlite", "postgres"]
+
+
+def _postgres_down_reason() -> str | None:
+    try:
+        with psycopg.connect(POSTGRES_ADMIN_URL, connect_timeout=5):
+            return None
+    except psycopg.OperationalError as exc:
+        return f"PostgreSQL at {POSTGRES_ADMIN_URL} is not reachable: {exc}".strip()
+
+
+@pytest.fixture(scope="session")
+def postgres_admin() -> str:
+    """The admin URL of a reachable PostgreSQL server (fails under CI=true when down)."""
+    reason = _postgres_down_reason()
+    if reason is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason + " (CI=true: PostgreSQL tests must run)")
+        pytest.skip(reason)
+    return POSTGRES_ADMIN_URL
+
+
+@pytest.fixture
+def postgres_url(postgres_admin: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database for one test, dropped afterwards."""
+    name = f"articlegen_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_admin, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base = postgres_admin.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    with psycopg.connect(postgres_admin, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A SQLite file in the test's temporary directory."""
+    return f"sqlite:///{tmp_path / 'articlegen.db'}"
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest) -> str:
+    """Each test using this runs once on a SQLite file and once on PostgreSQL."""
+    url: str = request.getfixturevalue(f"{request.param}_url")
+    return url
+
+
+@pytest.fixture
+def database(database_url: str) -> Iterator[Database]:
+    """An open, migrated database on each backend."""
+    db = Database.open(database_url)
+    yield db
+    db.close()
+
+
+@pytest.fixture(scope="session")
+def catalog() -> PresetCatalog:
+    """The bundled decoding presets."""
+    return load_presets()
+
+
+@dataclass
+class CliHarness:
+    """Runs `articlegen` in-process against one database, as a user would from a shell."""
+
+    database_url: str
+    cwd: Path
+
+    def __call__(self, *args: str, env: dict[str, str] | None = None) -> Result:
+        runner = CliRunner()
+        full_env = {"ARTICLEGEN_DATABASE_URL": self.database_url, **(env or {})}
+        with pytest.MonkeyPatch.context() as mp:
+            mp.chdir(self.cwd)
+            return runner.invoke(cli, list(args), env=full_env, catch_exceptions=False)
+
+
+@pytest.fixture
+def run_cli(database_url: str, tmp_path: Path) -> CliHarness:
+    """The CLI bound to the test's database (both backends)."""
+    return CliHarness(database_url=database_url, cwd=tmp_path)
+
+
+def row_counts(db: Database) -> dict[str, int]:
+    """Rows per table: a rejected operation must leave these unchanged."""
+    with db.session() as session:
+        return {
+            model.__tablename__: session.scalar(select(func.count()).select_from(model)) or 0
+            for model in (Prompt, Job, Article)
+        }

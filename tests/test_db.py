@@ -1,0 +1,167 @@
+"""The database layer on SQLite files and PostgreSQL alike: schema, constraints, types, errors."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, select, text
+from sqlalchemy.exc import IntegrityError
+
+from articlegen.errors import DatabaseError
+from db import Article, Base, Database, Job, JobStatus, Prompt, PromptStatus
+from db.migrate import current_revision, head_revision
+
+
+def _prompt(**values: object) -> Prompt:
+    return Prompt(content_key="k" * 64, topic="Night trains", **values)
+
+
+def test_first_use_creates_the_schema_at_head(database_url: str) -> None:
+    db = Database.open(database_url)
+    try:
+        assert current_revision(db.engine) == head_revision()
+        tables = set(inspect(db.engine).get_table_names())
+        assert {"prompts", "jobs", "articles", "alembic_version"} <= tables
+    finally:
+        db.close()
+
+
+def test_migrations_match_the_models(database: Database) -> None:
+    with database.engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert diff == []
+
+
+def test_reopening_is_a_no_op(database_url: str) -> None:
+    Database.open(database_url).close()
+    db = Database.open(database_url)
+    try:
+        assert current_revision(db.engine) == head_revision()
+    finally:
+        db.close()
+
+
+def test_defaults_and_round_trip(database: Database) -> None:
+    with database.session() as session:
+        prompt = _prompt(tags=["a", "b"], extra={"audience": "everyone"}, decoding={"top_p": 0.9})
+        session.add(prompt)
+        session.flush()
+        prompt_id = prompt.id
+    with database.session() as session:
+        stored = session.get_one(Prompt, prompt_id)
+        assert stored.status is PromptStatus.PENDING
+        assert stored.attempts == 0
+        assert stored.variants == 1
+        assert stored.tags == ["a", "b"]
+        assert stored.extra == {"audience": "everyone"}
+        assert stored.decoding == {"top_p": 0.9}
+        # Timestamps come back timezone-aware in UTC on every backend.
+        assert stored.created_at.tzinfo is not None
+        assert abs(stored.created_at - datetime.now(UTC)) < timedelta(minutes=1)
+
+
+def test_article_unique_key_forbids_a_second_write(database: Database) -> None:
+    with database.session() as session:
+        prompt = _prompt()
+        job = Job(status=JobStatus.RUNNING)
+        session.add_all([prompt, job])
+        session.flush()
+        ids = (prompt.id, job.id)
+
+    def article() -> Article:
+        return Article(
+            prompt_id=ids[0],
+            job_id=ids[1],
+            variant=1,
+            version=1,
+            raw_text="t",
+            title="t",
+            body="t",
+            seed=1,
+            model_name="m",
+        )
+
+    with database.session() as session:
+        session.add(article())
+    with pytest.raises(IntegrityError), database.session() as session:
+        session.add(article())
+    with database.session() as session:
+        assert len(session.scalars(select(Article)).all()) == 1
+
+
+def test_external_id_is_unique(database: Database) -> None:
+    with database.session() as session:
+        session.add(_prompt(external_id="A-1"))
+    with pytest.raises(IntegrityError), database.session() as session:
+        session.add(Prompt(external_id="A-1", content_key="x" * 64, topic="Other"))
+
+
+def test_status_is_constrained_in_the_database(database: Database) -> None:
+    with database.session() as session:
+        session.add(_prompt())
+    # Bypass the ORM's enum: the CHECK constraint itself must refuse an unknown status.
+    with pytest.raises(IntegrityError), database.engine.begin() as connection:
+        connection.execute(text("UPDATE prompts SET status = 'exploded'"))
+
+
+def test_foreign_keys_are_enforced(database: Database) -> None:
+    with pytest.raises(IntegrityError), database.session() as session:
+        session.add(Article(prompt_id=999, raw_text="", title="", body="", seed=0, model_name="m"))
+
+
+def test_sqlite_runs_in_wal_mode(sqlite_url: str) -> None:
+    db = Database.open(sqlite_url)
+    try:
+        with db.engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    finally:
+        db.close()
+
+
+def test_in_memory_sqlite_keeps_its_schema_across_sessions() -> None:
+    db = Database.open("sqlite://")
+    try:
+        with db.session() as session:
+            session.add(_prompt())
+        with db.session() as session:
+            assert len(session.scalars(select(Prompt)).all()) == 1
+    finally:
+        db.close()
+
+
+def test_a_failed_transaction_writes_nothing(database: Database) -> None:
+    def crash_after_flush() -> None:
+        with database.session() as session:
+            session.add(_prompt())
+            session.flush()
+            raise RuntimeError("crash mid-transaction")
+
+    with pytest.raises(RuntimeError):
+        crash_after_flush()
+    with database.session() as session:
+        assert session.scalars(select(Prompt)).all() == []
+
+
+def test_unreachable_server_names_it_and_hides_the_password() -> None:
+    url = "postgresql://writer:s3cret-pw@127.0.0.1:1/articles"
+    with pytest.raises(DatabaseError) as caught:
+        Database.open(url)
+    message = str(caught.value)
+    assert "s3cret-pw" not in message
+    assert "postgresql+psycopg://writer:***@127.0.0.1:1/articles" in message
+    assert "Check that the server is running and ARTICLEGEN_DATABASE_URL is right" in message
+
+
+def test_not_a_url() -> None:
+    with pytest.raises(DatabaseError, match="is not a database URL"):
+        Database.open("articles.db")
+
+
+def test_sqlite_file_in_missing_directory(tmp_path: Path) -> None:
+    with pytest.raises(DatabaseError, match="cannot connect to database"):
+        Database.open(f"sqlite:///{tmp_path / 'missing' / 'a.db'}")

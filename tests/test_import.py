@@ -1,0 +1,197 @@
+"""CSV import against real databases: values, CSV dialect, idempotence, skip-invalid, dry run."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, update
+
+from articlegen.importing import import_prompts_csv, read_prompts_csv
+from db import Database, Prompt, PromptStatus
+from generator import PresetCatalog
+
+from .conftest import row_counts
+
+EXAMPLES = Path(__file__).parent.parent / "examples" / "prompts.csv"
+
+
+def _write(tmp_path: Path, text: str, name: str = "prompts.csv") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _prompts(db: Database) -> dict[str, Prompt]:
+    with db.session() as session:
+        return {p.external_id or p.topic: p for p in session.scalars(select(Prompt))}
+
+
+def test_values_are_stored_typed(
+    database: Database, catalog: PresetCatalog, tmp_path: Path
+) -> None:
+    path = _write(
+        tmp_path,
+        "external_id,topic,prompt,preset,tags,priority,variants,temperature,max_new_tokens,"
+        "stop_strings,x_audience,x_Tone\n"
+        'a1,Night trains,"Trains at night, in winter",precise," rail; travel ,rail",3,2,0.8,'
+        '120,"[""THE END""]",commuters,warm\n',
+    )
+    report = import_prompts_csv(database, path, catalog)
+    assert (report.inserted, report.updated, report.unchanged, report.rejected) == (1, 0, 0, 0)
+    stored = _prompts(database)["a1"]
+    assert stored.topic == "Night trains"
+    assert stored.prompt == "Trains at night, in winter"
+    assert stored.preset == "precise"
+    assert stored.tags == ["rail", "travel"]  # split, stripped, de-duplicated
+    assert (stored.priority, stored.variants) == (3, 2)
+    assert stored.decoding == {
+        "temperature": 0.8,
+        "max_new_tokens": 120,
+        "stop_strings": ["THE END"],
+    }
+    assert stored.extra == {"audience": "commuters", "tone": "warm"}
+    assert stored.status is PromptStatus.PENDING
+
+
+def test_the_bundled_examples_import(database: Database, catalog: PresetCatalog) -> None:
+    report = import_prompts_csv(database, EXAMPLES, catalog)
+    assert report.rejected == 0
+    assert report.warnings == []
+    assert report.inserted >= 20
+    stored = _prompts(database)
+    assert any(p.prompt for p in stored.values())
+    assert any(p.decoding for p in stored.values())
+    assert any(p.extra for p in stored.values())
+
+
+def test_csv_dialect_bom_quotes_newlines_blank_lines_whitespace(
+    database: Database, catalog: PresetCatalog, tmp_path: Path
+) -> None:
+    path = tmp_path / "excel.csv"
+    path.write_bytes(
+        b"\xef\xbb\xbf topic , prompt \r\n"
+        b"\r\n"
+        b'"  Coffee, tea and mate  ","Line one,\r\nline two"\r\n'
+        b"\r\n"
+        b"   \r\n"
+        b'"Quoted ""topic""",\r\n'
+    )
+    report = import_prompts_csv(database, path, catalog)
+    assert report.inserted == 2
+    stored = _prompts(database)
+    assert stored["Coffee, tea and mate"].prompt == "Line one,\r\nline two"
+    assert stored['Quoted "topic"'].prompt is None
+
+
+def test_reimport_is_idempotent_and_updates_only_pending(
+    database: Database, catalog: PresetCatalog, tmp_path: Path
+) -> None:
+    first = "external_id,topic,priority\na,Alpha,1\nb,Beta,1\nc,Gamma,1\n"
+    path = _write(tmp_path, first)
+    import_prompts_csv(database, path, catalog)
+
+    again = import_prompts_csv(database, path, catalog)
+    assert (again.inserted, again.updated, again.unchanged) == (0, 0, 3)
+
+    with database.session() as session:
+        session.execute(
+            update(Prompt).where(Prompt.external_id == "c").values(status=PromptStatus.DONE)
+        )
+    _write(
+        tmp_path, "external_id,topic,priority\na,Alpha,1\nb,Beta v2,5\nc,Gamma v2,9\nd,Delta,0\n"
+    )
+    report = import_prompts_csv(database, path, catalog)
+    assert (report.inserted, report.updated, report.unchanged) == (1, 1, 2)
+    assert report.kept_processed == 1
+    stored = _prompts(database)
+    assert (stored["b"].topic, stored["b"].priority) == ("Beta v2", 5)  # pending: updated
+    assert (stored["c"].topic, stored["c"].priority) == ("Gamma", 1)  # done: kept
+    assert len(stored) == 4
+
+
+def test_rows_without_external_id_are_identified_by_content(
+    database: Database, catalog: PresetCatalog, tmp_path: Path
+) -> None:
+    path = _write(tmp_path, "topic,temperature\nAlpha,0.9\nBeta,\n")
+    import_prompts_csv(database, path, catalog)
+    report = import_prompts_csv(database, path, catalog)
+    assert (report.inserted, report.unchanged) == (0, 2)
+    # "0.90" is the same setting as "0.9": identity is on typed values, not on the text.
+    _write(tmp_path, "topic,temperature\nAlpha,0.90\nBeta,\nGamma,\n")
+    report = import_prompts_csv(database, path, catalog)
+    assert (report.inserted, report.unchanged) == (1, 2)
+    assert len(_prompts(database)) == 3
+
+
+def test_dry_run_counts_but_writes_nothing(
+    database: Database, catalog: PresetCatalog, tmp_path: Path
+) -> None:
+    path = _write(tmp_path, "topic\nAlpha\nBeta\n")
+    report = import_prompts_csv(database, path, catalog, dry_run=True)
+    assert (report.inserted, report.dry_run) == (2, True)
+    assert row_counts(database)["prompts"] == 0
+
+
+def test_skip_invalid_imports_valid_rows_and_writes_rejects(
+    database: Database, catalog: PresetCatalog, tmp_path: Path
+) -> None:
+    path = _write(
+        tmp_path,
+        "external_id,topic,top_p,x_note\n"
+        "a,Alpha,0.9,keep\n"
+        'b,,0.9,"no topic"\n'
+        "c,Gamma,1.5,bad p\n"
+        "d,Delta,,fine\n",
+    )
+    rejects = tmp_path / "out" / "rejected.csv"
+    rejects.parent.mkdir()
+    report = import_prompts_csv(database, path, catalog, skip_invalid=True, rejects_path=rejects)
+    assert (report.inserted, report.rejected) == (2, 2)
+    assert set(_prompts(database)) == {"a", "d"}
+    with rejects.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["line"] for r in rows] == ["3", "4"]
+    assert rows[0]["reason"] == "`topic`: is empty; every row needs a topic"
+    assert "`top_p`: input should be less than or equal to 1, got '1.5'" in rows[1]["reason"]
+    assert rows[1]["x_note"] == "bad p"  # original cells kept for fixing
+    assert list(rows[0]) == ["line", "reason", "external_id", "topic", "top_p", "x_note"]
+
+
+def test_skip_invalid_default_rejects_path(
+    database: Database, catalog: PresetCatalog, tmp_path: Path
+) -> None:
+    path = _write(tmp_path, "topic,priority\nAlpha,1\nBeta,high\n")
+    report = import_prompts_csv(database, path, catalog, skip_invalid=True)
+    assert report.rejects_path == tmp_path / "prompts.rejects.csv"
+    assert report.rejects_path.exists()
+
+
+def test_line_numbers_count_quoted_newlines_and_blank_lines(
+    catalog: PresetCatalog, tmp_path: Path
+) -> None:
+    path = _write(
+        tmp_path,
+        'topic,prompt\nAlpha,"one\ntwo\nthree"\n\nBeta,ok\n,missing topic\n"Gamma\nGamma",x\n'
+        "Delta,y\n",
+    )
+    parsed = read_prompts_csv(path, catalog)
+    assert [line for line, _ in parsed.valid] == [2, 6, 8, 10]
+    assert [r.line for r in parsed.rejects] == [7]
+
+
+def test_decoding_warnings_name_the_line(catalog: PresetCatalog, tmp_path: Path) -> None:
+    path = _write(tmp_path, "topic,preset,temperature\nAlpha,greedy,0.7\nBeta,,0.7\n")
+    parsed = read_prompts_csv(path, catalog)
+    assert len(parsed.valid) == 2
+    assert len(parsed.warnings) == 1
+    assert parsed.warnings[0].startswith("line 2: `temperature` is set but decoding is greedy")
+
+
+@pytest.mark.parametrize("header", ["Topic,PRESET", " topic , preset "])
+def test_header_names_are_case_and_space_insensitive(
+    catalog: PresetCatalog, tmp_path: Path, header: str
+) -> None:
+    parsed = read_prompts_csv(_write(tmp_path, f"{header}\nAlpha,beam\n"), catalog)
+    assert parsed.valid[0][1].preset == "beam"
