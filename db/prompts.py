@@ -83,7 +83,9 @@ def apply_upsert(session: Session, plan: UpsertPlan) -> None:
     if plan.inserts:
         now = utcnow()
         rows = [{**row, "created_at": now, "updated_at": now} for row in plan.inserts]
-        session.execute(insert(Prompt), rows)
+        # render_nulls: rows whose None-valued columns differ still go out in one batch (the ORM
+        # otherwise splits the batch at every change in which keys are None).
+        session.execute(insert(Prompt).execution_options(render_nulls=True), rows)
     session.flush()
 
 

@@ -95,9 +95,13 @@ class Database:
                 pass
         except OperationalError as exc:
             engine.dispose()
+            fix = (
+                "Check that its directory exists and is writable"
+                if engine.dialect.name == "sqlite"
+                else "Check that the server is running and ARTICLEGEN_DATABASE_URL is right"
+            )
             raise DatabaseError(
-                f"cannot connect to database {safe_url(parsed)}: {_first_line(exc)}. Check that "
-                "the server is running and ARTICLEGEN_DATABASE_URL is right"
+                f"cannot connect to database {safe_url(parsed)}: {_first_line(exc)}. {fix}"
             ) from None
         if migrate:
             from db.migrate import upgrade

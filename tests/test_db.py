@@ -163,5 +163,9 @@ def test_not_a_url() -> None:
 
 
 def test_sqlite_file_in_missing_directory(tmp_path: Path) -> None:
-    with pytest.raises(DatabaseError, match="cannot connect to database"):
+    with pytest.raises(DatabaseError) as caught:
         Database.open(f"sqlite:///{tmp_path / 'missing' / 'a.db'}")
+    assert str(caught.value) == (
+        f"cannot connect to database sqlite:///{tmp_path / 'missing' / 'a.db'}: unable to open "
+        "database file. Check that its directory exists and is writable"
+    )
