@@ -9,7 +9,9 @@ its traceback.
     ├── InputError           a file or value handed to us cannot be used
     │   └── ImportRejected   a CSV import found invalid rows; nothing was written
     ├── NotFoundError        an id or name given by the user does not exist
-    └── DatabaseError        the database cannot be reached, migrated or written
+    ├── DatabaseError        the database cannot be reached, migrated or written
+    ├── ModelError           a model or tokenizer cannot be loaded or built
+    └── TemplateError        a Jinja template is missing, broken, or needs a missing variable
 
 Messages say what happened and what to do, naming the file, row, field or value at fault.
 """
@@ -22,7 +24,9 @@ __all__ = [
     "DatabaseError",
     "ImportRejected",
     "InputError",
+    "ModelError",
     "NotFoundError",
+    "TemplateError",
 ]
 
 
@@ -57,4 +61,15 @@ class DatabaseError(ArticlegenError):
     """Raised when the database cannot be reached, migrated or written.
 
     Messages show the database URL with its password hidden.
+    """
+
+
+class ModelError(ArticlegenError):
+    """Raised when a model or tokenizer cannot be loaded (offline, missing files) or built."""
+
+
+class TemplateError(ArticlegenError):
+    """Raised when a template is missing, has a syntax error, or uses an undefined variable.
+
+    The message names the template and, where Jinja knows it, the line.
     """

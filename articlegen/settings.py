@@ -7,6 +7,7 @@ never reads the environment itself. Every setting is documented in the README (a
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -36,6 +37,33 @@ class Settings(BaseSettings):
             "A TOML file of extra decoding presets. Its presets are added to the bundled ones "
             "and override them by name."
         ),
+    )
+    model: str = Field(
+        default="gpt2",
+        min_length=1,
+        description=(
+            "Hugging Face Hub id or local directory of the causal language model. GPT-2 small "
+            "(124M parameters) is the default: it runs on a CPU."
+        ),
+    )
+    model_revision: str | None = Field(
+        default=None,
+        description="Hub revision (branch, tag or commit) of the model; unset means the latest.",
+    )
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field(
+        default="auto",
+        description="Where the model runs; `auto` takes CUDA, then Apple's MPS, then the CPU.",
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        default="auto",
+        description=(
+            "Weight precision; `auto` is bfloat16 (or float16) on GPUs that support it and "
+            "float32 on the CPU, where bfloat16 changes the numbers and is opt-in."
+        ),
+    )
+    templates_dir: Path | None = Field(
+        default=None,
+        description="A directory of your Jinja templates; they override the bundled ones by name.",
     )
 
 

@@ -187,7 +187,20 @@ class DecodingConfig(BaseModel):
                 f"`min_new_tokens` ({self.min_new_tokens}) exceeds `max_new_tokens` "
                 f"({self.max_new_tokens}): lower `min_new_tokens` or raise `max_new_tokens`"
             )
-        # 2. Moot: sampling controls under greedy or beam decoding are ignored by the decoder.
+        # 2. Unsupported: beam search here is deterministic; per-article seeds make sampling
+        #    reproducible only without beams, and per-step noise has no meaning per beam.
+        if self.num_beams > 1 and self.do_sample:
+            raise ValueError(
+                f"`num_beams` is {self.num_beams} with `do_sample` true (beam sampling), which "
+                "articlegen does not support: set `do_sample` false for beam search, or "
+                "`num_beams` 1 for sampling"
+            )
+        if self.num_beams > 1 and self.noise_every_step:
+            raise ValueError(
+                "`noise_every_step` needs `num_beams` 1: beam search takes prompt noise only; "
+                "drop `noise_every_step` or set `num_beams` 1"
+            )
+        # 3. Moot: sampling controls under greedy or beam decoding are ignored by the decoder.
         if not self.do_sample:
             for name, neutral in _NEUTRAL_SAMPLING.items():
                 if name in self.model_fields_set and getattr(self, name) != neutral:
@@ -198,7 +211,7 @@ class DecodingConfig(BaseModel):
                         DecodingWarning,
                         stacklevel=2,
                     )
-        # 3. Moot: beam-only controls without beams.
+        # 4. Moot: beam-only controls without beams.
         if self.num_beams == 1:
             for name in _BEAM_ONLY:
                 if name in self.model_fields_set:
@@ -208,7 +221,7 @@ class DecodingConfig(BaseModel):
                         DecodingWarning,
                         stacklevel=2,
                     )
-        # 4. Moot: per-step noise with no noise.
+        # 5. Moot: per-step noise with no noise.
         if self.noise_every_step and self.noise_sigma == 0:
             warnings.warn(
                 "`noise_every_step` is true but `noise_sigma` is 0, so no noise is added: set "
@@ -217,6 +230,41 @@ class DecodingConfig(BaseModel):
                 stacklevel=2,
             )
         return self
+
+    def to_generation_config(
+        self, eos_token_id: int | None, pad_token_id: int | None, **extra: Any
+    ) -> Any:
+        """The equivalent `transformers.GenerationConfig` (seed and noise are articlegen's own).
+
+        Sampling controls are set only when sampling, as transformers expects.
+        """
+        # Imported here: transformers takes seconds to import and most callers never need it.
+        from transformers import GenerationConfig
+
+        sampling: dict[str, Any] = {}
+        if self.do_sample:
+            sampling = {
+                "temperature": self.temperature,
+                "top_k": self.top_k or None,
+                "top_p": self.top_p,
+                "typical_p": self.typical_p,
+                "min_p": self.min_p or None,
+            }
+        return GenerationConfig(  # type: ignore[no-untyped-call]
+            do_sample=self.do_sample,
+            num_beams=self.num_beams,
+            length_penalty=self.length_penalty,
+            early_stopping=self.early_stopping,
+            repetition_penalty=self.repetition_penalty,
+            no_repeat_ngram_size=self.no_repeat_ngram_size or None,
+            max_new_tokens=self.max_new_tokens,
+            min_new_tokens=self.min_new_tokens or None,
+            stop_strings=list(self.stop_strings) or None,
+            eos_token_id=eos_token_id,
+            pad_token_id=pad_token_id,
+            **sampling,
+            **extra,
+        )
 
 
 DECODING_FIELDS: tuple[str, ...] = tuple(DecodingConfig.model_fields)

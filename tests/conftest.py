@@ -8,7 +8,14 @@ under CI=true, where a missing server must never pass silently.
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
+
+# No test touches the network: the Hub is off and its cache is a fresh, empty directory. Set
+# before anything imports huggingface_hub, which reads these once.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="articlegen-hf-")
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +28,8 @@ from sqlalchemy import func, select
 from articlegen.cli import cli
 from db import Article, Database, Job, Prompt
 from generator import PresetCatalog, load_presets
+from generator.loading import LoadedModel, ModelSpec, load_model
+from generator.model_init import EOS_TOKEN, init_model
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "ARTICLEGEN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -114,3 +123,61 @@ def row_counts(db: Database) -> dict[str, int]:
             model.__tablename__: session.scalar(select(func.count()).select_from(model)) or 0
             for model in (Prompt, Job, Article)
         }
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random tiny GPT-2 with a BPE tokenizer, built as `articlegen model init` builds it."""
+    path = tmp_path_factory.mktemp("models") / "tiny"
+    init_model(path, size="tiny", seed=0)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_model_dir: Path) -> LoadedModel:
+    """The tiny model, loaded through the same loader the product uses."""
+    return load_model(ModelSpec(str(tiny_model_dir)))
+
+
+MICRO_WORDS = [
+    EOS_TOKEN,
+    *"alpha beta gamma delta eps zeta eta theta iota kappa lam mu nu xi omi".split(),
+]
+
+
+@pytest.fixture(scope="session")
+def micro_model(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
+    """A GPT-2 over a 16-word vocabulary: small enough to search exhaustively.
+
+    Its weights are drawn wider than GPT-2's init so next-token distributions are peaked and
+    varied, which makes the decoding property tests discriminating.
+    """
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import WhitespaceSplit
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    vocab = {word: i for i, word in enumerate(MICRO_WORDS)}
+    backend = Tokenizer(WordLevel(vocab, unk_token=EOS_TOKEN))
+    backend.pre_tokenizer = WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
+        tokenizer_object=backend, eos_token=EOS_TOKEN, unk_token=EOS_TOKEN
+    )
+    config = GPT2Config(
+        vocab_size=len(vocab),
+        n_positions=64,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        initializer_range=0.4,
+        bos_token_id=0,
+        eos_token_id=0,
+    )
+    import torch
+
+    torch.manual_seed(1)
+    model = GPT2LMHeadModel(config)
+    path = tmp_path_factory.mktemp("models") / "micro"
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return load_model(ModelSpec(str(path)))

@@ -214,3 +214,65 @@ def test_console_script_shows_no_traceback(tmp_path: Path) -> None:
     assert done.stdout == ""
     assert done.stderr.startswith(f"Error: {bad}: 1 invalid row, nothing imported:\n  line 2: ")
     assert "Traceback" not in done.stderr
+
+
+def test_model_init_command(tmp_path: Path) -> None:
+    target = tmp_path / "m"
+    result = CliRunner().invoke(cli, ["model", "init", str(target)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("Wrote a random tiny GPT-2 (")
+    assert result.stdout.endswith(f"Use it with ARTICLEGEN_MODEL={target}\n")
+    assert (target / "tokenizer.json").exists()
+    again = CliRunner().invoke(cli, ["model", "init", str(target)])
+    assert again.exit_code == 1
+    assert again.stderr == f"Error: {target} exists and is not empty: choose a new directory\n"
+
+
+def test_preview_writes_one_article(tiny_model_dir: Path) -> None:
+    env = {"ARTICLEGEN_MODEL": str(tiny_model_dir)}
+    args = ["preview", "Night trains", "--set", "max_new_tokens=30", "--seed", "3"]
+    result = CliRunner().invoke(cli, args, env=env)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("# Night trains\n")
+    assert "(nucleus, seed 3)" in result.stdout
+    assert result.stderr.endswith(", seed 3\n")
+    assert " 30 tokens (length)" in result.stderr
+    again = CliRunner().invoke(cli, args, env=env)
+    assert again.stdout == result.stdout  # the seed reproduces the article
+    html = CliRunner().invoke(cli, [*args, "--format", "html"], env=env)
+    assert html.stdout.startswith("<!doctype html>")
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (
+            ["--set", "temprature=1"],
+            1,
+            "Error: decoding settings (preset `nucleus`): `temprature`: "
+            "unknown setting (did you mean `temperature`?)\n",
+        ),
+        (["--set", "temperature"], 2, "--set takes NAME=VALUE"),
+        (
+            ["--preset", "greedy", "--set", "top_p=0.5", "--set", "max_new_tokens=2"],
+            0,
+            "Warning: `top_p` is set but decoding is greedy",
+        ),
+    ],
+)
+def test_preview_settings_errors(
+    tiny_model_dir: Path, args: list[str], code: int, message: str
+) -> None:
+    env = {"ARTICLEGEN_MODEL": str(tiny_model_dir)}
+    result = CliRunner().invoke(cli, ["preview", "Trains", *args], env=env)
+    assert result.exit_code == code
+    assert result.stderr.startswith(message) or message in result.stderr
+
+
+def test_preview_offline_hub_model_explains_the_ways_out() -> None:
+    result = CliRunner().invoke(cli, ["preview", "Trains"], env={"ARTICLEGEN_MODEL": "gpt2"})
+    assert result.exit_code == 1
+    assert result.stderr.startswith(
+        "Error: cannot load model 'gpt2': the Hugging Face Hub can't be reached"
+    )
+    assert "Traceback" not in result.output

@@ -47,6 +47,8 @@ INVALID = [
     ({"stop_strings": "[not json"}, "stop_strings", "JSON array"),
     ({"temprature": 0.5}, "temprature", "did you mean `temperature`?"),
     ({"min_new_tokens": 300, "max_new_tokens": 200}, "min_new_tokens", "exceeds"),
+    ({"num_beams": 4}, "num_beams", "beam sampling"),
+    ({"num_beams": 4, "do_sample": False, "noise_every_step": True}, "noise_every_step", "needs"),
 ]
 
 

@@ -1,0 +1,153 @@
+"""From prompts to finished articles: generate, post-process, measure, render.
+
+`ArticleWriter.write` is the whole per-batch pipeline that flows and the CLI call. A prompt
+that cannot be written (too long, a broken template) comes back as an `ArticleFailure` with the
+reason; the others are unaffected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from articlegen.errors import TemplateError
+from generator.decoding import DecodingConfig
+from generator.engine import Engine, Generation, GenerationFailure, GenerationRequest
+from generator.metrics import ArticleMetrics, QualityThresholds, article_metrics, batch_metrics
+from generator.postprocess import PostprocessConfig, ProcessedText, postprocess
+from generator.templates import Templates
+
+__all__ = ["ArticleFailure", "ArticleInput", "ArticleWriter", "WrittenArticle"]
+
+DEFAULT_TEMPLATE = "article"
+PROMPT_TEMPLATE = "prompt.txt.j2"
+# Output format -> template file suffix. A prompt's `template` names the stem.
+FORMATS = {"markdown": ".md.j2", "html": ".html.j2"}
+
+
+@dataclass(frozen=True)
+class ArticleInput:
+    """One article to write."""
+
+    key: Hashable
+    topic: str
+    decoding: DecodingConfig
+    seed: int
+    preset: str
+    prompt: str | None = None  # None: built from prompt.txt.j2, the topic and `extra`
+    extra: Mapping[str, str] = field(default_factory=dict)
+    template: str | None = None  # stem of the article templates; None: "article"
+
+
+@dataclass(frozen=True)
+class WrittenArticle:
+    """A finished article with everything needed to store, review and reproduce it."""
+
+    key: Hashable
+    prompt_text: str
+    generation: Generation
+    text: ProcessedText
+    metrics: ArticleMetrics
+    rendered: dict[str, str]
+    template_name: str
+    template_version: str
+
+
+@dataclass(frozen=True)
+class ArticleFailure:
+    """An article that could not be written, and why."""
+
+    key: Hashable
+    reason: str
+
+
+@dataclass
+class ArticleWriter:
+    """Writes batches of articles with one engine and one template environment."""
+
+    engine: Engine
+    templates: Templates
+    postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
+    thresholds: QualityThresholds = field(default_factory=QualityThresholds)
+
+    def write(
+        self, inputs: Sequence[ArticleInput]
+    ) -> tuple[list[WrittenArticle | ArticleFailure], dict[str, float | None]]:
+        """Write every input (outcomes in input order) and measure the batch as a whole."""
+        outcomes: dict[Hashable, WrittenArticle | ArticleFailure] = {}
+        prompts: dict[Hashable, str] = {}
+        requests = []
+        for item in inputs:
+            try:
+                prompts[item.key] = self.prompt_text(item)
+            except TemplateError as exc:
+                outcomes[item.key] = ArticleFailure(item.key, str(exc))
+                continue
+            requests.append(
+                GenerationRequest(item.key, prompts[item.key], item.decoding, item.seed)
+            )
+        by_key = {item.key: item for item in inputs}
+        for generated in self.engine.generate(requests):
+            if isinstance(generated, GenerationFailure):
+                outcomes[generated.key] = ArticleFailure(generated.key, generated.reason)
+                continue
+            item = by_key[generated.key]
+            try:
+                outcomes[item.key] = self._finish(item, prompts[item.key], generated)
+            except TemplateError as exc:
+                outcomes[item.key] = ArticleFailure(item.key, str(exc))
+        written = [o.text.body for o in outcomes.values() if isinstance(o, WrittenArticle)]
+        return [outcomes[item.key] for item in inputs], batch_metrics(written)
+
+    def prompt_text(self, item: ArticleInput) -> str:
+        """The text the model continues: the prompt as given, or the prompt template's."""
+        if item.prompt:
+            return item.prompt
+        context = {"topic": item.topic, "extra": dict(item.extra)}
+        return self.templates.render(PROMPT_TEMPLATE, context).text
+
+    def _finish(self, item: ArticleInput, prompt: str, generated: Generation) -> WrittenArticle:
+        text = postprocess(generated.text, prompt=prompt, topic=item.topic, config=self.postprocess)
+        metrics = article_metrics(
+            generated.text,
+            text.body,
+            generated.token_logprobs,
+            generated.finish_reason,
+            self.thresholds,
+        )
+        context: dict[str, Any] = {
+            "title": text.title,
+            "topic": item.topic,
+            "prompt": prompt,
+            "body": text.body,
+            "paragraphs": list(text.paragraphs),
+            "extra": dict(item.extra),
+            "meta": {
+                "model": self.engine.loaded.name,
+                "revision": self.engine.loaded.revision,
+                "preset": item.preset,
+                "seed": item.seed,
+                "words": metrics.word_count,
+                "perplexity": metrics.perplexity,
+                "flags": list(metrics.flags),
+                "tokens": generated.tokens_generated,
+                "finish_reason": generated.finish_reason,
+            },
+        }
+        stem = item.template or DEFAULT_TEMPLATE
+        rendered, versions = {}, []
+        for fmt, suffix in FORMATS.items():
+            result = self.templates.render(stem + suffix, context)
+            rendered[fmt] = result.text
+            versions.append(result.version)
+        return WrittenArticle(
+            key=item.key,
+            prompt_text=prompt,
+            generation=generated,
+            text=text,
+            metrics=metrics,
+            rendered=rendered,
+            template_name=stem,
+            template_version="-".join(v[:6] for v in versions),
+        )

@@ -1,0 +1,453 @@
+"""Batched generation: many prompts, one model, each article reproducible from its own seed.
+
+`Engine.generate` takes requests (prompt text, decoding config, seed) and returns one outcome per
+request, in order: a `Generation`, or a `GenerationFailure` for a prompt that cannot run (too
+long for the context). Requests are grouped by the settings a batch must share, sorted by
+length so padding stays small, and cut into batches of `batch_size`.
+
+Greedy and sampled rows run in our own decoding loop (`generator.sampling` picks every row's
+token at once, from per-article uniforms drawn in advance), so an article's text does not depend
+on its batch. Beam search runs through transformers' `generate`.
+
+Embedding noise: with `noise_sigma` > 0, Gaussian noise of standard deviation
+`noise_sigma * rms(E)` (E the input embedding matrix) is added to the prompt's word embeddings,
+and with `noise_every_step` to each generated token's embedding too. Measuring sigma against the
+embedding's RMS makes one value mean the same for models of any width.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections import defaultdict
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from transformers import DynamicCache, StopStringCriteria
+
+from generator.decoding import DecodingConfig
+from generator.loading import LoadedModel
+from generator.sampling import RowSettings, choose_tokens, process_logits
+
+__all__ = [
+    "Engine",
+    "FinishReason",
+    "Generation",
+    "GenerationFailure",
+    "GenerationRequest",
+    "derive_seed",
+    "fresh_seed",
+]
+
+FinishReason = Literal["eos", "length", "stop_string"]
+_SEED_BITS = 63
+
+
+def derive_seed(base: int, *parts: int | str) -> int:
+    """A seed for one article from a base seed and its identity (prompt, variant, version)."""
+    text = ":".join(str(p) for p in (base, *parts))
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> (64 - _SEED_BITS)
+
+
+def fresh_seed() -> int:
+    """A random seed, for articles whose config sets none (it is recorded with the article)."""
+    return secrets.randbits(_SEED_BITS)
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One article to generate. `key` is the caller's, handed back with the outcome."""
+
+    key: Hashable
+    prompt: str
+    config: DecodingConfig
+    seed: int
+
+
+@dataclass(frozen=True)
+class Generation:
+    """A generated continuation and its measurements."""
+
+    key: Hashable
+    text: str
+    token_ids: tuple[int, ...]
+    token_logprobs: tuple[float, ...]  # log p(token) under the model, before any filtering
+    prompt_tokens: int
+    finish_reason: FinishReason
+    seconds: float  # this article's share of its batch's wall time, by tokens generated
+    batch_size: int  # how many articles its batch held (smaller after an out-of-memory split)
+    step_logits: tuple[torch.Tensor, ...] = field(default=(), repr=False)
+
+    @property
+    def tokens_generated(self) -> int:
+        """Tokens produced, the end-of-text token included."""
+        return len(self.token_ids)
+
+
+@dataclass(frozen=True)
+class GenerationFailure:
+    """A request that could not be generated, and why, in words for the user."""
+
+    key: Hashable
+    reason: str
+
+
+Outcome = Generation | GenerationFailure
+# One decoded row: token ids, their log-probabilities, why it ended, raw logits per step.
+_Row = tuple[list[int], list[float], FinishReason, tuple[torch.Tensor, ...]]
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    index: int
+    request: GenerationRequest
+    ids: list[int]
+
+
+class Engine:
+    """Generates articles with one loaded model. Not thread-safe: one engine per worker."""
+
+    def __init__(
+        self, loaded: LoadedModel, batch_size: int = 8, keep_step_logits: bool = False
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.loaded = loaded
+        self.batch_size = batch_size
+        # Tests inspect the raw distribution of every step; off by default (it is B x T x V).
+        self.keep_step_logits = keep_step_logits
+        tokenizer = loaded.tokenizer
+        self.eos_id: int | None = tokenizer.eos_token_id
+        # GPT-2 has no pad token. Pad positions are masked out, so any id does; use eos.
+        self.pad_id: int = (
+            tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (self.eos_id or 0)
+        )
+        embeddings = loaded.model.get_input_embeddings()
+        self._embed = embeddings
+        self._embedding_rms = float(embeddings.weight.detach().float().pow(2).mean().sqrt())
+        # Ids past the tokenizer's vocabulary (padded embedding rows) decode to nothing.
+        self.vocab_limit = min(len(tokenizer), loaded.model.config.vocab_size)
+
+    # --- public ---------------------------------------------------------------------------
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Outcome]:
+        """Generate every request; outcomes come back in request order."""
+        outcomes: list[Outcome | None] = [None] * len(requests)
+        groups: dict[Hashable, list[_Prepared]] = defaultdict(list)
+        context = self.loaded.context_length
+        for index, request in enumerate(requests):
+            ids = self._encode(request.prompt)
+            needed = len(ids) + request.config.max_new_tokens
+            if needed > context:
+                outcomes[index] = GenerationFailure(
+                    request.key,
+                    f"the prompt is {len(ids)} tokens; with max_new_tokens "
+                    f"{request.config.max_new_tokens} that is {needed}, over the model's context "
+                    f"of {context} tokens: shorten the prompt or lower max_new_tokens",
+                )
+                continue
+            groups[_batch_key(request.config)].append(_Prepared(index, request, ids))
+        for members in groups.values():
+            # Similar lengths together: less padding, less wasted arithmetic.
+            members.sort(key=lambda p: len(p.ids))
+            for start in range(0, len(members), self.batch_size):
+                for prepared, outcome in self._run_splitting(
+                    members[start : start + self.batch_size]
+                ):
+                    outcomes[prepared.index] = outcome
+        assert all(o is not None for o in outcomes)
+        return [o for o in outcomes if o is not None]
+
+    # --- batches ----------------------------------------------------------------------------
+
+    def _encode(self, prompt: str) -> list[int]:
+        ids: list[int] = self.loaded.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        # An empty prompt starts from end-of-text, as GPT-2 was trained to begin a document.
+        return ids or [self.eos_id if self.eos_id is not None else self.pad_id]
+
+    def _run_splitting(self, batch: list[_Prepared]) -> list[tuple[_Prepared, Outcome]]:
+        try:
+            return self._run(batch)
+        except torch.OutOfMemoryError:
+            if len(batch) == 1:
+                return [
+                    (
+                        batch[0],
+                        GenerationFailure(
+                            batch[0].request.key,
+                            "out of GPU memory even alone: lower max_new_tokens or use a "
+                            "smaller model",
+                        ),
+                    )
+                ]
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            half = len(batch) // 2
+            return self._run_splitting(batch[:half]) + self._run_splitting(batch[half:])
+
+    @torch.inference_mode()
+    def _run(self, batch: list[_Prepared]) -> list[tuple[_Prepared, Outcome]]:
+        started = time.perf_counter()
+        beams = batch[0].request.config.num_beams > 1
+        rows = self._beam(batch) if beams else self._loop(batch)
+        seconds = time.perf_counter() - started
+        total_tokens = sum(len(ids) for ids, _, _, _ in rows) or 1
+        results: list[tuple[_Prepared, Outcome]] = []
+        for prepared, (ids, logprobs, reason, step_logits) in zip(batch, rows, strict=True):
+            text = self._decode(ids, reason, prepared.request.config)
+            results.append(
+                (
+                    prepared,
+                    Generation(
+                        key=prepared.request.key,
+                        text=text,
+                        token_ids=tuple(ids),
+                        token_logprobs=tuple(logprobs),
+                        prompt_tokens=len(prepared.ids),
+                        finish_reason=reason,
+                        seconds=seconds * len(ids) / total_tokens,
+                        batch_size=len(batch),
+                        step_logits=step_logits,
+                    ),
+                )
+            )
+        return results
+
+    def _decode(self, ids: list[int], reason: FinishReason, config: DecodingConfig) -> str:
+        text = str(self.loaded.tokenizer.decode(ids, skip_special_tokens=True))
+        if reason == "stop_string":
+            cuts = [text.find(s) for s in config.stop_strings if s in text]
+            text = text[: min(cuts)] if cuts else text
+        return text
+
+    def _left_pad(self, batch: list[_Prepared]) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(len(p.ids) for p in batch)
+        ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, prepared in enumerate(batch):
+            n = len(prepared.ids)
+            ids[row, width - n :] = torch.tensor(prepared.ids)
+            mask[row, width - n :] = 1
+        device = self.loaded.device
+        return ids.to(device), mask.to(device)
+
+    def _noise(self, batch: list[_Prepared], width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-row uniforms [B, T] and noise [B, width + T, D], drawn from each article's seed.
+
+        Drawn on the CPU from a generator per article, in a fixed order, so a row's randomness
+        is the same whatever the batch, the device or the other rows' lengths.
+        """
+        steps = max(p.request.config.max_new_tokens for p in batch)
+        dim = self._embed.weight.shape[1]
+        uniforms = torch.ones((len(batch), steps))
+        noise = torch.zeros((len(batch), width + steps, dim))
+        for row, prepared in enumerate(batch):
+            config = prepared.request.config
+            generator = torch.Generator().manual_seed(prepared.request.seed)
+            # 1 - U[0, 1) lies in (0, 1]: the inverse-CDF draw never lands on an empty token.
+            uniforms[row, : config.max_new_tokens] = 1 - torch.rand(
+                config.max_new_tokens, generator=generator
+            )
+            if config.noise_sigma > 0:
+                n = len(prepared.ids)
+                scale = config.noise_sigma * self._embedding_rms
+                noise[row, width - n : width] = scale * torch.randn(n, dim, generator=generator)
+                if config.noise_every_step:
+                    noise[row, width : width + config.max_new_tokens] = scale * torch.randn(
+                        config.max_new_tokens, dim, generator=generator
+                    )
+        return uniforms.to(self.loaded.device), noise.to(self.loaded.device)
+
+    def _prompt_embeddings(
+        self, batch: list[_Prepared], ids: torch.Tensor, noise: torch.Tensor
+    ) -> torch.Tensor:
+        embeds: torch.Tensor = self._embed(ids)
+        if any(p.request.config.noise_sigma > 0 for p in batch):
+            # Rows with sigma 0 get exact zeros added: their output equals plain decoding.
+            embeds = embeds + noise[:, : ids.shape[1]].to(embeds.dtype)
+        return embeds
+
+    def _loop(self, batch: list[_Prepared]) -> list[_Row]:
+        """Greedy and sampled decoding with a KV cache; every step handles all rows at once."""
+        model = self.loaded.model
+        device = self.loaded.device
+        config0 = batch[0].request.config
+        ids, mask = self._left_pad(batch)
+        batch_size, width = ids.shape
+        settings = RowSettings.stack([p.request.config for p in batch], device)
+        uniforms, noise = self._noise(batch, width)
+        steps = uniforms.shape[1]
+        step_noise = any(p.request.config.noise_every_step for p in batch)
+        no_repeat = _no_repeat_processor(config0)
+        stop = (
+            StopStringCriteria(self.loaded.tokenizer, list(config0.stop_strings))
+            if config0.stop_strings
+            else None
+        )
+        vocab = model.config.vocab_size
+
+        # Which tokens each row has seen, for the repetition penalty (pads excluded).
+        seen = torch.zeros((batch_size, vocab + 1), dtype=torch.bool, device=device)
+        seen.scatter_(1, torch.where(mask.bool(), ids, vocab), True)
+        seen = seen[:, :vocab]
+
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache()
+        out = model(
+            inputs_embeds=self._prompt_embeddings(batch, ids, noise),
+            attention_mask=mask,
+            position_ids=positions,
+            cache=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        generated = torch.full((batch_size, steps), self.pad_id, dtype=torch.long, device=device)
+        logprobs = torch.zeros((batch_size, steps), device=device)
+        lengths = torch.zeros(batch_size, dtype=torch.long, device=device)
+        finished = torch.zeros(batch_size, dtype=torch.bool, device=device)
+        reasons = torch.zeros(batch_size, dtype=torch.long, device=device)  # 1 eos 2 len 3 stop
+        kept: list[torch.Tensor] = []
+        for step in range(steps):
+            logits = out.logits[:, -1, :].float()
+            if self.vocab_limit < vocab:
+                logits[:, self.vocab_limit :] = float("-inf")
+            if self.keep_step_logits:
+                kept.append(logits.cpu())
+            scores = process_logits(logits, settings, seen, step, self.eos_id)
+            if no_repeat is not None:
+                history = torch.cat([ids, generated[:, :step]], dim=1)
+                scores = no_repeat(history, scores)
+            token = choose_tokens(scores, settings, uniforms[:, step])
+            token = torch.where(finished, self.pad_id, token)
+            generated[:, step] = token
+            logprobs[:, step] = logits.log_softmax(-1).gather(1, token[:, None]).squeeze(1)
+            lengths += (~finished).long()
+            running = ~finished
+            if self.eos_id is not None:
+                ended = running & (token == self.eos_id)
+                reasons = torch.where(ended, 1, reasons)
+                finished = finished | ended
+            full = ~finished & (lengths >= settings.max_new_tokens)
+            reasons = torch.where(full, 2, reasons)
+            finished = finished | full
+            if stop is not None:
+                history = torch.cat([ids, generated[:, : step + 1]], dim=1)
+                stopped = ~finished & stop(history, scores)
+                reasons = torch.where(stopped, 3, reasons)
+                finished = finished | stopped
+            if bool(finished.all()):
+                break
+            seen[torch.arange(batch_size, device=device), token] = True
+            mask = torch.cat([mask, mask.new_ones((batch_size, 1))], dim=1)
+            positions = positions[:, -1:] + 1
+            embeds = self._embed(token[:, None])
+            if step_noise:
+                embeds = embeds + noise[:, width + step : width + step + 1].to(embeds.dtype)
+            out = model(
+                inputs_embeds=embeds,
+                attention_mask=mask,
+                position_ids=positions,
+                cache=cache,
+                use_cache=True,
+            )
+        names: dict[int, FinishReason] = {1: "eos", 2: "length", 3: "stop_string"}
+        rows: list[_Row] = []
+        for row in range(batch_size):
+            n = int(lengths[row])
+            step_logits = tuple(k[row] for k in kept[:n])
+            rows.append(
+                (
+                    generated[row, :n].tolist(),
+                    logprobs[row, :n].tolist(),
+                    names.get(int(reasons[row]), "length"),
+                    step_logits,
+                )
+            )
+        return rows
+
+    def _beam(self, batch: list[_Prepared]) -> list[_Row]:
+        """Beam search through transformers; the batch shares one config (but not the noise)."""
+        model = self.loaded.model
+        config = batch[0].request.config
+        ids, mask = self._left_pad(batch)
+        _, noise = self._noise(batch, ids.shape[1])
+        embeds = self._prompt_embeddings(batch, ids, noise)
+        vocab = model.config.vocab_size
+        generation_config = config.to_generation_config(
+            self.eos_id,
+            self.pad_id,
+            suppress_tokens=list(range(self.vocab_limit, vocab)) or None,
+        )
+        extra: dict[str, Any] = {"tokenizer": self.loaded.tokenizer} if config.stop_strings else {}
+        # The ids ride along with the (noised) embeddings so that n-gram blocking and the
+        # repetition penalty see the prompt, as in our own loop; the output then starts with
+        # the prompt, which is cut off below.
+        sequences = model.generate(
+            input_ids=ids,
+            inputs_embeds=embeds,
+            attention_mask=mask,
+            generation_config=generation_config,
+            **extra,
+        )
+        rows: list[_Row] = []
+        texts: list[list[int]] = []
+        for row in range(len(batch)):
+            tokens = sequences[row, ids.shape[1] :].tolist()
+            if self.eos_id is not None and self.eos_id in tokens:
+                tokens = tokens[: tokens.index(self.eos_id) + 1]
+            texts.append(tokens)
+        logprobs = self._score(embeds, mask, texts)
+        for tokens, row_logprobs in zip(texts, logprobs, strict=True):
+            text = self.loaded.tokenizer.decode(tokens, skip_special_tokens=True)
+            reason: FinishReason
+            if self.eos_id is not None and tokens and tokens[-1] == self.eos_id:
+                reason = "eos"
+            elif any(s in text for s in config.stop_strings):
+                reason = "stop_string"
+            else:
+                reason = "length"
+            rows.append((tokens, row_logprobs, reason, ()))
+        return rows
+
+    def _score(
+        self, prompt_embeds: torch.Tensor, prompt_mask: torch.Tensor, outputs: list[list[int]]
+    ) -> list[list[float]]:
+        """log p(token) of each output token under the model, by one teacher-forced pass."""
+        width = max((len(o) for o in outputs), default=0)
+        if width == 0:
+            return [[] for _ in outputs]
+        device = self.loaded.device
+        tokens = torch.full((len(outputs), width), self.pad_id, dtype=torch.long, device=device)
+        out_mask = torch.zeros_like(tokens)
+        for row, output in enumerate(outputs):
+            tokens[row, : len(output)] = torch.tensor(output, device=device)
+            out_mask[row, : len(output)] = 1
+        embeds = torch.cat([prompt_embeds, self._embed(tokens)], dim=1)
+        mask = torch.cat([prompt_mask, out_mask], dim=1)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        logits = self.loaded.model(
+            inputs_embeds=embeds, attention_mask=mask, position_ids=positions
+        ).logits.float()
+        # The logits at position t predict token t + 1: take the slice that predicts outputs.
+        start = prompt_embeds.shape[1] - 1
+        log_probs = logits[:, start : start + width].log_softmax(-1)
+        chosen = log_probs.gather(2, tokens[:, :, None]).squeeze(2)
+        return [chosen[row, : len(o)].tolist() for row, o in enumerate(outputs)]
+
+
+def _batch_key(config: DecodingConfig) -> Hashable:
+    """What a batch must share. Sampling settings vary per row; beam search shares all."""
+    if config.num_beams > 1:
+        return ("beam", config.model_copy(update={"seed": None, "noise_sigma": 0.0}))
+    return ("loop", config.no_repeat_ngram_size, config.stop_strings)
+
+
+def _no_repeat_processor(config: DecodingConfig) -> Any:
+    if not config.no_repeat_ngram_size:
+        return None
+    from transformers import NoRepeatNGramLogitsProcessor
+
+    return NoRepeatNGramLogitsProcessor(config.no_repeat_ngram_size)

@@ -1,0 +1,183 @@
+"""Loading causal language models: device and dtype choice, a per-process cache, provenance.
+
+Any `AutoModelForCausalLM` loads, from a Hub id or a local directory. A model is loaded once per
+process for each (name, revision, device, dtype) and shared; a lock keeps threads that ask at
+the same moment from loading it twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from huggingface_hub import try_to_load_from_cache
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+from transformers.utils import logging as transformers_logging
+from transformers.utils.hub import extract_commit_hash
+
+from articlegen.errors import ModelError
+
+__all__ = ["LoadedModel", "ModelSpec", "load_model", "resolve_device", "resolve_dtype"]
+
+Device = Literal["auto", "cpu", "cuda", "mps"]
+DType = Literal["auto", "float32", "bfloat16", "float16"]
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which model to load, and where. Hashable: it keys the process-wide cache."""
+
+    name: str
+    revision: str | None = None
+    device: Device = "auto"
+    dtype: DType = "auto"
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model ready to generate, with what is needed to reproduce its output."""
+
+    model: Any  # a transformers PreTrainedModel in eval mode
+    tokenizer: PreTrainedTokenizerBase
+    name: str
+    revision: str  # Hub commit, or "sha256:<digest>" of a local directory
+    device: torch.device
+    dtype: torch.dtype
+
+    @property
+    def context_length(self) -> int:
+        """The most positions the model attends over (prompt plus generated tokens)."""
+        config = self.model.config
+        for attribute in ("n_positions", "max_position_embeddings", "n_ctx"):
+            value = getattr(config, attribute, None)
+            if isinstance(value, int):
+                return value
+        return int(self.tokenizer.model_max_length)
+
+
+def resolve_device(device: Device) -> torch.device:
+    """`auto` takes CUDA, then MPS, then the CPU; an explicit choice must be available."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelError("ARTICLEGEN_DEVICE is cuda but no CUDA GPU is visible: use auto or cpu")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise ModelError("ARTICLEGEN_DEVICE is mps but MPS is not available: use auto or cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: DType, device: torch.device) -> torch.dtype:
+    """`auto`: bfloat16 on GPUs that do it natively, else float16 there; float32 on the CPU.
+
+    bfloat16 on a CPU (fast with AMX) changes the numbers, so it is never chosen implicitly.
+    """
+    if dtype != "auto":
+        return _DTYPES[dtype]
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "mps":
+        return torch.float16
+    return torch.float32
+
+
+def _directory_digest(path: Path) -> str:
+    # Content hash of every file, names included: the "revision" of a local model.
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(file.relative_to(path).as_posix().encode())
+        with file.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return "sha256:" + digest.hexdigest()
+
+
+def _looks_local(name: str) -> bool:
+    return name.startswith((".", "/", "~")) or Path(name).expanduser().exists()
+
+
+def _offline_message(name: str, reason: str) -> str:
+    return (
+        f"cannot load model {name!r}: {reason}. Three ways out: (1) set ARTICLEGEN_MODEL to a "
+        "local model directory; (2) download the model on a connected machine (e.g. "
+        f"`huggingface-cli download {name}`) and copy its Hugging Face cache (HF_HOME) here; "
+        "(3) build a small local model with `articlegen model init ./models/local` and use that"
+    )
+
+
+def _load_uncached(spec: ModelSpec) -> LoadedModel:
+    device = resolve_device(spec.device)
+    dtype = resolve_dtype(spec.dtype, device)
+    local = _looks_local(spec.name)
+    source: str = str(Path(spec.name).expanduser()) if local else spec.name
+    if local:
+        path = Path(source)
+        if not path.is_dir():
+            raise ModelError(
+                f"model directory {spec.name} does not exist: check ARTICLEGEN_MODEL, or create "
+                f"one with `articlegen model init {spec.name}`"
+            )
+        if not any(
+            (path / f).exists() for f in ("tokenizer.json", "vocab.json", "tokenizer.model")
+        ):
+            raise ModelError(
+                f"model directory {spec.name} has no tokenizer (tokenizer.json, vocab.json or "
+                "tokenizer.model): save the tokenizer next to the weights with "
+                "`tokenizer.save_pretrained(DIR)`"
+            )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, revision=spec.revision)
+        model: Any = AutoModelForCausalLM.from_pretrained(
+            source, revision=spec.revision, dtype=dtype
+        )
+    except OSError as exc:
+        if local:
+            raise ModelError(f"cannot load model directory {spec.name}: {exc}") from exc
+        raise ModelError(
+            _offline_message(
+                spec.name,
+                "the Hugging Face Hub can't be reached and the model "
+                "is not in the local cache, or the id is wrong",
+            )
+        ) from exc
+    except ValueError as exc:
+        raise ModelError(f"cannot load model {spec.name!r}: {exc}") from exc
+    model.to(device).eval()
+    if local:
+        revision = _directory_digest(Path(source))
+    else:
+        cached = try_to_load_from_cache(spec.name, "config.json", revision=spec.revision)
+        revision = extract_commit_hash(cached if isinstance(cached, str) else None, None) or (
+            spec.revision or "unknown"
+        )
+    return LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        name=spec.name,
+        revision=revision,
+        device=device,
+        dtype=dtype,
+    )
+
+
+_cache: dict[ModelSpec, LoadedModel] = {}
+_lock = threading.Lock()
+
+
+def load_model(spec: ModelSpec) -> LoadedModel:
+    """The model for `spec`, loaded on first use and shared for the life of the process."""
+    # Progress bars belong to interactive notebooks, not to batch logs.
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    with _lock:
+        if spec not in _cache:
+            _cache[spec] = _load_uncached(spec)
+        return _cache[spec]
