@@ -248,7 +248,7 @@ def prompts_list(app: App, status: str | None, limit: int | None, fmt: str) -> N
 
     Example: articlegen prompts list --status pending --format json
     """
-    with app.database.session() as session:
+    with app.database.session(write=False) as session:
         rows = list_prompts(session, PromptStatus(status) if status else None, limit)
         records = [_prompt_record(p) for p in rows]
     columns = ["id", "external_id", "topic", "status", "priority", "variants", "preset", "tags"]
@@ -307,7 +307,11 @@ def _parse_overrides(pairs: tuple[str, ...]) -> dict[str, str]:
     metavar="NAME=VALUE",
     help="Override one decoding setting, e.g. --set temperature=0.8; repeatable.",
 )
-@click.option("--seed", type=click.IntRange(min=0), help="The article's seed  [default: random]")
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0, max=2**63 - 1),
+    help="The article's seed  [default: random]",
+)
 @click.option("--template", help="Article template stem  [default: article]")
 @click.option(
     "--format",

@@ -19,16 +19,18 @@ import pandas as pd
 from pandas.errors import EmptyDataError, ParserError
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
+from sqlalchemy.exc import IntegrityError
 
-from articlegen.errors import ConfigError, ImportRejected, InputError
+from articlegen.errors import ConfigError, DatabaseError, ImportRejected, InputError
 from articlegen.specs import BASE_COLUMNS, EXTRA_PREFIX, PromptSpec
 from db.prompts import UpsertPlan, apply_upsert, plan_upsert
-from db.session import Database
+from db.session import Database, driver_message
 from generator.decoding import (
     DECODING_FIELDS,
     DecodingConfig,
     DecodingWarning,
     PresetCatalog,
+    describe_error,
     describe_validation_error,
 )
 
@@ -92,13 +94,12 @@ class ImportReport:
 def read_prompts_csv(path: Path, catalog: PresetCatalog) -> ParsedCsv:
     """Read and validate a prompts CSV; `InputError` when the file as a whole can't be used."""
     text = _decode(path, _read_bytes(path))
-    records, lines = _parse(path, text)
-    while records and not any(cell.strip() for cell in records[0]):
-        records.pop(0)  # blank lines before the header
-        lines.pop(0)
-    if not records:
-        raise InputError(_empty_message(path))
-    columns = _check_header(path, records[0])
+    # Blank lines before the header: pandas would take the first for the header, or call the
+    # file empty. Drop them, and count them back into every line number.
+    leading = re.match(r"(?:[ \t]*\r?\n)*", text)
+    skipped = leading.group().count("\n") if leading else 0
+    records, lines = _parse(path, text[leading.end() if leading else 0 :], skipped)
+    columns = _check_header(path, records[0], lines[0])
     parsed = ParsedCsv(path=path, columns=columns)
     seen_ids: dict[str, int] = {}
     seen_keys: dict[str, int] = {}
@@ -151,10 +152,16 @@ def import_prompts_csv(
     written_rejects = None
     if parsed.rejects:
         written_rejects = rejects_path or path.with_name(path.stem + ".rejects.csv")
-    with database.session() as session:
-        plan: UpsertPlan = plan_upsert(session, [spec for _, spec in parsed.valid])
-        if not dry_run:
-            apply_upsert(session, plan)
+    try:
+        with database.session() as session:
+            plan: UpsertPlan = plan_upsert(session, [spec for _, spec in parsed.valid])
+            if not dry_run:
+                apply_upsert(session, plan)
+    except IntegrityError as exc:
+        raise DatabaseError(
+            f"{path}: another import wrote the same prompts at the same time "
+            f"({driver_message(exc)}); nothing was written: run the import again"
+        ) from exc
     if written_rejects is not None and not dry_run:
         parsed.write_rejects(written_rejects)
     return ImportReport(
@@ -244,26 +251,27 @@ def _line_of_record(text: str, index: int) -> int:
     return list(_start_lines([*before, []]))[-1]
 
 
-def _parse(path: Path, text: str) -> tuple[list[list[str]], list[int]]:
+def _parse(path: Path, text: str, offset: int) -> tuple[list[list[str]], list[int]]:
+    """Records and the line each starts on, `offset` lines having been cut off the top."""
     try:
         records = _read_frame(text)
     except EmptyDataError:
         raise InputError(_empty_message(path)) from None
     except ParserError as exc:
-        raise InputError(_parser_message(path, text, str(exc))) from None
-    return records, list(_start_lines(records))
+        raise InputError(_parser_message(path, text, str(exc), offset)) from None
+    return records, [offset + line for line in _start_lines(records)]
 
 
-def _parser_message(path: Path, text: str, message: str) -> str:
+def _parser_message(path: Path, text: str, message: str, offset: int) -> str:
     # pandas numbers records, not lines; turn its record index into the line a user sees.
     if m := re.search(r"EOF inside string starting at row (\d+)", message):
-        line = _line_of_record(text, int(m.group(1)))
+        line = offset + _line_of_record(text, int(m.group(1)))
         return (
             f"{path}, line {line}: a quoted cell opens here and never closes (unbalanced "
             '"): add the closing quote, and double any quote inside a cell ("")'
         )
     if m := re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", message):
-        line = _line_of_record(text, int(m.group(2)) - 1)
+        line = offset + _line_of_record(text, int(m.group(2)) - 1)
         return (
             f"{path}, line {line}: {m.group(3)} cells but the header has {m.group(1)}: quote "
             'cells that contain commas ("a, b"), or add the missing column to the header'
@@ -271,7 +279,7 @@ def _parser_message(path: Path, text: str, message: str) -> str:
     return f"{path} is not a readable CSV file: {message}"
 
 
-def _check_header(path: Path, header: list[str]) -> list[str]:
+def _check_header(path: Path, header: list[str], line: int) -> list[str]:
     columns = [name.strip().lower() for name in header]
     problems = []
     for position, name in enumerate(columns, start=1):
@@ -292,7 +300,7 @@ def _check_header(path: Path, header: list[str]) -> list[str]:
             0, f"no `topic` column: the header must name one (found {found or 'no columns'})"
         )
     if problems:
-        raise InputError(f"{path}, line 1 (header): " + "; ".join(problems))
+        raise InputError(f"{path}, line {line} (header): " + "; ".join(problems))
     return columns
 
 
@@ -334,13 +342,12 @@ def _validate_row(
 
 def _field_problem(err: ErrorDetails) -> str:
     loc = err["loc"]
-    name = str(loc[0]) if loc else "row"
-    if name == "topic" and err["type"] == "string_too_short":
+    if loc == ("topic",) and err["type"] == "string_too_short":
         return "`topic`: is empty; every row needs a topic"
-    if name == "extra" and len(loc) > 1:
-        name = f"{EXTRA_PREFIX}{loc[1]}"
-    message = err["msg"][0].lower() + err["msg"][1:]
-    return f"`{name}`: {message}, got {err['input']!r}"
+    if loc[:1] == ("extra",) and len(loc) > 1:
+        # Client fields are stored without their prefix; name the column the user wrote.
+        err = {**err, "loc": (f"{EXTRA_PREFIX}{loc[1]}",)}
+    return describe_error(err, KNOWN_COLUMNS)
 
 
 def _duplicate_reasons(

@@ -20,7 +20,10 @@ __all__ = ["Settings", "load_settings"]
 class Settings(BaseSettings):
     """articlegen's environment settings."""
 
-    model_config = SettingsConfigDict(env_prefix="ARTICLEGEN_", extra="forbid", frozen=True)
+    # An empty variable means unset: `ARTICLEGEN_TEMPLATES_DIR=` must not mean "here".
+    model_config = SettingsConfigDict(
+        env_prefix="ARTICLEGEN_", extra="forbid", frozen=True, env_ignore_empty=True
+    )
 
     database_url: str = Field(
         default="sqlite:///articlegen.db",

@@ -1,7 +1,7 @@
 """`PromptSpec`: one validated prompt as it comes in, whatever its source (a CSV row, a flow).
 
-A spec is checked whole before anything is written: field types and ranges here, the decoding
-overrides against the preset catalogue in `validate_decoding`.
+A spec is checked whole before anything is written: field types and ranges here; its decoding
+overrides against the preset catalogue by `articlegen.importing` (or any other source).
 """
 
 from __future__ import annotations

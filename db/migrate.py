@@ -16,6 +16,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from articlegen.errors import DatabaseError
 
+# The execution option that makes SQLite transactions take the write lock up front; defined
+# here (not imported from db.session, which imports this module) and re-exported there.
+WRITE = {"articlegen_sqlite_begin": "IMMEDIATE"}
+
 __all__ = ["current_revision", "head_revision", "new_revision", "upgrade"]
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
@@ -48,7 +52,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     try:
         if revision == "head" and current_revision(engine) == head_revision():
             return
-        with engine.begin() as connection:
+        with engine.execution_options(**WRITE).begin() as connection:
             if connection.dialect.name == "postgresql":
                 # Two workers starting at once on a new database must not both create tables.
                 connection.execute(
@@ -56,11 +60,12 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
                 )
             command.upgrade(_config(connection), revision)
     except SQLAlchemyError as exc:
-        from db.session import safe_url
+        # Imported here: db.session imports this module to migrate on open.
+        from db.session import driver_message, safe_url
 
         raise DatabaseError(
             f"could not migrate database {safe_url(engine.url)} to {revision}: "
-            f"{str(getattr(exc, 'orig', exc)).strip().splitlines()[0]}"
+            f"{driver_message(exc)}"
         ) from exc
 
 

@@ -50,11 +50,13 @@ def plan_upsert(session: Session, specs: Sequence[PromptSpec]) -> UpsertPlan:
     """Decide, for each spec, insert, update or leave alone; reads only."""
     keyed = [(spec, spec.content_key()) for spec in specs]
     ids = [s.external_id for s, _ in keyed if s.external_id is not None]
-    keys = [k for s, k in keyed if s.external_id is None]
     by_id: dict[str, Prompt] = {}
     for chunk in _chunks(ids):
         for prompt in session.scalars(select(Prompt).where(Prompt.external_id.in_(chunk))):
             by_id[prompt.external_id or ""] = prompt
+    # Content keys are looked up for rows without an id, and for rows whose id is new: such a
+    # row may be a prompt imported earlier without its id, which it then adopts.
+    keys = [k for s, k in keyed if s.external_id is None or s.external_id not in by_id]
     by_key: dict[str, Prompt] = {}
     for chunk in _chunks(keys):
         query = select(Prompt).where(Prompt.external_id.is_(None), Prompt.content_key.in_(chunk))
@@ -64,7 +66,10 @@ def plan_upsert(session: Session, specs: Sequence[PromptSpec]) -> UpsertPlan:
     plan = UpsertPlan()
     for spec, key in keyed:
         found = by_id.get(spec.external_id) if spec.external_id else by_key.get(key)
-        if found is None:
+        if found is None and spec.external_id is not None and key in by_key:
+            adopted = by_key.pop(key)  # one row adopts it; a second gets a prompt of its own
+            plan.updates.append((adopted, {"external_id": spec.external_id}))
+        elif found is None:
             plan.inserts.append(_columns(spec, key))
         elif found.content_key == key:
             plan.unchanged += 1

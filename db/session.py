@@ -18,11 +18,16 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from articlegen.errors import DatabaseError
+from db.migrate import WRITE, upgrade
 
-__all__ = ["Database", "safe_url"]
+__all__ = ["SQLITE_BEGIN", "WRITE", "Database", "driver_message", "safe_url"]
 
-# How long a SQLite writer waits for another one before "database is locked".
-_SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Execution option naming how SQLite transactions begin; WRITE is what writers pass.
+SQLITE_BEGIN = next(iter(WRITE))
+
+# How long a SQLite writer waits for another one before "database is locked", unless the URL
+# says otherwise with pysqlite's own parameter (sqlite:///a.db?timeout=5, in seconds).
+_SQLITE_BUSY_TIMEOUT_S = 30.0
 
 
 def _parse_url(url: str) -> URL:
@@ -48,7 +53,7 @@ def safe_url(url: str | URL) -> str:
     return parsed.render_as_string(hide_password=True)
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, busy_timeout_s: float) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # pysqlite opens transactions late and never for DDL; take control of BEGIN ourselves
@@ -57,7 +62,7 @@ def _configure_sqlite(engine: Engine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.execute(f"PRAGMA busy_timeout = {_SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
         # WAL lets readers (the review CLI) work while a run writes. In-memory databases
         # answer "memory" and carry on.
         cursor.execute("PRAGMA journal_mode = WAL")
@@ -65,7 +70,12 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN")
+        # Writers begin IMMEDIATE: they take the write lock up front, so one that must wait
+        # for another waits (busy_timeout) instead of failing at once with "database is
+        # locked" when its read turns into a write. Readers begin DEFERRED and, under WAL,
+        # never wait.
+        mode = connection.get_execution_options().get(SQLITE_BEGIN, "DEFERRED")
+        connection.exec_driver_sql(f"BEGIN {mode}")
 
 
 class Database:
@@ -73,7 +83,8 @@ class Database:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._writes = sessionmaker(engine.execution_options(**WRITE), expire_on_commit=False)
+        self._reads = sessionmaker(engine, expire_on_commit=False)
 
     @classmethod
     def open(cls, url: str, *, migrate: bool = True) -> Database:
@@ -88,7 +99,14 @@ class Database:
         except (ArgumentError, ImportError) as exc:
             raise DatabaseError(f"cannot use database {safe_url(parsed)}: {exc}") from exc
         if engine.dialect.name == "sqlite":
-            _configure_sqlite(engine)
+            timeout = parsed.query.get("timeout")
+            try:
+                busy = float(timeout) if isinstance(timeout, str) else _SQLITE_BUSY_TIMEOUT_S
+            except ValueError:
+                raise DatabaseError(
+                    f"database URL {safe_url(parsed)}: timeout must be a number of seconds"
+                ) from None
+            _configure_sqlite(engine, busy)
         database = cls(engine)
         try:
             with engine.connect():
@@ -101,11 +119,9 @@ class Database:
                 else "Check that the server is running and ARTICLEGEN_DATABASE_URL is right"
             )
             raise DatabaseError(
-                f"cannot connect to database {safe_url(parsed)}: {_first_line(exc)}. {fix}"
+                f"cannot connect to database {safe_url(parsed)}: {driver_message(exc)}. {fix}"
             ) from None
         if migrate:
-            from db.migrate import upgrade
-
             upgrade(engine)
         return database
 
@@ -115,17 +131,29 @@ class Database:
         return safe_url(self.engine.url)
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A session in one transaction: committed on success, rolled back on any error."""
-        with self._sessions() as session, session.begin():
-            yield session
+    def session(self, *, write: bool = True) -> Iterator[Session]:
+        """A session in one transaction: committed on success, rolled back on any error.
+
+        `write=False` for sessions that only read: on SQLite they never wait for writers.
+        A lost connection or a lock held too long becomes a `DatabaseError`; constraint
+        violations stay `IntegrityError` for the caller to interpret.
+        """
+        factory = self._writes if write else self._reads
+        try:
+            with factory() as session, session.begin():
+                yield session
+        except OperationalError as exc:
+            raise DatabaseError(
+                f"database {self.url}: {driver_message(exc)}. Nothing of this operation was "
+                "written; try again, and check that no other process holds the database"
+            ) from exc
 
     def close(self) -> None:
         """Release every pooled connection."""
         self.engine.dispose()
 
 
-def _first_line(exc: SQLAlchemyError) -> str:
-    # The driver's message without SQLAlchemy's trailing "(Background on this error...)" lines.
-    original = getattr(exc, "orig", None) or exc
-    return str(original).strip().splitlines()[0] if str(original).strip() else type(exc).__name__
+def driver_message(exc: SQLAlchemyError) -> str:
+    """The driver's own first line, without SQLAlchemy's "(Background on this error...)"."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

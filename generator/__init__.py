@@ -22,6 +22,10 @@ from generator.postprocess import PostprocessConfig, ProcessedText, postprocess
 from generator.templates import Rendered, Templates
 
 _LAZY = {
+    "ArticleFailure": "generator.articles",
+    "ArticleInput": "generator.articles",
+    "ArticleWriter": "generator.articles",
+    "WrittenArticle": "generator.articles",
     "Engine": "generator.engine",
     "Generation": "generator.engine",
     "GenerationFailure": "generator.engine",

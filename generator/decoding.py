@@ -11,7 +11,7 @@ import difflib
 import json
 import tomllib
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.resources import files
 from importlib.resources.abc import Traversable
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 from articlegen.errors import ConfigError
 
@@ -29,6 +30,7 @@ __all__ = [
     "DecodingWarning",
     "Preset",
     "PresetCatalog",
+    "describe_error",
     "describe_validation_error",
     "load_presets",
 ]
@@ -270,26 +272,24 @@ class DecodingConfig(BaseModel):
 DECODING_FIELDS: tuple[str, ...] = tuple(DecodingConfig.model_fields)
 
 
+def describe_error(err: ErrorDetails, known: Sequence[str] = DECODING_FIELDS) -> str:
+    """Phrase one pydantic error as "`field`: what is wrong, got VALUE" for a user to read."""
+    field = ".".join(str(part) for part in err["loc"])
+    # pydantic prefixes custom messages with "Value error, "; the rest already reads well.
+    message = err["msg"].removeprefix("Value error, ")
+    message = message[:1].lower() + message[1:]
+    if err["type"] == "extra_forbidden":
+        close = difflib.get_close_matches(field, known, n=1)
+        hint = f" (did you mean `{close[0]}`?)" if close else ""
+        return f"`{field}`: unknown setting{hint}"
+    return f"`{field}`: {message}, got {err['input']!r}" if field else message
+
+
 def describe_validation_error(
-    exc: ValidationError, known: tuple[str, ...] = DECODING_FIELDS
+    exc: ValidationError, known: Sequence[str] = DECODING_FIELDS
 ) -> list[str]:
-    """Phrase each pydantic error as "`field`: what is wrong, got VALUE" for a user to read."""
-    lines = []
-    for err in exc.errors():
-        field = ".".join(str(part) for part in err["loc"])
-        message = err["msg"]
-        # pydantic prefixes custom messages with "Value error, "; the rest already reads well.
-        message = message.removeprefix("Value error, ")
-        message = message[0].lower() + message[1:] if message else message
-        if err["type"] == "extra_forbidden":
-            close = difflib.get_close_matches(field, known, n=1)
-            hint = f" (did you mean `{close[0]}`?)" if close else ""
-            lines.append(f"`{field}`: unknown setting{hint}")
-        elif field:
-            lines.append(f"`{field}`: {message}, got {err['input']!r}")
-        else:
-            lines.append(message)
-    return lines
+    """`describe_error` for each error of `exc`."""
+    return [describe_error(err, known) for err in exc.errors()]
 
 
 @dataclass(frozen=True)
@@ -357,6 +357,11 @@ def _read_preset_file(path: Traversable, origin: str) -> dict[str, Preset]:
     except FileNotFoundError:
         raise ConfigError(
             f"presets file {origin} does not exist: fix ARTICLEGEN_PRESETS_FILE or unset it"
+        ) from None
+    except OSError as exc:  # a directory, no permission, ...
+        raise ConfigError(
+            f"cannot read presets file {origin}: {exc.strerror}; point ARTICLEGEN_PRESETS_FILE "
+            "at a TOML file"
         ) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"presets file {origin} is not valid TOML: {exc}") from exc

@@ -164,9 +164,11 @@ class Engine:
     # --- batches ----------------------------------------------------------------------------
 
     def _encode(self, prompt: str) -> list[int]:
-        ids: list[int] = self.loaded.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        # An empty prompt starts from end-of-text, as GPT-2 was trained to begin a document.
-        return ids or [self.eos_id if self.eos_id is not None else self.pad_id]
+        # The tokenizer adds what its model expects at the start (Llama's <s>; GPT-2 nothing).
+        ids: list[int] = self.loaded.tokenizer(prompt)["input_ids"]
+        # An empty prompt starts from the start token, or end-of-text as GPT-2 begins documents.
+        start = self.loaded.tokenizer.bos_token_id
+        return ids or [start if start is not None else (self.eos_id or self.pad_id)]
 
     def _run_splitting(self, batch: list[_Prepared]) -> list[tuple[_Prepared, Outcome]]:
         try:
@@ -330,19 +332,22 @@ class Engine:
                 ended = running & (token == self.eos_id)
                 reasons = torch.where(ended, 1, reasons)
                 finished = finished | ended
-            full = ~finished & (lengths >= settings.max_new_tokens)
-            reasons = torch.where(full, 2, reasons)
-            finished = finished | full
+            # A stop string completed by the last allowed token is a stop, not a truncation.
             if stop is not None:
                 history = torch.cat([ids, generated[:, : step + 1]], dim=1)
                 stopped = ~finished & stop(history, scores)
                 reasons = torch.where(stopped, 3, reasons)
                 finished = finished | stopped
+            full = ~finished & (lengths >= settings.max_new_tokens)
+            reasons = torch.where(full, 2, reasons)
+            finished = finished | full
             if bool(finished.all()):
                 break
             seen[torch.arange(batch_size, device=device), token] = True
             mask = torch.cat([mask, mask.new_ones((batch_size, 1))], dim=1)
-            positions = positions[:, -1:] + 1
+            # Finished rows idle in place: their positions must not run past the context
+            # while longer rows of the batch go on.
+            positions = torch.where(finished[:, None], positions[:, -1:], positions[:, -1:] + 1)
             embeds = self._embed(token[:, None])
             if step_noise:
                 embeds = embeds + noise[:, width + step : width + step + 1].to(embeds.dtype)
@@ -392,25 +397,27 @@ class Engine:
             generation_config=generation_config,
             **extra,
         )
-        rows: list[_Row] = []
-        texts: list[list[int]] = []
+        outputs: list[tuple[list[int], FinishReason]] = []
         for row in range(len(batch)):
-            tokens = sequences[row, ids.shape[1] :].tolist()
-            if self.eos_id is not None and self.eos_id in tokens:
-                tokens = tokens[: tokens.index(self.eos_id) + 1]
-            texts.append(tokens)
-        logprobs = self._score(embeds, mask, texts)
-        for tokens, row_logprobs in zip(texts, logprobs, strict=True):
+            raw = sequences[row, ids.shape[1] :].tolist()
+            # Beams that ended early are padded; for GPT-2 the pad is end-of-text itself, so
+            # a row that stopped on a stop string looks as if it ended with end-of-text.
+            # Everything from the first pad or end-of-text on is padding, except an
+            # end-of-text the model produced, which only a stop string can rule out.
+            end = next((i for i, t in enumerate(raw) if t in (self.eos_id, self.pad_id)), len(raw))
+            tokens = raw[:end]
             text = self.loaded.tokenizer.decode(tokens, skip_special_tokens=True)
-            reason: FinishReason
-            if self.eos_id is not None and tokens and tokens[-1] == self.eos_id:
-                reason = "eos"
-            elif any(s in text for s in config.stop_strings):
-                reason = "stop_string"
+            if any(s in text for s in config.stop_strings):
+                outputs.append((tokens, "stop_string"))
+            elif end < len(raw) and raw[end] == self.eos_id:
+                outputs.append((raw[: end + 1], "eos"))
             else:
-                reason = "length"
-            rows.append((tokens, row_logprobs, reason, ()))
-        return rows
+                outputs.append((tokens, "length"))
+        logprobs = self._score(embeds, mask, [tokens for tokens, _ in outputs])
+        return [
+            (tokens, row_logprobs, reason, ())
+            for (tokens, reason), row_logprobs in zip(outputs, logprobs, strict=True)
+        ]
 
     def _score(
         self, prompt_embeds: torch.Tensor, prompt_mask: torch.Tensor, outputs: list[list[int]]

@@ -94,10 +94,16 @@ def find_terminal_loop(text: str, max_phrase_words: int = 30) -> tuple[int, str]
     """Where a phrase repeated back-to-back at the very end begins its repeats, and the phrase.
 
     The shortest looping phrase wins. A phrase of one to three words must occur three times in a
-    row (a doubled word can be deliberate); a longer one twice. Returns (character offset just
-    after the first occurrence, the phrase), or None.
+    row (a doubled word can be deliberate); a longer one twice. Text cut off by a token limit
+    often ends mid-repeat ("Buy now. Buy now. Buy now. Bu"), so when the whole text shows no
+    loop, it is tried again without its last word. Returns (character offset just after the
+    first occurrence, the phrase), or None.
     """
     spans = [(m.start(), m.end(), m.group().lower()) for m in _WORD.finditer(text)]
+    return _loop_in(spans, max_phrase_words) or _loop_in(spans[:-1], max_phrase_words)
+
+
+def _loop_in(spans: list[tuple[int, int, str]], max_phrase_words: int) -> tuple[int, str] | None:
     tokens = [t for _, _, t in spans]
     for n in range(1, min(max_phrase_words, len(tokens) // 2) + 1):
         phrase = tokens[-n:]

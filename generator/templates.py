@@ -76,7 +76,8 @@ class Templates:
             ) from None
         try:
             text = template.render(context)
-        except jinja2.TemplateError as exc:
+        # A user template can fail like any code ({{ 1/0 }}); it is still the template's fault.
+        except Exception as exc:
             line = _template_line(exc.__traceback__, template.filename)
             where = f", line {line}" if line else ""
             hint = (
@@ -84,7 +85,12 @@ class Templates:
                 if isinstance(exc, jinja2.UndefinedError)
                 else ""
             )
-            raise TemplateError(f"template `{name}`{where}: {exc}{hint}") from None
+            detail = (
+                str(exc)
+                if isinstance(exc, jinja2.TemplateError)
+                else f"{type(exc).__name__}: {exc}"
+            )
+            raise TemplateError(f"template `{name}`{where}: {detail}{hint}") from None
         source = Path(template.filename).read_bytes() if template.filename else b""
         return Rendered(text=text, name=name, version=hashlib.sha256(source).hexdigest()[:12])
 

@@ -133,10 +133,14 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+# Exactness tests compare float32 runs; on a GPU machine `auto` would pick CUDA and bfloat16.
+CPU_FP32 = {"device": "cpu", "dtype": "float32"}
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tiny_model_dir: Path) -> LoadedModel:
-    """The tiny model, loaded through the same loader the product uses."""
-    return load_model(ModelSpec(str(tiny_model_dir)))
+    """The tiny model, loaded through the same loader the product uses (CPU, float32)."""
+    return load_model(ModelSpec(str(tiny_model_dir), **CPU_FP32))  # type: ignore[arg-type]
 
 
 MICRO_WORDS = [
@@ -180,4 +184,4 @@ def micro_model(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
     path = tmp_path_factory.mktemp("models") / "micro"
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
-    return load_model(ModelSpec(str(path)))
+    return load_model(ModelSpec(str(path), **CPU_FP32))  # type: ignore[arg-type]

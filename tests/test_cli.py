@@ -258,21 +258,42 @@ def test_preview_writes_one_article(tiny_model_dir: Path) -> None:
             0,
             "Warning: `top_p` is set but decoding is greedy",
         ),
+        (["--seed", str(2**64)], 2, "Invalid value for '--seed'"),
     ],
 )
 def test_preview_settings_errors(
     tiny_model_dir: Path, args: list[str], code: int, message: str
 ) -> None:
     env = {"ARTICLEGEN_MODEL": str(tiny_model_dir)}
-    result = CliRunner().invoke(cli, ["preview", "Trains", *args], env=env)
+    result = CliRunner().invoke(cli, ["preview", "Trains", *args], env=env, catch_exceptions=False)
     assert result.exit_code == code
     assert result.stderr.startswith(message) or message in result.stderr
 
 
 def test_preview_offline_hub_model_explains_the_ways_out() -> None:
-    result = CliRunner().invoke(cli, ["preview", "Trains"], env={"ARTICLEGEN_MODEL": "gpt2"})
+    result = CliRunner().invoke(
+        cli, ["preview", "Trains"], env={"ARTICLEGEN_MODEL": "gpt2"}, catch_exceptions=False
+    )
     assert result.exit_code == 1
     assert result.stderr.startswith(
         "Error: cannot load model 'gpt2': the Hugging Face Hub can't be reached"
     )
-    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("", None),  # empty means unset
+        (".", "Error: cannot read presets file .: Is a directory; point ARTICLEGEN_PRESETS_FILE"),
+    ],
+)
+def test_presets_file_setting_edge_cases(value: str, message: str | None) -> None:
+    result = CliRunner().invoke(
+        cli, ["presets", "list"], env={"ARTICLEGEN_PRESETS_FILE": value}, catch_exceptions=False
+    )
+    if message is None:
+        assert result.exit_code == 0
+        assert "nucleus" in result.stdout
+    else:
+        assert result.exit_code == 1
+        assert result.stderr.startswith(message)

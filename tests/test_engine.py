@@ -294,7 +294,7 @@ def eos_model(tiny_model_dir: Any) -> LoadedModel:
     """The tiny model, altered so that end-of-text is always the most likely next token."""
     from generator.loading import ModelSpec, _load_uncached
 
-    loaded = _load_uncached(ModelSpec(str(tiny_model_dir)))
+    loaded = _load_uncached(ModelSpec(str(tiny_model_dir), device="cpu", dtype="float32"))
     eos = loaded.tokenizer.eos_token_id
     with torch.no_grad():
         embeddings = loaded.model.get_input_embeddings().weight
@@ -381,7 +381,7 @@ def test_padded_vocabulary_rows_are_never_generated(tiny_model_dir: Any) -> None
     """Models often have more embedding rows than tokens; those ids decode to nothing."""
     from generator.loading import ModelSpec, _load_uncached
 
-    loaded = _load_uncached(ModelSpec(str(tiny_model_dir)))
+    loaded = _load_uncached(ModelSpec(str(tiny_model_dir), device="cpu", dtype="float32"))
     vocab = len(loaded.tokenizer)
     loaded.model.resize_token_embeddings(vocab + 64)
     with torch.no_grad():  # point every hidden state at a padded row: it is now the argmax
@@ -396,3 +396,64 @@ def test_padded_vocabulary_rows_are_never_generated(tiny_model_dir: Any) -> None
         )
         for g in _run(loaded, TINY_PROMPTS[:2], config):
             assert max(g.token_ids) < vocab
+
+
+def test_long_and_short_rows_share_a_batch_within_the_context(tiny_model: LoadedModel) -> None:
+    """A finished row must not walk its positions past the context while others go on."""
+    tokenizer = tiny_model.tokenizer
+    ids = tokenizer("Night trains are coming back to Europe. " * 80)["input_ids"][:500]
+    long_prompt = str(tokenizer.decode(ids))
+    room = tiny_model.context_length - len(tokenizer(long_prompt)["input_ids"])
+    assert 1 <= room <= 20  # a prompt that nearly fills the 512-token context
+    requests = [
+        GenerationRequest("long", long_prompt, _config(do_sample=False, max_new_tokens=room), 1),
+        GenerationRequest("short", "Hi", _config(do_sample=False, max_new_tokens=500), 2),
+    ]
+    together = Engine(tiny_model, batch_size=2).generate(requests)
+    for request, outcome in zip(requests, together, strict=True):
+        assert isinstance(outcome, Generation), outcome
+        (alone,) = Engine(tiny_model, batch_size=1).generate([request])
+        assert isinstance(alone, Generation)
+        assert outcome.token_ids == alone.token_ids
+    assert isinstance(together[1], Generation)
+    assert together[1].tokens_generated == 500
+
+
+def test_stop_string_on_the_last_allowed_token_is_a_stop(tiny_model: LoadedModel) -> None:
+    found = 0
+    for prompt, seed in itertools.product(TINY_PROMPTS, range(3)):
+        (free,) = _run(tiny_model, [prompt], _config(max_new_tokens=12), seeds=[seed])
+        last = str(tiny_model.tokenizer.decode(list(free.token_ids[-1:]))).strip()
+        if len(last) < 2 or free.text.find(last) != len(free.text.rstrip()) - len(last):
+            continue  # the last token's text must first appear at the very end
+        config = _config(max_new_tokens=12, stop_strings=[last])
+        (stopped,) = _run(tiny_model, [prompt], config, seeds=[seed])
+        assert (stopped.finish_reason, stopped.tokens_generated) == ("stop_string", 12)
+        assert last not in stopped.text
+        found += 1
+    assert found > 0
+
+
+def test_beam_search_stopped_by_a_stop_string(tiny_model: LoadedModel) -> None:
+    # A strongly negative length penalty favours short beams, so the beam that stops on the
+    # stop string wins (otherwise a longer beam may outscore it, and the output never stops).
+    beam = {
+        "do_sample": False,
+        "num_beams": 3,
+        "max_new_tokens": 16,
+        "length_penalty": -5.0,
+        "early_stopping": True,
+    }
+    (free,) = _run(tiny_model, [TINY_PROMPTS[0]], _config(**beam))
+    words = free.text.split()
+    stop = next(w for w in words if w != words[0])  # first appears after the start
+    # A batch-mate that runs longer makes generate pad the stopped row (with end-of-text).
+    stopped, mate = _run(
+        tiny_model, [TINY_PROMPTS[0], TINY_PROMPTS[4]], _config(**beam, stop_strings=[stop])
+    )
+    assert mate.tokens_generated > stopped.tokens_generated
+    assert stopped.finish_reason == "stop_string"
+    assert stop not in stopped.text
+    assert stopped.tokens_generated < 16  # the padding after the stop is not output
+    assert len(stopped.token_logprobs) == stopped.tokens_generated
+    assert free.text.startswith(stopped.text)

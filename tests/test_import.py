@@ -195,3 +195,83 @@ def test_header_names_are_case_and_space_insensitive(
 ) -> None:
     parsed = read_prompts_csv(_write(tmp_path, f"{header}\nAlpha,beam\n"), catalog)
     assert parsed.valid[0][1].preset == "beam"
+
+
+def test_an_external_id_is_adopted_by_the_prompt_imported_without_it(
+    database: Database, catalog: PresetCatalog, tmp_path: Path
+) -> None:
+    import_prompts_csv(database, _write(tmp_path, "topic\nNight trains\nBoats\n"), catalog)
+    path = _write(
+        tmp_path, "external_id,topic\nn1,Night trains\nb1,Boats\nn2,Night trains\n", "b.csv"
+    )
+    report = import_prompts_csv(database, path, catalog)
+    # n1 adopts the id-less prompt; n2 (same content, another id) is a prompt of its own.
+    assert (report.inserted, report.updated, report.unchanged) == (1, 2, 0)
+    assert sorted(_prompts(database)) == ["b1", "n1", "n2"]
+
+
+def test_sqlite_import_waits_for_another_writer(
+    sqlite_url: str, catalog: PresetCatalog, tmp_path: Path
+) -> None:
+    """A writer in another connection holds the database; the import waits, then succeeds."""
+    import sqlite3
+    import threading
+    import time
+
+    database = Database.open(sqlite_url)
+    holder = sqlite3.connect(
+        sqlite_url.removeprefix("sqlite:///"), isolation_level=None, check_same_thread=False
+    )
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("CREATE TABLE elsewhere (x INTEGER)")  # a write the import must wait for
+
+    def release() -> None:
+        time.sleep(1.0)
+        holder.execute("COMMIT")
+
+    thread = threading.Thread(target=release)
+    thread.start()
+    started = time.perf_counter()
+    report = import_prompts_csv(database, _write(tmp_path, "topic\nAlpha\nBeta\n"), catalog)
+    waited = time.perf_counter() - started
+    thread.join()
+    holder.close()
+    assert report.inserted == 2
+    assert waited >= 0.9
+    assert row_counts(database)["prompts"] == 2
+    database.close()
+
+
+def test_sqlite_lock_held_too_long_is_a_database_error(
+    sqlite_url: str, catalog: PresetCatalog, tmp_path: Path
+) -> None:
+    import sqlite3
+
+    from articlegen.errors import DatabaseError
+
+    Database.open(sqlite_url).close()  # migrated
+    holder = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    database = Database.open(sqlite_url + "?timeout=0.3")
+    try:
+        with pytest.raises(DatabaseError) as caught:
+            import_prompts_csv(database, _write(tmp_path, "topic\nAlpha\n"), catalog)
+        assert str(caught.value) == (
+            f"database {sqlite_url}?timeout=0.3: database is locked. Nothing of this "
+            "operation was written; try again, and check that no other process holds the "
+            "database"
+        )
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert row_counts(database)["prompts"] == 0
+    database.close()
+
+
+@pytest.mark.parametrize("lead", ["\n\n", "  \n\t\n", "\r\n"])
+def test_blank_lines_before_the_header(catalog: PresetCatalog, tmp_path: Path, lead: str) -> None:
+    skipped = lead.count("\n")
+    path = _write(tmp_path, f"{lead}topic,prompt\nAlpha,x\n,missing\n")
+    parsed = read_prompts_csv(path, catalog)
+    assert [line for line, _ in parsed.valid] == [skipped + 2]
+    assert [r.line for r in parsed.rejects] == [skipped + 3]

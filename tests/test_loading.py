@@ -35,7 +35,7 @@ def test_local_provenance_is_a_content_hash(tiny_model_dir: Path, tmp_path: Path
 
 
 def test_loaded_model_facts(tiny_model_dir: Path) -> None:
-    loaded = load_model(ModelSpec(str(tiny_model_dir)))
+    loaded = load_model(ModelSpec(str(tiny_model_dir), device="cpu"))
     assert loaded.device == torch.device("cpu")
     assert loaded.dtype == torch.float32
     assert loaded.context_length == SIZES["tiny"].n_positions
@@ -43,14 +43,18 @@ def test_loaded_model_facts(tiny_model_dir: Path) -> None:
     assert not loaded.model.training
 
 
-def test_auto_device_and_dtype_on_a_cpu_machine() -> None:
-    if torch.cuda.is_available():
-        pytest.fail("this test describes a CPU-only machine; CI has no GPU")
-    assert resolve_device("auto") == torch.device("cpu")
+def test_device_and_dtype_choice() -> None:
+    # float32 on the CPU unless asked: bfloat16 there changes the numbers.
     assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
     assert resolve_dtype("bfloat16", torch.device("cpu")) == torch.bfloat16
-    with pytest.raises(ModelError, match="ARTICLEGEN_DEVICE is cuda but no CUDA GPU is visible"):
-        resolve_device("cuda")
+    assert resolve_device("cpu") == torch.device("cpu")
+    if torch.cuda.is_available():  # a GPU machine: auto takes it, in a half-precision type
+        assert resolve_device("auto").type == "cuda"
+        assert resolve_dtype("auto", torch.device("cuda")) in (torch.bfloat16, torch.float16)
+    else:
+        assert resolve_device("auto").type in ("cpu", "mps")
+        with pytest.raises(ModelError, match="ARTICLEGEN_DEVICE is cuda but no CUDA GPU"):
+            resolve_device("cuda")
 
 
 def test_hub_model_offline_names_the_three_ways_out() -> None:

@@ -39,9 +39,12 @@ def test_self_bleu() -> None:
     disjoint = ["alpha beta gamma delta epsilon", "one two three four five"]
     assert self_bleu(disjoint) == pytest.approx(0.0, abs=0.01)
     assert self_bleu(["only one text"]) is None
-    # Bounded: 200 texts are sampled down to 50, and the result is seeded.
-    many = [f"text number {i} about trains and boats" for i in range(200)]
-    assert self_bleu(many) == self_bleu(many)
+
+    # Bounded by sampling: under the cap the seed cannot matter, over it it does.
+    many = [f"text {i} " + " ".join(f"w{(i * j) % 17}" for j in range(8)) for i in range(60)]
+    assert self_bleu(many, max_texts=60, seed=0) == self_bleu(many, max_texts=60, seed=1)
+    sampled = {self_bleu(many, max_texts=5, seed=s) for s in range(6)}
+    assert len(sampled) > 1
 
 
 def test_zipf_coefficient() -> None:

@@ -102,3 +102,19 @@ def test_pipeline() -> None:
 
     plain = postprocess(" and more. Then", prompt="P", topic="x", config=PostprocessConfig())
     assert (plain.body, plain.cut_incomplete) == ("and more.", True)
+
+
+@pytest.mark.parametrize(
+    ("text", "phrase", "kept"),
+    [
+        ("Intro. Buy now. Buy now. Buy now. Bu", "buy now.", "Intro. Buy now."),
+        ("Intro. we go we go we go we g", "go we", "Intro. we go we"),
+    ],
+)
+def test_a_loop_cut_off_mid_word_is_still_a_loop(text: str, phrase: str, kept: str) -> None:
+    loop = find_terminal_loop(text)
+    assert loop is not None
+    assert loop[1] == phrase
+    assert remove_terminal_loop(text)[0] == kept
+    done = postprocess(text, prompt="", topic="t", config=PostprocessConfig())
+    assert done.loop_phrase == phrase

@@ -115,3 +115,10 @@ def test_sandbox_blocks_unsafe_attribute_access(tmp_path: Path) -> None:
 def test_missing_user_directory(tmp_path: Path) -> None:
     with pytest.raises(TemplateError, match=r"does not exist: fix ARTICLEGEN_TEMPLATES_DIR"):
         Templates(tmp_path / "missing")
+
+
+def test_runtime_error_in_a_user_template(tmp_path: Path) -> None:
+    (tmp_path / "div.md.j2").write_text("a\n{{ 1 / 0 }}\n", encoding="utf-8")
+    with pytest.raises(TemplateError) as caught:
+        Templates(tmp_path).render("div.md.j2", {})
+    assert str(caught.value) == "template `div.md.j2`, line 2: ZeroDivisionError: division by zero"
