@@ -74,7 +74,13 @@ class ArticleWriter:
     def write(
         self, inputs: Sequence[ArticleInput]
     ) -> tuple[list[WrittenArticle | ArticleFailure], dict[str, float | None]]:
-        """Write every input (outcomes in input order) and measure the batch as a whole."""
+        """Write every input (outcomes in input order) and measure the batch as a whole.
+
+        Keys identify articles and must be unique (`ValueError` otherwise).
+        """
+        by_key = {item.key: item for item in inputs}
+        if len(by_key) != len(inputs):
+            raise ValueError("ArticleInput keys must be unique within a call")
         outcomes: dict[Hashable, WrittenArticle | ArticleFailure] = {}
         prompts: dict[Hashable, str] = {}
         requests = []
@@ -87,7 +93,6 @@ class ArticleWriter:
             requests.append(
                 GenerationRequest(item.key, prompts[item.key], item.decoding, item.seed)
             )
-        by_key = {item.key: item for item in inputs}
         for generated in self.engine.generate(requests):
             if isinstance(generated, GenerationFailure):
                 outcomes[generated.key] = ArticleFailure(generated.key, generated.reason)
