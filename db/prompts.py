@@ -17,7 +17,14 @@ from sqlalchemy.orm import Session
 from articlegen.specs import PromptSpec
 from db.models import Prompt, PromptStatus, utcnow
 
-__all__ = ["UpsertPlan", "apply_upsert", "count_prompts", "list_prompts", "plan_upsert"]
+__all__ = [
+    "UpsertPlan",
+    "apply_upsert",
+    "claim_prompts",
+    "count_prompts",
+    "list_prompts",
+    "plan_upsert",
+]
 
 # Ids per IN (...) query: well under SQLite's bound-parameter limit.
 _CHUNK = 500
@@ -104,6 +111,37 @@ def list_prompts(
     if limit is not None:
         query = query.limit(limit)
     return list(session.scalars(query))
+
+
+def claim_prompts(
+    session: Session,
+    limit: int | None = None,
+    tags: Sequence[str] = (),
+    order: str = "priority",
+) -> list[Prompt]:
+    """Take pending prompts for a run: mark them claimed and count the attempt.
+
+    Highest priority first (or oldest first with order="fifo"); with `tags`, only prompts
+    carrying at least one of them. The caller's transaction makes the claim atomic.
+    """
+    query = select(Prompt).where(Prompt.status == PromptStatus.PENDING)
+    if order == "priority":
+        query = query.order_by(Prompt.priority.desc(), Prompt.id)
+    else:
+        query = query.order_by(Prompt.id)
+    wanted = set(tags)
+    claimed = []
+    # Tags live in a JSON column; filtering them in Python keeps one query for both backends.
+    for prompt in session.scalars(query):
+        if wanted and not wanted.intersection(prompt.tags):
+            continue
+        prompt.status = PromptStatus.CLAIMED
+        prompt.attempts += 1
+        claimed.append(prompt)
+        if limit is not None and len(claimed) >= limit:
+            break
+    session.flush()
+    return claimed
 
 
 def count_prompts(session: Session) -> dict[PromptStatus, int]:

@@ -16,6 +16,12 @@ import uuid
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="articlegen-hf-")
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
+# Prefect: no telemetry, its own home, no log shipping (a 2 s stall per flow in tests).
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["DO_NOT_TRACK"] = "1"
+os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="articlegen-prefect-")
+os.environ["PREFECT_LOGGING_TO_API_ENABLED"] = "false"
+os.environ["PREFECT_SERVER_API_HOST"] = "127.0.0.1"
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path

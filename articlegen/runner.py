@@ -1,0 +1,331 @@
+"""The steps of a generation run, each one call the `generate-articles` flow makes as a task.
+
+open a job → claim pending prompts and plan batches → write each batch (generate, post-process,
+render, record in one transaction) → finish the job. Nothing here imports Prefect, so every step
+runs and is tested on its own.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from sqlalchemy import select
+
+from articlegen.errors import ConfigError
+from articlegen.settings import Settings
+from db.articles import PromptFailure, next_versions, record_batch
+from db.jobs import create_job, finish_job, start_job
+from db.models import Prompt
+from db.prompts import claim_prompts
+from db.session import Database
+from generator.decoding import (
+    DECODING_FIELDS,
+    DEFAULT_PRESET,
+    DecodingConfig,
+    DecodingWarning,
+    describe_validation_error,
+    load_presets,
+)
+
+__all__ = [
+    "BatchReport",
+    "GenerateParams",
+    "RunPlan",
+    "claim_batches",
+    "close_databases",
+    "finish_run",
+    "open_job",
+    "plan_markdown",
+    "summary_markdown",
+    "write_batch",
+]
+
+
+class GenerateParams(BaseModel):
+    """What a `generate-articles` run does; the Prefect UI shows these as its form."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    limit: int | None = Field(
+        default=None, ge=1, le=1_000_000, description="At most this many prompts; empty: all."
+    )
+    batch_size: int = Field(
+        default=8,
+        ge=1,
+        le=512,
+        description="Articles generated together. Larger batches use the hardware better, "
+        "until memory runs out (then batches split by themselves on a GPU).",
+    )
+    model: str | None = Field(
+        default=None, description="Hub id or local directory; empty: ARTICLEGEN_MODEL."
+    )
+    preset: str | None = Field(
+        default=None,
+        description="Decoding preset for prompts that name none; empty: nucleus.",
+    )
+    overrides: dict[str, Any] = Field(
+        default_factory=dict,
+        description='Decoding settings applied over every prompt\'s own, e.g. {"max_new_tokens": '
+        "120}.",
+    )
+    template: str | None = Field(
+        default=None, description="Article template stem for prompts that name none."
+    )
+    tags: list[str] = Field(
+        default_factory=list, description="Only prompts with at least one of these tags."
+    )
+    variants: int | None = Field(
+        default=None,
+        ge=1,
+        le=100,
+        description="Articles per prompt, instead of each prompt's own `variants`.",
+    )
+    order: Literal["priority", "fifo"] = Field(
+        default="priority", description="priority: highest priority first; fifo: oldest first."
+    )
+    dry_run: bool = Field(
+        default=False, description="Plan and report, but claim and write nothing."
+    )
+
+    @field_validator("overrides")
+    @classmethod
+    def _known_decoding_settings(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # Checked alone here (types, ranges, names); against each prompt's preset when run.
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DecodingWarning)
+                DecodingConfig.model_validate(value)
+        except ValidationError as exc:
+            raise ValueError("; ".join(describe_validation_error(exc, DECODING_FIELDS))) from exc
+        return value
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What a run claimed: its prompts in batches, and how many articles that makes."""
+
+    batches: list[list[int]]
+    prompts: int
+    articles: int
+
+
+@dataclass
+class BatchReport:
+    """What one batch wrote: rows for the run's table artifact, and its failures."""
+
+    written: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[PromptFailure] = field(default_factory=list)
+    batch_metrics: dict[str, float | None] = field(default_factory=dict)
+
+
+_databases: dict[str, Database] = {}
+_databases_lock = threading.Lock()
+
+
+def database(url: str) -> Database:
+    """One open database per URL per process, shared by the run's tasks."""
+    with _databases_lock:
+        if url not in _databases:
+            _databases[url] = Database.open(url)
+        return _databases[url]
+
+
+def close_databases() -> None:
+    """Close the databases this process opened (end of a worker, or of a test)."""
+    with _databases_lock:
+        for db in _databases.values():
+            db.close()
+        _databases.clear()
+
+
+def open_job(settings: Settings, params: GenerateParams) -> int:
+    """Create the run's job row (queued) and return its id."""
+    with database(settings.database_url).session() as session:
+        job = create_job(session, params.model_dump(mode="json"), params.model or settings.model)
+        return job.id
+
+
+def _variants(prompt: Prompt, params: GenerateParams) -> int:
+    return params.variants or prompt.variants
+
+
+def claim_batches(
+    settings: Settings, job_id: int, params: GenerateParams, flow_run_id: str | None = None
+) -> RunPlan:
+    """Claim pending prompts for the job and cut them into batches of about `batch_size`
+    articles; a prompt's variants stay in one batch. A dry run claims nothing."""
+    with database(settings.database_url).session() as session:
+        prompts = claim_prompts(session, params.limit, params.tags, params.order)
+        batches: list[list[int]] = []
+        size = 0
+        for prompt in prompts:
+            if not batches or size + _variants(prompt, params) > params.batch_size:
+                batches.append([])
+                size = 0
+            batches[-1].append(prompt.id)
+            size += _variants(prompt, params)
+        plan = RunPlan(
+            batches=batches,
+            prompts=len(prompts),
+            articles=sum(_variants(p, params) for p in prompts),
+        )
+        if params.dry_run:
+            session.rollback()  # a dry run only looks
+            return plan
+        start_job(session, job_id, plan.articles, None, flow_run_id)
+        return plan
+
+
+def write_batch(
+    settings: Settings, job_id: int, prompt_ids: list[int], params: GenerateParams
+) -> BatchReport:
+    """Generate, post-process and render one batch, then record it in one transaction."""
+    # Imported here: torch and transformers take seconds to import; the other steps need
+    # neither.
+    from generator.articles import ArticleInput, ArticleWriter, WrittenArticle
+    from generator.engine import Engine, derive_seed, fresh_seed
+    from generator.loading import ModelSpec, load_model
+    from generator.templates import Templates
+
+    db = database(settings.database_url)
+    catalog = load_presets(settings.presets_file)
+    loaded = load_model(
+        ModelSpec(
+            params.model or settings.model,
+            settings.model_revision,
+            settings.device,
+            settings.dtype,
+        )
+    )
+    with db.session(write=False) as session:
+        query = select(Prompt).where(Prompt.id.in_(prompt_ids))
+        prompts = {p.id: p for p in session.scalars(query)}
+        versions = next_versions(session, prompt_ids)
+    report = BatchReport()
+    inputs = []
+    planned: dict[int, int] = {}
+    for prompt_id in prompt_ids:
+        prompt = prompts[prompt_id]
+        planned[prompt_id] = _variants(prompt, params)
+        preset = prompt.preset or params.preset or DEFAULT_PRESET
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DecodingWarning)
+                config = catalog.resolve(preset, {**prompt.decoding, **params.overrides})
+        except ConfigError as exc:
+            report.failures.append(PromptFailure(prompt_id, str(exc), planned[prompt_id]))
+            continue
+        for variant in range(1, planned[prompt_id] + 1):
+            version = versions.get((prompt_id, variant), 1)
+            seed = (
+                derive_seed(config.seed, prompt_id, variant, version)
+                if config.seed is not None
+                else fresh_seed()
+            )
+            inputs.append(
+                ArticleInput(
+                    key=(prompt_id, variant, version),
+                    topic=prompt.topic,
+                    decoding=config,
+                    seed=seed,
+                    preset=preset,
+                    prompt=prompt.prompt,
+                    extra=prompt.extra,
+                    template=prompt.template or params.template,
+                )
+            )
+    engine = Engine(loaded, batch_size=params.batch_size)
+    writer = ArticleWriter(engine, Templates(settings.templates_dir))
+    outcomes, report.batch_metrics = writer.write(inputs)
+    by_key = {item.key: item for item in inputs}
+    rows = []
+    reasons: dict[int, str] = {}
+    for outcome in outcomes:
+        prompt_id, variant, version = outcome.key  # type: ignore[misc]
+        if not isinstance(outcome, WrittenArticle):
+            reasons.setdefault(prompt_id, outcome.reason)
+            continue
+        g = outcome.generation
+        rows.append(
+            {
+                "prompt_id": prompt_id,
+                "variant": variant,
+                "version": version,
+                # Byte-level tokenizers can produce a NUL byte, which PostgreSQL text refuses.
+                "raw_text": g.text.replace("\x00", "\ufffd"),
+                "title": outcome.text.title,
+                "body": outcome.text.body,
+                "rendered": outcome.rendered,
+                "seed": by_key[outcome.key].seed,
+                "decoding": by_key[outcome.key].decoding.model_dump(mode="json"),
+                "model_name": loaded.name,
+                "model_revision": loaded.revision,
+                "template_name": outcome.template_name,
+                "template_version": outcome.template_version,
+                "prompt_tokens": g.prompt_tokens,
+                "tokens_generated": g.tokens_generated,
+                "generation_seconds": g.seconds,
+                "timings": {"generation_seconds": g.seconds, "batch_size": g.batch_size},
+                "finish_reason": g.finish_reason,
+                "metrics": outcome.metrics.as_dict(),
+            }
+        )
+    for prompt_id, reason in reasons.items():
+        written = sum(1 for r in rows if r["prompt_id"] == prompt_id)
+        report.failures.append(PromptFailure(prompt_id, reason, planned[prompt_id] - written))
+    with db.session() as session:
+        stored = record_batch(session, job_id, rows, report.failures)
+        report.written = [
+            {
+                "article": a.id,
+                "prompt": a.prompt_id,
+                "variant": a.variant,
+                "title": a.title,
+                "words": a.metrics.get("word_count"),
+                "perplexity": a.metrics.get("perplexity"),
+                "flags": ", ".join(a.metrics.get("flags", [])),
+                "review": f"articlegen articles show {a.id}",
+            }
+            for a in stored
+        ]
+    return report
+
+
+def finish_run(settings: Settings, job_id: int, error: str | None = None) -> dict[str, Any]:
+    """Close the job and return its final counts."""
+    with database(settings.database_url).session() as session:
+        job = finish_job(session, job_id, error)
+        return {
+            "job": job.id,
+            "status": job.status.value,
+            "total": job.total,
+            "done": job.done,
+            "failed": job.failed,
+        }
+
+
+def plan_markdown(job_id: int, plan: RunPlan) -> str:
+    """The dry-run report shown as a Prefect artifact."""
+    return (
+        f"# Job {job_id}: dry run\n\n{plan.prompts} pending prompts would become "
+        f"{plan.articles} articles in {len(plan.batches)} batches. Nothing was claimed."
+    )
+
+
+def summary_markdown(result: dict[str, Any], reports: list[BatchReport]) -> str:
+    """The end-of-run summary shown as a Prefect artifact."""
+    lines = [
+        f"# Job {result['job']}: {result['status']}",
+        "",
+        f"{result['done']} of {result['total']} articles written, {result['failed']} failed.",
+    ]
+    failures = [f for report in reports for f in report.failures]
+    if failures:
+        lines += ["", "## Failed prompts", ""]
+        lines += [f"- prompt {f.prompt_id}: {f.reason}" for f in failures]
+    lines += ["", "Review with `articlegen articles list --job " + str(result["job"]) + "`."]
+    return "\n".join(lines)

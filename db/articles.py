@@ -1,0 +1,111 @@
+"""Article use cases: record a batch of results, list and show articles, review them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, joinedload
+
+from articlegen.errors import NotFoundError
+from db.models import Article, ArticleReviewStatus, Job, Prompt, PromptStatus, utcnow
+
+__all__ = [
+    "PromptFailure",
+    "get_article",
+    "list_articles",
+    "next_versions",
+    "record_batch",
+    "review",
+]
+
+
+@dataclass(frozen=True)
+class PromptFailure:
+    """A prompt of a batch that could not be written, with the reason shown to the user."""
+
+    prompt_id: int
+    reason: str
+    articles: int  # how many of its articles were planned and not written
+
+
+def next_versions(session: Session, prompt_ids: Sequence[int]) -> dict[tuple[int, int], int]:
+    """For each (prompt, variant) already written, the version a new article would take."""
+    if not prompt_ids:
+        return {}
+    rows = session.execute(
+        select(Article.prompt_id, Article.variant, func.max(Article.version))
+        .where(Article.prompt_id.in_(prompt_ids))
+        .group_by(Article.prompt_id, Article.variant)
+    )
+    return {(p, v): int(version) + 1 for p, v, version in rows}
+
+
+def record_batch(
+    session: Session,
+    job_id: int,
+    articles: Sequence[dict[str, Any]],
+    failures: Sequence[PromptFailure],
+) -> list[Article]:
+    """Write a batch's articles, settle its prompts and count them on the job, in one go.
+
+    `articles` hold Article column values. A prompt with a failure ends `failed` with the
+    reason; every other prompt of the batch ends `done`. Returns the stored articles.
+    """
+    stored = [Article(job_id=job_id, **values) for values in articles]
+    session.add_all(stored)
+    failed = {f.prompt_id: f for f in failures}
+    for prompt_id in {a["prompt_id"] for a in articles} | set(failed):
+        prompt = session.get_one(Prompt, prompt_id)
+        if prompt_id in failed:
+            prompt.status = PromptStatus.FAILED
+            prompt.last_error = failed[prompt_id].reason
+        else:
+            prompt.status = PromptStatus.DONE
+            prompt.last_error = None
+    job = session.get_one(Job, job_id)
+    job.done += len(articles)
+    job.failed += sum(f.articles for f in failures)
+    session.flush()
+    return stored
+
+
+def get_article(session: Session, article_id: int) -> Article:
+    """The article with its prompt loaded, or `NotFoundError`."""
+    article = session.get(Article, article_id, options=[joinedload(Article.prompt)])
+    if article is None:
+        raise NotFoundError(
+            f"no article {article_id}: `articlegen articles list` shows the articles there are"
+        )
+    return article
+
+
+def list_articles(
+    session: Session,
+    status: ArticleReviewStatus | None = None,
+    job_id: int | None = None,
+    limit: int | None = None,
+) -> list[Article]:
+    """Articles (with their prompts), oldest first."""
+    query = select(Article).options(joinedload(Article.prompt)).order_by(Article.id)
+    if status is not None:
+        query = query.where(Article.review_status == status)
+    if job_id is not None:
+        query = query.where(Article.job_id == job_id)
+    if limit is not None:
+        query = query.limit(limit)
+    return list(session.scalars(query))
+
+
+def review(
+    session: Session, article_ids: Sequence[int], verdict: ArticleReviewStatus, note: str | None
+) -> list[Article]:
+    """Approve or reject articles; all ids must exist, or nothing changes."""
+    articles = [get_article(session, article_id) for article_id in article_ids]
+    for article in articles:
+        article.review_status = verdict
+        article.reviewer_note = note
+        article.reviewed_at = utcnow()
+    return articles

@@ -1,0 +1,129 @@
+"""The `generate-articles` flow: pending prompts become articles, one task per batch.
+
+Orchestration only; every step is a function of `articlegen.runner`. Tasks take ids and
+settings, never models or engines (Prefect would hash them), and cache nothing: the database is
+the record. Steps that touch the database or load the model retry with backoff on transient
+errors, never on a user's mistake.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
+from uuid import UUID
+
+from prefect import Task, flow, task
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
+from prefect.runtime import flow_run
+
+from articlegen import runner
+from articlegen.errors import ArticlegenError, DatabaseError
+from articlegen.runner import BatchReport, GenerateParams, RunPlan
+from articlegen.settings import Settings, load_settings
+
+__all__ = ["generate_articles"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry a failed task unless the failure is the user's to fix (bad input, settings)."""
+    try:
+        state.result()
+    except DatabaseError:
+        return True  # a lock or a dropped connection: worth another try
+    except ArticlegenError:
+        return False
+    except Exception:
+        return True
+    return False
+
+
+def _step(name: str, run_name: str | None = None) -> Callable[[Callable[P, R]], Task[P, R]]:
+    """A run step: retried with backoff on transient failures, never cached."""
+    return task(
+        name=name,
+        task_run_name=run_name,
+        retries=2,
+        retry_delay_seconds=[2, 10],
+        retry_condition_fn=_transient,
+        cache_policy=NO_CACHE,
+    )
+
+
+@_step("open-job")
+def open_job(settings: Settings, params: GenerateParams) -> int:
+    """Create the job row."""
+    return runner.open_job(settings, params)
+
+
+@_step("claim-prompts")
+def claim_prompts(settings: Settings, job_id: int, params: GenerateParams) -> RunPlan:
+    """Claim pending prompts and plan the batches."""
+    return runner.claim_batches(settings, job_id, params, str(flow_run.get_id() or ""))
+
+
+@_step("write-batch", run_name="job-{job_id}-batch-{number}")
+def write_batch(
+    settings: Settings, job_id: int, number: int, prompt_ids: list[int], params: GenerateParams
+) -> BatchReport:
+    """Generate, render and record one batch (the model is loaded once per process)."""
+    return runner.write_batch(settings, job_id, prompt_ids, params)
+
+
+@_step("finish-job")
+def finish_job(settings: Settings, job_id: int, error: str | None = None) -> dict[str, Any]:
+    """Close the job with its final status and counts."""
+    return runner.finish_run(settings, job_id, error)
+
+
+def _name_run(job_id: int) -> None:
+    # The run is created before its job exists (schedules, the UI); name it once it does.
+    run_id = flow_run.get_id()
+    if run_id:
+        with get_client(sync_client=True) as client:
+            client.update_flow_run(UUID(str(run_id)), name=f"generate-articles-job-{job_id}")
+
+
+@flow(name="generate-articles", flow_run_name="generate-articles")
+def generate_articles(
+    params: GenerateParams = GenerateParams(),  # noqa: B008 (a frozen model; Prefect's form)
+    job_id: int | None = None,
+) -> dict[str, Any]:
+    """Generate articles for pending prompts, in batches, and write them to the database.
+
+    Args:
+        params: What to generate: how many prompts, batch size, model, decoding, templates.
+        job_id: An existing queued job to run (the CLI creates one to follow its progress).
+    """
+    settings = load_settings()
+    job_id = job_id or open_job(settings, params)
+    _name_run(job_id)
+    plan = claim_prompts(settings, job_id, params)
+    if params.dry_run:
+        create_markdown_artifact(runner.plan_markdown(job_id, plan), key=f"job-{job_id}-plan")
+        return {"job": job_id, "dry_run": True, "prompts": plan.prompts, "total": plan.articles}
+    progress = create_progress_artifact(0.0, key=f"job-{job_id}-progress")
+    assert isinstance(progress, UUID)  # the sync API, called from a sync flow
+    reports: list[BatchReport] = []
+    try:
+        for number, prompt_ids in enumerate(plan.batches, start=1):
+            reports.append(write_batch(settings, job_id, number, prompt_ids, params))
+            update_progress_artifact(progress, 100.0 * number / len(plan.batches))
+    except Exception as exc:
+        finish_job(settings, job_id, error=f"{type(exc).__name__}: {exc}")
+        raise
+    result: dict[str, Any] = finish_job(settings, job_id)
+    create_markdown_artifact(runner.summary_markdown(result, reports), key=f"job-{job_id}-summary")
+    rows = [row for report in reports for row in report.written]
+    if rows:
+        create_table_artifact(rows, key=f"job-{job_id}-articles")
+    return result

@@ -1,0 +1,95 @@
+"""The Prefect flows, run for real under Prefect's test harness (a local temporary server)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+from prefect.testing.utilities import prefect_test_harness
+from sqlalchemy import select
+
+from articlegen.importing import import_prompts_csv
+from articlegen.runner import GenerateParams, close_databases
+from db import Article, Database, Job, JobStatus, Prompt, PromptStatus
+from flows.generate import generate_articles
+from generator import PresetCatalog
+
+from .test_runner import PROMPTS_CSV
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[None]:
+    with (
+        prefect_test_harness(server_startup_timeout=60),
+        temporary_settings(
+            updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}  # ~1 s saved per flow run
+        ),
+    ):
+        yield
+
+
+@pytest.fixture
+def flow_env(
+    prefect_server: None,
+    sqlite_url: str,
+    tiny_model_dir: Path,
+    catalog: PresetCatalog,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Database]:
+    """A SQLite database with the 12 test prompts, and the settings a flow reads."""
+    monkeypatch.setenv("ARTICLEGEN_DATABASE_URL", sqlite_url)
+    monkeypatch.setenv("ARTICLEGEN_MODEL", str(tiny_model_dir))
+    monkeypatch.setenv("ARTICLEGEN_DEVICE", "cpu")
+    path = tmp_path / "prompts.csv"
+    path.write_text(PROMPTS_CSV.replace("{long}", "word " * 600), encoding="utf-8")
+    db = Database.open(sqlite_url)
+    import_prompts_csv(db, path, catalog)
+    yield db
+    db.close()
+    close_databases()
+
+
+def _artifact_keys(job_id: int) -> set[str]:
+    with get_client(sync_client=True) as client:
+        keys = {a.key for a in client.read_artifacts() if a.key}
+    return {k for k in keys if k.startswith(f"job-{job_id}-")}
+
+
+def test_generate_articles_flow(flow_env: Database) -> None:
+    result = generate_articles(GenerateParams(batch_size=4, overrides={"max_new_tokens": 24}))
+    assert result["status"] == JobStatus.COMPLETED_WITH_ERRORS.value
+    assert (result["total"], result["done"], result["failed"]) == (16, 15, 1)
+    with flow_env.session(write=False) as session:
+        job = session.get_one(Job, result["job"])
+        prompts = list(session.scalars(select(Prompt)))
+        articles = list(session.scalars(select(Article)))
+    assert job.flow_run_id
+    assert job.started_at is not None
+    assert job.finished_at is not None
+    assert len(articles) == 15
+    assert sum(p.status is PromptStatus.DONE for p in prompts) == 11
+    failed = [p for p in prompts if p.status is PromptStatus.FAILED]
+    assert [p.external_id for p in failed] == ["p12"]
+    assert _artifact_keys(job.id) == {
+        f"job-{job.id}-progress",
+        f"job-{job.id}-summary",
+        f"job-{job.id}-articles",
+    }
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(job.flow_run_id)  # type: ignore[arg-type]
+    assert run.name == f"generate-articles-job-{job.id}"
+
+    again = generate_articles(GenerateParams(batch_size=4))
+    assert (again["total"], again["done"], again["status"]) == (0, 0, "completed")
+
+
+def test_dry_run_flow_claims_nothing(flow_env: Database) -> None:
+    result = generate_articles(GenerateParams(limit=2, dry_run=True))
+    assert result == {"job": result["job"], "dry_run": True, "prompts": 2, "total": 3}
+    with flow_env.session(write=False) as session:
+        assert {p.status for p in session.scalars(select(Prompt))} == {PromptStatus.PENDING}
+        assert session.scalars(select(Article)).all() == []

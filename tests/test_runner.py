@@ -1,0 +1,135 @@
+"""A generation run's steps against real databases and a real tiny model, without Prefect."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from articlegen.importing import import_prompts_csv
+from articlegen.runner import (
+    GenerateParams,
+    claim_batches,
+    close_databases,
+    finish_run,
+    open_job,
+    write_batch,
+)
+from articlegen.settings import Settings
+from db import Article, Database, Job, JobStatus, Prompt, PromptStatus
+from generator import PresetCatalog
+
+# 12 prompts of mixed length, with variants, presets and overrides; one far too long.
+PROMPTS_CSV = """external_id,topic,prompt,preset,variants,max_new_tokens,seed,x_audience
+p01,Night trains,,,2,,,commuters
+p02,Sourdough in winter,A starter is a small ecosystem of yeast and bacteria. In winter,,1,24,,
+p03,Heat pumps,,greedy,1,,,
+p04,Repair cafes,Repair cafes are,beam,1,16,,
+p05,Podcasts,,creative,3,,5,
+p06,Bookshops,,precise,1,,,
+p07,Beekeeping,Bees,noisy_greedy,2,,11,
+p08,Emergency funds,,top_k,1,20,,
+p09,Handwriting,,,1,,,students
+p10,Walking meetings,Walk,,1,,,
+p11,Teen sleep,,nucleus,1,30,,
+p12,Too long,"{long}",,1,,,
+"""
+
+
+@pytest.fixture
+def settings(database_url: str, tiny_model_dir: Path) -> Iterator[Settings]:
+    yield Settings(database_url=database_url, model=str(tiny_model_dir), device="cpu")
+    close_databases()
+
+
+@pytest.fixture
+def imported(settings: Settings, catalog: PresetCatalog, tmp_path: Path) -> Iterator[Database]:
+    path = tmp_path / "prompts.csv"
+    path.write_text(PROMPTS_CSV.replace("{long}", "word " * 600), encoding="utf-8")
+    db = Database.open(settings.database_url)
+    assert import_prompts_csv(db, path, catalog).inserted == 12
+    yield db
+    db.close()
+
+
+def _run(settings: Settings, params: GenerateParams) -> dict[str, object]:
+    job_id = open_job(settings, params)
+    plan = claim_batches(settings, job_id, params)
+    for batch in plan.batches:
+        write_batch(settings, job_id, batch, params)
+    return finish_run(settings, job_id)
+
+
+def test_a_run_writes_every_article_with_its_metadata(
+    settings: Settings, imported: Database
+) -> None:
+    params = GenerateParams(batch_size=4, overrides={"max_new_tokens": 40})
+    result = _run(settings, params)
+    assert result["status"] == JobStatus.COMPLETED_WITH_ERRORS.value
+    assert (result["total"], result["done"], result["failed"]) == (16, 15, 1)
+
+    with imported.session(write=False) as session:
+        prompts = {p.external_id: p for p in session.scalars(select(Prompt))}
+        articles = list(session.scalars(select(Article)))
+        job = session.scalars(select(Job)).one()
+    assert prompts["p12"].status is PromptStatus.FAILED
+    assert "over the model's context" in (prompts["p12"].last_error or "")
+    assert {p.status for k, p in prompts.items() if k != "p12"} == {PromptStatus.DONE}
+    by_prompt: dict[str, list[Article]] = {}
+    for article in articles:
+        by_prompt.setdefault(prompts_by_id(prompts)[article.prompt_id], []).append(article)
+    assert {k: len(v) for k, v in by_prompt.items()} == {
+        "p01": 2, "p02": 1, "p03": 1, "p04": 1, "p05": 3, "p06": 1, "p07": 2, "p08": 1,
+        "p09": 1, "p10": 1, "p11": 1,
+    }  # fmt: skip
+    for article in articles:
+        assert article.job_id == job.id
+        assert article.version == 1
+        assert article.title
+        assert article.raw_text is not None
+        assert article.rendered["markdown"].startswith(f"# {article.title}")
+        assert article.rendered["html"].startswith("<!doctype html>")
+        assert article.model_name == settings.model
+        assert (article.model_revision or "").startswith("sha256:")
+        assert article.template_name == "article"
+        assert article.prompt_tokens > 0
+        assert 0 < article.tokens_generated <= 40  # the run's override beats the prompt's
+        assert article.finish_reason in ("eos", "length", "stop_string")
+        assert article.decoding["max_new_tokens"] == 40
+        assert set(article.metrics) >= {"perplexity", "word_count", "distinct_2", "flags"}
+        assert article.generation_seconds > 0
+    variants = sorted(a.variant for a in by_prompt["p05"])
+    assert variants == [1, 2, 3]
+    p05 = by_prompt["p05"]
+    assert p05[0].decoding["temperature"] == 1.1  # preset creative
+    assert len({a.seed for a in p05}) == 3  # seed 5 is a base: one seed per variant
+
+
+def prompts_by_id(prompts: dict[str | None, Prompt]) -> dict[int, str]:
+    return {p.id: k or "" for k, p in prompts.items()}
+
+
+def test_a_second_run_finds_nothing_to_do(settings: Settings, imported: Database) -> None:
+    params = GenerateParams(batch_size=8, overrides={"max_new_tokens": 8})
+    _run(settings, params)
+    again = _run(settings, params)
+    assert (again["total"], again["done"], again["failed"]) == (0, 0, 0)
+    assert again["status"] == JobStatus.COMPLETED.value
+
+
+def test_limit_tags_and_dry_run(settings: Settings, imported: Database) -> None:
+    dry = GenerateParams(limit=3, dry_run=True)
+    job_id = open_job(settings, dry)
+    plan = claim_batches(settings, job_id, dry)
+    assert (plan.prompts, plan.articles) == (3, 2 + 1 + 1)  # p01 (2), p02, p03 by id order
+    with imported.session(write=False) as session:
+        assert {p.status for p in session.scalars(select(Prompt))} == {PromptStatus.PENDING}
+
+
+def test_bad_overrides_are_rejected_when_the_run_is_made() -> None:
+    with pytest.raises(ValueError, match=r"`temperature`: input should be greater than 0"):
+        GenerateParams(overrides={"temperature": -1})
+    with pytest.raises(ValueError, match=r"`temprature`: unknown setting"):
+        GenerateParams(overrides={"temprature": 1})
