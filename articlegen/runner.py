@@ -98,10 +98,11 @@ class GenerateParams(BaseModel):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DecodingWarning)
-                DecodingConfig.model_validate(value)
+                config = DecodingConfig.model_validate(value)
         except ValidationError as exc:
             raise ValueError("; ".join(describe_validation_error(exc, DECODING_FIELDS))) from exc
-        return value
+        # Typed as the decoder reads them: "0.8" from a command line becomes 0.8.
+        return config.model_dump(mode="json", include=set(value))
 
 
 @dataclass(frozen=True)
@@ -149,8 +150,11 @@ def open_job(settings: Settings, params: GenerateParams) -> int:
         return job.id
 
 
-def _variants(prompt: Prompt, params: GenerateParams) -> int:
-    return params.variants or prompt.variants
+def _variants(prompt: Prompt, params: GenerateParams) -> list[int]:
+    """The variants a run writes for `prompt`: those queued by a review, else all of them."""
+    if prompt.regenerate:
+        return sorted(set(prompt.regenerate))
+    return list(range(1, (params.variants or prompt.variants) + 1))
 
 
 def claim_batches(
@@ -163,15 +167,16 @@ def claim_batches(
         batches: list[list[int]] = []
         size = 0
         for prompt in prompts:
-            if not batches or size + _variants(prompt, params) > params.batch_size:
+            count = len(_variants(prompt, params))
+            if not batches or size + count > params.batch_size:
                 batches.append([])
                 size = 0
             batches[-1].append(prompt.id)
-            size += _variants(prompt, params)
+            size += count
         plan = RunPlan(
             batches=batches,
             prompts=len(prompts),
-            articles=sum(_variants(p, params) for p in prompts),
+            articles=sum(len(_variants(p, params)) for p in prompts),
         )
         if params.dry_run:
             session.rollback()  # a dry run only looks
@@ -210,7 +215,8 @@ def write_batch(
     planned: dict[int, int] = {}
     for prompt_id in prompt_ids:
         prompt = prompts[prompt_id]
-        planned[prompt_id] = _variants(prompt, params)
+        variants = _variants(prompt, params)
+        planned[prompt_id] = len(variants)
         preset = prompt.preset or params.preset or DEFAULT_PRESET
         try:
             with warnings.catch_warnings():
@@ -219,7 +225,7 @@ def write_batch(
         except ConfigError as exc:
             report.failures.append(PromptFailure(prompt_id, str(exc), planned[prompt_id]))
             continue
-        for variant in range(1, planned[prompt_id] + 1):
+        for variant in variants:
             version = versions.get((prompt_id, variant), 1)
             seed = (
                 derive_seed(config.seed, prompt_id, variant, version)

@@ -17,6 +17,7 @@ __all__ = [
     "get_article",
     "list_articles",
     "next_versions",
+    "queue_regeneration",
     "record_batch",
     "review",
 ]
@@ -59,6 +60,7 @@ def record_batch(
     failed = {f.prompt_id: f for f in failures}
     for prompt_id in {a["prompt_id"] for a in articles} | set(failed):
         prompt = session.get_one(Prompt, prompt_id)
+        prompt.regenerate = []
         if prompt_id in failed:
             prompt.status = PromptStatus.FAILED
             prompt.last_error = failed[prompt_id].reason
@@ -109,3 +111,26 @@ def review(
         article.reviewer_note = note
         article.reviewed_at = utcnow()
     return articles
+
+
+def queue_regeneration(
+    session: Session,
+    article_ids: Sequence[int],
+    preset: str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> list[Prompt]:
+    """Send the articles' prompts back to `pending` so the next run writes each article's
+    variant again, as a new version; the old versions stay. A new preset or decoding
+    overrides (already validated) apply from then on."""
+    articles = [get_article(session, article_id) for article_id in article_ids]
+    prompts: dict[int, Prompt] = {}
+    for article in articles:
+        prompt = prompts.setdefault(article.prompt_id, article.prompt)
+        prompt.regenerate = sorted({*prompt.regenerate, article.variant})
+        prompt.status = PromptStatus.PENDING
+        prompt.last_error = None
+        if preset is not None:
+            prompt.preset = preset
+        if overrides:
+            prompt.decoding = {**prompt.decoding, **overrides}
+    return list(prompts.values())

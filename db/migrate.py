@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -52,13 +53,33 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     try:
         if revision == "head" and current_revision(engine) == head_revision():
             return
-        with engine.execution_options(**WRITE).begin() as connection:
-            if connection.dialect.name == "postgresql":
-                # Two workers starting at once on a new database must not both create tables.
-                connection.execute(
-                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK}
-                )
-            command.upgrade(_config(connection), revision)
+        with engine.execution_options(**WRITE).connect() as connection:
+            sqlite = connection.dialect.name == "sqlite"
+            if sqlite:
+                # SQLite migrations may copy a table and drop the original; with foreign keys
+                # on, that drop cascades into every referencing row (articles). The pragma
+                # only takes effect outside a transaction, so it goes to the raw connection.
+                _raw(connection).execute("PRAGMA foreign_keys = OFF")
+            try:
+                with connection.begin():
+                    if connection.dialect.name == "postgresql":
+                        # Two workers starting at once on a new database must not both
+                        # create tables.
+                        connection.execute(
+                            text("SELECT pg_advisory_xact_lock(:key)"),
+                            {"key": _PG_MIGRATION_LOCK},
+                        )
+                    command.upgrade(_config(connection), revision)
+                    if sqlite:
+                        broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+                        if broken:
+                            raise DatabaseError(
+                                f"migration to {revision} would break {len(broken)} foreign "
+                                "key(s); nothing was changed"
+                            )
+            finally:
+                if sqlite:
+                    _raw(connection).execute("PRAGMA foreign_keys = ON")
     except SQLAlchemyError as exc:
         # Imported here: db.session imports this module to migrate on open.
         from db.session import driver_message, safe_url
@@ -67,6 +88,10 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
             f"could not migrate database {safe_url(engine.url)} to {revision}: "
             f"{driver_message(exc)}"
         ) from exc
+
+
+def _raw(connection: Connection) -> Any:
+    return connection.connection.dbapi_connection
 
 
 def new_revision(message: str) -> None:

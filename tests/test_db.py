@@ -169,3 +169,40 @@ def test_sqlite_file_in_missing_directory(tmp_path: Path) -> None:
         f"cannot connect to database sqlite:///{tmp_path / 'missing' / 'a.db'}: unable to open "
         "database file. Check that its directory exists and is writable"
     )
+
+
+def test_upgrade_from_0001_keeps_prompts_and_articles(database_url: str) -> None:
+    from sqlalchemy import create_engine
+
+    from db.migrate import upgrade
+
+    engine = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://"))
+    upgrade(engine, "0001")
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO prompts (content_key, topic, decoding, tags, priority, variants, "
+                "extra, status, attempts, created_at, updated_at) VALUES ('k', 'Old topic', '{}', "
+                "'[]', 0, 1, '{}', 'done', 1, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            )
+        )
+        prompt_id = connection.execute(text("SELECT id FROM prompts")).scalar_one()
+        connection.execute(
+            text(
+                "INSERT INTO articles (prompt_id, variant, version, raw_text, title, body, "
+                "rendered, seed, decoding, model_name, prompt_tokens, tokens_generated, "
+                "generation_seconds, timings, metrics, review_status, created_at) VALUES "
+                "(:p, 1, 1, 'raw', 'Kept', 'body', '{}', 1, '{}', 'm', 1, 1, 0.1, '{}', '{}', "
+                "'approved', CURRENT_TIMESTAMP)"
+            ),
+            {"p": prompt_id},
+        )
+    engine.dispose()
+    db = Database.open(database_url)  # migrates to head
+    with db.session(write=False) as session:
+        (prompt,) = session.scalars(select(Prompt)).all()
+        assert (prompt.topic, prompt.regenerate) == ("Old topic", [])
+        (article,) = session.scalars(select(Article)).all()
+        assert (article.title, article.prompt_id) == ("Kept", prompt.id)
+    assert current_revision(db.engine) == head_revision()
+    db.close()

@@ -1,0 +1,153 @@
+"""Commands for models: build a local one, and preview an article without the database."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import click
+
+from articlegen.cli.base import CONTEXT, App, Group, cli, parse_overrides, pass_app
+from articlegen.errors import InputError
+
+# --- preview ----------------------------------------------------------------------------------
+
+
+@cli.command("preview", context_settings=CONTEXT)
+@click.argument("topic")
+@click.option("--prompt", help="Text for the model to continue  [default: from prompt.txt.j2]")
+@click.option("--preset", help="Decoding preset (articlegen presets list)  [default: nucleus]")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Override one decoding setting, e.g. --set temperature=0.8; repeatable.",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0, max=2**63 - 1),
+    help="The article's seed  [default: random]",
+)
+@click.option("--template", help="Article template stem  [default: article]")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["markdown", "html"]),
+    default="markdown",
+    show_default=True,
+    help="Which rendering to print.",
+)
+@pass_app
+def preview(
+    app: App,
+    topic: str,
+    prompt: str | None,
+    preset: str | None,
+    overrides: tuple[str, ...],
+    seed: int | None,
+    template: str | None,
+    fmt: str,
+) -> None:
+    """Write one article with the configured model and print it; the database is not touched.
+
+    The model is ARTICLEGEN_MODEL (see `articlegen model init` when the Hub is out of reach).
+    A summary (words, tokens, perplexity, flags, seed) goes to stderr.
+
+    Example: articlegen preview "Night trains in Europe" --preset precise --set max_new_tokens=120
+    """
+    # Imported here: torch and transformers take seconds to import, and most commands need
+    # neither.
+    from generator.articles import ArticleFailure, ArticleInput, ArticleWriter
+    from generator.decoding import DEFAULT_PRESET, DecodingWarning
+    from generator.engine import Engine, derive_seed, fresh_seed
+    from generator.loading import ModelSpec, load_model
+    from generator.templates import Templates
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DecodingWarning)
+        config = app.presets.resolve(preset, parse_overrides(overrides))
+    for warning in caught:
+        click.echo(f"Warning: {warning.message}", err=True)
+    if seed is None:
+        seed = derive_seed(config.seed, topic) if config.seed is not None else fresh_seed()
+    settings = app.settings
+    templates = Templates(settings.templates_dir)
+    loaded = load_model(
+        ModelSpec(settings.model, settings.model_revision, settings.device, settings.dtype)
+    )
+    writer = ArticleWriter(Engine(loaded, batch_size=1), templates)
+    item = ArticleInput(
+        key=0,
+        topic=topic,
+        decoding=config,
+        seed=seed,
+        preset=preset or DEFAULT_PRESET,
+        prompt=prompt,
+        template=template,
+    )
+    (outcome,), _ = writer.write([item])
+    if isinstance(outcome, ArticleFailure):
+        raise InputError(f"could not write the article: {outcome.reason}")
+    click.echo(outcome.rendered[fmt], nl=False)
+    metrics = outcome.metrics
+    perplexity = f"{metrics.perplexity:.1f}" if metrics.perplexity is not None else "n/a"
+    click.echo(
+        f"{metrics.word_count} words, {outcome.generation.tokens_generated} tokens "
+        f"({outcome.generation.finish_reason}), perplexity {perplexity}, "
+        f"flags: {', '.join(metrics.flags) or 'none'}; model {loaded.name} @ "
+        f"{loaded.revision[:19]}, seed {seed}",
+        err=True,
+    )
+
+
+# --- model ------------------------------------------------------------------------------------
+
+
+@cli.group(cls=Group, context_settings=CONTEXT)
+def model() -> None:
+    """Build local models (for tests, benchmarks and machines without the Hub).
+
+    Example: articlegen model init ./models/tiny
+    """
+
+
+@model.command("init")
+@click.argument("directory", type=click.Path(path_type=Path, file_okay=False))
+@click.option(
+    "--size",
+    type=click.Choice(["tiny", "small"]),
+    default="tiny",
+    show_default=True,
+    help="tiny: 2 layers, for tests. small: GPT-2 small's shape (124M parameters), for benchmarks.",
+)
+@click.option(
+    "--corpus",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="UTF-8 text to train the tokenizer on  [default: examples/corpus.txt]",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Seed of the random weights.",
+)
+def model_init(directory: Path, size: str, corpus: Path | None, seed: int) -> None:
+    """Write a randomly initialised GPT-2 and a BPE tokenizer trained on a corpus.
+
+    Its weights are random, so its text is noise: it exercises the whole pipeline without a
+    download. Point ARTICLEGEN_MODEL at the directory to use it.
+
+    Example: articlegen model init ./models/tiny --size tiny
+    """
+    # Imported here: torch and transformers take seconds to import, and most commands need
+    # neither.
+    from generator.model_init import init_model
+
+    report = init_model(directory, size=size, corpus=corpus, seed=seed)  # type: ignore[arg-type]
+    click.echo(
+        f"Wrote a random {report.size} GPT-2 ({report.parameters:,} parameters, "
+        f"{report.vocabulary:,}-token vocabulary) to {report.path}. Use it with "
+        f"ARTICLEGEN_MODEL={report.path}"
+    )

@@ -1,0 +1,284 @@
+"""Commands for runs and their results: generate, jobs, articles."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from typing import Any
+
+import click
+from pydantic import ValidationError
+
+from articlegen import runner
+from articlegen.cli.base import CONTEXT, App, Group, cli, format_option, parse_overrides, pass_app
+from articlegen.errors import ConfigError
+from articlegen.output import render
+from articlegen.records import ARTICLE_COLUMNS, JOB_COLUMNS, article_record, job_record
+from articlegen.runner import GenerateParams
+from db.articles import get_article, list_articles
+from db.jobs import get_job, list_jobs
+from db.models import ArticleReviewStatus, PromptStatus
+from db.prompts import count_prompts
+from generator.decoding import describe_error
+
+__all__: list[str] = []
+
+
+def quiet_prefect() -> None:
+    """Prefect as a local tool: no telemetry, servers on loopback, warnings only on the terminal.
+
+    Set before Prefect is imported; anything the user set wins.
+    """
+    for name, value in {
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        "PREFECT_SERVER_API_HOST": "127.0.0.1",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+    }.items():
+        os.environ.setdefault(name, value)
+
+
+def show(record: dict[str, Any], fmt: str) -> str:
+    """One record: a field/value table, or one CSV row, or one JSON object."""
+    if fmt == "table":
+        return render([{"field": k, "value": v} for k, v in record.items()], "table")
+    text = render([record], fmt)
+    return text.strip()[1:-1].strip() if fmt == "json" else text
+
+
+# --- generate ---------------------------------------------------------------------------------
+
+
+def _follow(app: App, job_id: int, done: threading.Event) -> None:
+    """Draw a progress bar from the job row's live counts until `done` is set."""
+    db = runner.database(app.settings.database_url)
+
+    def counts() -> tuple[int, int]:
+        with db.session(write=False) as session:
+            job = get_job(session, job_id)
+            return job.total, job.done + job.failed
+
+    total = 0
+    while not total:  # the total is known once the run has claimed its prompts
+        if done.wait(0.3):
+            return
+        total = counts()[0]
+    stderr = sys.stderr
+    with click.progressbar(length=total, label=f"Job {job_id}", file=stderr) as bar:
+        while True:
+            stop = done.wait(0.5)
+            bar.update(counts()[1] - bar.pos)
+            if stop:
+                return
+
+
+@cli.command("generate", context_settings=CONTEXT)
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many prompts.")
+@click.option("--model", help="Hub id or local directory  [default: ARTICLEGEN_MODEL]")
+@click.option("--preset", help="Preset for prompts that name none  [default: nucleus]")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 512),
+    default=8,
+    show_default=True,
+    help="Articles generated together.",
+)
+@click.option(
+    "--max-new-tokens",
+    type=click.IntRange(1, 8192),
+    help="Token limit for every article (overrides prompts and presets).",
+)
+@click.option("--template", help="Article template stem for prompts that name none.")
+@click.option(
+    "--variants",
+    type=click.IntRange(1, 100),
+    help="Articles per prompt, instead of each prompt's own count.",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Override a decoding setting for every article; repeatable.",
+)
+@click.option("--tag", "tags", multiple=True, help="Only prompts with this tag; repeatable.")
+@click.option(
+    "--order",
+    type=click.Choice(["priority", "fifo"]),
+    default="priority",
+    show_default=True,
+    help="Highest priority first, or oldest first.",
+)
+@click.option("--dry-run", is_flag=True, help="Report what would be generated; claim nothing.")
+@pass_app
+def generate(
+    app: App,
+    limit: int | None,
+    model: str | None,
+    preset: str | None,
+    batch_size: int,
+    max_new_tokens: int | None,
+    template: str | None,
+    variants: int | None,
+    overrides: tuple[str, ...],
+    tags: tuple[str, ...],
+    order: str,
+    dry_run: bool,
+) -> None:
+    """Generate articles for pending prompts with the generate-articles Prefect flow.
+
+    Runs locally (Prefect starts a temporary server) unless PREFECT_API_URL points at one.
+    Each prompt's own decoding settings apply; --set and --max-new-tokens override them.
+
+    Example: articlegen generate --limit 10 --preset precise --max-new-tokens 200
+    """
+    settings_overrides: dict[str, Any] = dict(parse_overrides(overrides))
+    if max_new_tokens is not None:
+        settings_overrides["max_new_tokens"] = max_new_tokens
+    try:
+        params = GenerateParams(
+            limit=limit,
+            model=model,
+            preset=preset,
+            batch_size=batch_size,
+            overrides=settings_overrides,
+            template=template,
+            variants=variants,
+            tags=list(tags),
+            order=order,
+            dry_run=dry_run,
+        )
+    except ValidationError as exc:
+        raise ConfigError("; ".join(describe_error(e) for e in exc.errors())) from None
+    if preset is not None:
+        app.presets.get(preset)  # an unknown preset is a message now, not 25 failed prompts
+    quiet_prefect()
+    # Imported here: Prefect takes seconds to import, and most commands never need it.
+    from flows.generate import generate_articles
+
+    settings = app.settings
+    runner.database(settings.database_url)  # migrate before Prefect starts
+    job_id = runner.open_job(settings, params)
+    done = threading.Event()
+    follower = threading.Thread(target=_follow, args=(app, job_id, done), daemon=True)
+    started = time.perf_counter()
+    follower.start()
+    try:
+        result = generate_articles(params=params, job_id=job_id)
+    finally:
+        done.set()
+        follower.join()
+    seconds = time.perf_counter() - started
+    if result.get("dry_run"):
+        click.echo(
+            f"Dry run: {result['prompts']} pending prompts would become {result['total']} "
+            "articles. Nothing was claimed."
+        )
+        return
+    if not result["total"]:
+        with runner.database(settings.database_url).session(write=False) as session:
+            counts = count_prompts(session)
+        click.echo(
+            f"Nothing to generate: no pending prompts ({counts[PromptStatus.DONE]} done, "
+            f"{counts[PromptStatus.FAILED]} failed). Import more with `articlegen import FILE`."
+        )
+        return
+    click.echo(
+        f"Job {job_id} {result['status']}: {result['done']} of {result['total']} articles "
+        f"written, {result['failed']} failed, in {seconds:.1f} s.\n"
+        f"Next: articlegen articles list --job {job_id}"
+    )
+
+
+# --- jobs -------------------------------------------------------------------------------------
+
+
+@cli.group(cls=Group, context_settings=CONTEXT)
+def jobs() -> None:
+    """Inspect generation runs.
+
+    Example: articlegen jobs list
+    """
+
+
+@jobs.command("list")
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many, newest first.")
+@format_option
+@pass_app
+def jobs_list(app: App, limit: int | None, fmt: str) -> None:
+    """List jobs, newest first.
+
+    Example: articlegen jobs list --format json
+    """
+    with app.database.session(write=False) as session:
+        records = [job_record(j) for j in list_jobs(session, limit)]
+    click.echo(render(records, fmt, table_columns=JOB_COLUMNS, empty="No jobs."))
+
+
+@jobs.command("show")
+@click.argument("job_id", type=int)
+@format_option
+@pass_app
+def jobs_show(app: App, job_id: int, fmt: str) -> None:
+    """Show one job: status, counts, parameters, error.
+
+    Example: articlegen jobs show 1
+    """
+    with app.database.session(write=False) as session:
+        record = job_record(get_job(session, job_id))
+    click.echo(show(record, fmt))
+
+
+# --- articles ---------------------------------------------------------------------------------
+
+
+@cli.group(cls=Group, context_settings=CONTEXT)
+def articles() -> None:
+    """Inspect generated articles.
+
+    Example: articlegen articles list --status pending_review
+    """
+
+
+@articles.command("list")
+@click.option(
+    "--status",
+    type=click.Choice([s.value for s in ArticleReviewStatus]),
+    help="Only articles with this review status.",
+)
+@click.option("--job", "job_id", type=int, help="Only articles of this job.")
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many.")
+@format_option
+@pass_app
+def articles_list(
+    app: App, status: str | None, job_id: int | None, limit: int | None, fmt: str
+) -> None:
+    """List articles, oldest first.
+
+    Example: articlegen articles list --job 1 --format csv
+    """
+    verdict = ArticleReviewStatus(status) if status else None
+    with app.database.session(write=False) as session:
+        records = [article_record(a) for a in list_articles(session, verdict, job_id, limit)]
+    click.echo(render(records, fmt, table_columns=ARTICLE_COLUMNS, empty="No articles."))
+
+
+@articles.command("show")
+@click.argument("article_id", type=int)
+@format_option
+@pass_app
+def articles_show(app: App, article_id: int, fmt: str) -> None:
+    """Show one article: the text as Markdown, then its metadata (table), or every field.
+
+    Example: articlegen articles show 3 --format json
+    """
+    with app.database.session(write=False) as session:
+        record = article_record(get_article(session, article_id))
+    if fmt == "table":
+        click.echo(record["markdown"] or record["body"])
+        fields = {k: v for k, v in record.items() if k not in ("body", "markdown", "html")}
+        click.echo(show(fields, fmt))
+    else:
+        click.echo(show(record, fmt))

@@ -1,0 +1,85 @@
+"""Exporting articles: CSV, JSON Lines, or a folder of Markdown or HTML files with an index.
+
+CSV cells that a spreadsheet would run as a formula (starting with = + - @, a tab or a carriage
+return) are prefixed with an apostrophe, as OWASP advises: an article or a prompt could carry
+`=HYPERLINK(...)`, and the client opens exports in Excel.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+
+from articlegen.errors import InputError
+from generator.templates import Templates
+
+__all__ = ["EXPORT_FORMATS", "export_articles", "neutralise_formula"]
+
+EXPORT_FORMATS = ("csv", "jsonl", "md", "html")
+ExportFormat = Literal["csv", "jsonl", "md", "html"]
+CSV_COLUMNS = [
+    "id", "external_id", "topic", "title", "body", "review_status", "reviewer_note", "words",
+    "perplexity", "flags", "model", "model_revision", "seed", "job_id", "variant", "version",
+    "created_at",
+]  # fmt: skip
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise_formula(value: Any) -> Any:
+    """`value`, with a leading apostrophe if a spreadsheet would evaluate it."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def _slug(text: str) -> str:
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")[:60] or "article"
+
+
+def export_articles(
+    records: Sequence[dict[str, Any]], fmt: ExportFormat, out: Path, templates: Templates
+) -> list[Path]:
+    """Write `records` (from `articlegen.records.article_record`); return the files written.
+
+    csv and jsonl write the file `out`; md and html write one file per article and an index
+    into the folder `out`.
+    """
+    try:
+        if fmt in ("csv", "jsonl"):
+            out.parent.mkdir(parents=True, exist_ok=True)
+            if fmt == "csv":
+                rows = [
+                    {c: neutralise_formula(_cell(r.get(c))) for c in CSV_COLUMNS} for r in records
+                ]
+                pd.DataFrame(rows, columns=CSV_COLUMNS).to_csv(out, index=False)
+            else:
+                with out.open("w", encoding="utf-8") as handle:
+                    for record in records:
+                        handle.write(json.dumps(record, default=str, ensure_ascii=False) + "\n")
+            return [out]
+        out.mkdir(parents=True, exist_ok=True)
+        key = "markdown" if fmt == "md" else "html"
+        written, entries = [], []
+        for record in records:
+            name = f"{record['id']:05d}-{_slug(record['title'])}.{fmt}"
+            (out / name).write_text(record[key] or "", encoding="utf-8")
+            written.append(out / name)
+            entries.append({**record, "file": name})
+        index = templates.render(f"index.{fmt}.j2", {"articles": entries}).text
+        (out / f"index.{fmt}").write_text(index, encoding="utf-8")
+        return [*written, out / f"index.{fmt}"]
+    except OSError as exc:
+        raise InputError(f"cannot write the export to {out}: {exc.strerror}") from exc
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, list | dict):
+        return json.dumps(value, ensure_ascii=False)
+    return value.value if hasattr(value, "value") else value

@@ -1,0 +1,93 @@
+"""Rows as plain dicts for output and export: one shape per entity, used by every format."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from db.models import Article, Job, Prompt
+
+__all__ = ["ARTICLE_COLUMNS", "JOB_COLUMNS", "article_record", "job_record", "prompt_record"]
+
+# What a table shows; CSV and JSON carry every field.
+ARTICLE_COLUMNS = [
+    "id", "job_id", "external_id", "variant", "version", "title", "words", "perplexity",
+    "flags", "review_status",
+]  # fmt: skip
+JOB_COLUMNS = ["id", "status", "model", "total", "done", "failed", "created_at", "finished_at"]
+
+
+def prompt_record(prompt: Prompt) -> dict[str, Any]:
+    """A prompt, every field."""
+    return {
+        "id": prompt.id,
+        "external_id": prompt.external_id,
+        "topic": prompt.topic,
+        "status": prompt.status,
+        "priority": prompt.priority,
+        "variants": prompt.variants,
+        "preset": prompt.preset,
+        "template": prompt.template,
+        "tags": prompt.tags,
+        "decoding": prompt.decoding,
+        "extra": prompt.extra,
+        "prompt": prompt.prompt,
+        "attempts": prompt.attempts,
+        "last_error": prompt.last_error,
+        "created_at": prompt.created_at,
+        "updated_at": prompt.updated_at,
+    }
+
+
+def job_record(job: Job) -> dict[str, Any]:
+    """A job, every field."""
+    return {
+        "id": job.id,
+        "status": job.status,
+        "model": job.model,
+        "model_revision": job.model_revision,
+        "total": job.total,
+        "done": job.done,
+        "failed": job.failed,
+        "parameters": job.parameters,
+        "flow_run_id": job.flow_run_id,
+        "error": job.error,
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+    }
+
+
+def article_record(article: Article) -> dict[str, Any]:
+    """An article with its prompt's identity and every field a reviewer or an export needs."""
+    metrics = article.metrics
+    return {
+        "id": article.id,
+        "prompt_id": article.prompt_id,
+        "external_id": article.prompt.external_id,
+        "topic": article.prompt.topic,
+        "title": article.title,
+        "body": article.body,
+        "markdown": article.rendered.get("markdown"),
+        "html": article.rendered.get("html"),
+        "review_status": article.review_status,
+        "reviewer_note": article.reviewer_note,
+        "seed": article.seed,
+        "model": article.model_name,
+        "model_revision": article.model_revision,
+        "decoding": article.decoding,
+        "metrics": metrics,
+        "words": metrics.get("word_count"),
+        "perplexity": round(metrics["perplexity"], 1) if metrics.get("perplexity") else None,
+        "flags": metrics.get("flags", []),
+        "tokens_generated": article.tokens_generated,
+        "prompt_tokens": article.prompt_tokens,
+        "finish_reason": article.finish_reason,
+        "template": article.template_name,
+        "template_version": article.template_version,
+        "job_id": article.job_id,
+        "variant": article.variant,
+        "version": article.version,
+        "generation_seconds": article.generation_seconds,
+        "created_at": article.created_at,
+        "reviewed_at": article.reviewed_at,
+    }

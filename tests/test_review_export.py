@@ -1,0 +1,121 @@
+"""The client's loop through the CLI: generate, list, show, review, regenerate, export."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from articlegen.cli import cli
+from articlegen.export import neutralise_formula
+from articlegen.runner import close_databases
+
+from .test_flows import prefect_server  # noqa: F401  (the session's Prefect server)
+
+CSV = """external_id,topic,variants,x_note
+a1,Night trains,2,
+a2,=HYPERLINK("http://example.invalid"),1,@SUM(A1)
+a3,Bees <script>alert(1)</script>,1,
+"""
+
+
+@pytest.fixture
+def run(
+    prefect_server: None,  # noqa: F811
+    sqlite_url: str,
+    tiny_model_dir: Path,
+    tmp_path: Path,
+) -> Iterator[Callable[..., Result]]:
+    env = {
+        "ARTICLEGEN_DATABASE_URL": sqlite_url,
+        "ARTICLEGEN_MODEL": str(tiny_model_dir),
+        "ARTICLEGEN_DEVICE": "cpu",
+    }
+
+    def invoke(*args: str) -> Result:
+        return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+
+    source = tmp_path / "p.csv"
+    source.write_text(CSV, encoding="utf-8")
+    assert invoke("import", str(source)).exit_code == 0
+    yield invoke
+    close_databases()
+
+
+def test_generate_review_regenerate_export(run: Callable[..., Result], tmp_path: Path) -> None:
+    invoke = run
+    result = invoke("generate", "--max-new-tokens", "30", "--batch-size", "4")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("Job 1 completed: 4 of 4 articles written, 0 failed, in ")
+    assert result.stdout.endswith("Next: articlegen articles list --job 1\n")
+
+    listed = json.loads(invoke("articles", "list", "--format", "json").stdout)
+    assert [(a["external_id"], a["variant"], a["version"]) for a in listed] == [
+        ("a1", 1, 1), ("a1", 2, 1), ("a2", 1, 1), ("a3", 1, 1)
+    ]  # fmt: skip
+    required = {
+        "id", "prompt_id", "external_id", "topic", "title", "body", "markdown", "html",
+        "review_status", "seed", "model", "model_revision", "decoding", "metrics",
+        "tokens_generated", "finish_reason", "job_id", "variant", "version", "created_at",
+    }  # fmt: skip
+    assert required <= set(listed[0])
+    shown = json.loads(invoke("articles", "show", "1", "--format", "json").stdout)
+    assert shown == listed[0]
+    job = json.loads(invoke("jobs", "show", "1", "--format", "json").stdout)
+    assert (job["status"], job["total"], job["done"]) == ("completed", 4, 4)
+
+    assert invoke("review", "approve", "1", "3", "--note", "ok").stdout == "Approved: 1, 3.\n"
+    rejected = invoke("review", "reject", "2", "--reason", "off topic")
+    assert rejected.stdout == "Rejected: 2.\n"
+    missing = invoke("review", "approve", "99")
+    assert (missing.exit_code, missing.stderr) == (
+        1, "Error: no article 99: `articlegen articles list` shows the articles there are\n"
+    )  # fmt: skip
+
+    again = invoke("review", "regenerate", "2", "--preset", "precise", "--set", "temperature=0.6")
+    assert again.exit_code == 0
+    rerun = invoke("generate", "--max-new-tokens", "30")
+    assert "1 of 1 articles written" in rerun.stdout
+    latest = json.loads(invoke("articles", "list", "--job", "2", "--format", "json").stdout)
+    assert [(a["external_id"], a["variant"], a["version"]) for a in latest] == [("a1", 2, 2)]
+    assert latest[0]["decoding"]["temperature"] == 0.6
+    assert len(json.loads(invoke("articles", "list", "--format", "json").stdout)) == 5
+    nothing = invoke("generate")
+    assert nothing.stdout.startswith("Nothing to generate: no pending prompts (3 done, 0 failed)")
+
+    out = tmp_path / "out"
+    assert invoke("export", "--format", "csv", "--out", str(out / "a.csv")).exit_code == 0
+    with (out / "a.csv").open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["id"] for r in rows] == ["1", "3"]  # approved only, by default
+    assert rows[1]["topic"] == '\'=HYPERLINK("http://example.invalid")'  # neutralised
+
+    html = invoke("export", "--status", "all", "--format", "html", "--out", str(out / "html"))
+    assert html.stdout == f"Exported 5 article(s) to {out / 'html'} (6 file(s)).\n"
+    index = (out / "html" / "index.html").read_text(encoding="utf-8")
+    assert "&lt;script&gt;" in index
+    assert "<script>" not in index
+    page = next((out / "html").glob("00004-*.html")).read_text(encoding="utf-8")
+    assert "Bees &lt;script&gt;" in page
+    md = invoke("export", "--status", "all", "--format", "md", "--out", str(out / "md"))
+    assert md.exit_code == 0
+    assert (out / "md" / "index.md").read_text(encoding="utf-8").startswith("# Articles")
+    jsonl = invoke(
+        "export", "--status", "rejected", "--format", "jsonl", "--out", str(out / "r.jsonl")
+    )
+    assert jsonl.exit_code == 0
+    (line,) = (out / "r.jsonl").read_text(encoding="utf-8").splitlines()
+    assert json.loads(line)["reviewer_note"] == "off topic"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("=1+1", "'=1+1"), ("+1", "'+1"), ("-x", "'-x"), ("@A1", "'@A1"), ("\tx", "'\tx"),
+     ("plain", "plain"), (3, 3)],
+)  # fmt: skip
+def test_neutralise_formula(value: object, expected: object) -> None:
+    assert neutralise_formula(value) == expected
