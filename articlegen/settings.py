@@ -64,6 +64,12 @@ class Settings(BaseSettings):
             "float32 on the CPU, where bfloat16 changes the numbers and is opt-in."
         ),
     )
+    schedule: str = Field(
+        default="0 * * * *",
+        min_length=1,
+        description="Cron schedule of the generate-articles deployment that `articlegen serve` "
+        "registers: hourly by default, so new prompts wait at most an hour.",
+    )
     templates_dir: Path | None = Field(
         default=None,
         description="A directory of your Jinja templates; they override the bundled ones by name.",

@@ -1,6 +1,10 @@
-"""Prefect flows: orchestration only. Each flow calls into `generator` and `db`.
+"""Prefect flows: orchestration only. Each flow calls into `articlegen`, `generator` and `db`.
 
-The import and generation flows arrive with the Prefect issue; the CLI already covers imports.
+- `generate-articles` (`flows.generate`): pending prompts become articles, one task per batch.
+- `import-prompts` (`flows.import_prompts`): a CSV file or drop folder becomes prompts.
 """
 
-__all__: list[str] = []
+from flows.generate import generate_articles
+from flows.import_prompts import import_prompts
+
+__all__ = ["generate_articles", "import_prompts"]

@@ -1,0 +1,71 @@
+"""The `import-prompts` flow: the CLI's import, runnable from the UI or on a schedule.
+
+Given a folder (a drop folder), it imports each CSV in it in name order and moves the file to
+`imported/` or, when it is rejected, to `rejected/` with the reason beside it, so a scheduled
+run never imports a file twice.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from articlegen.errors import ArticlegenError
+from articlegen.importing import import_prompts_csv
+from articlegen.runner import database
+from articlegen.settings import Settings, load_settings
+from generator.decoding import load_presets
+
+__all__ = ["import_prompts"]
+
+
+@task(name="import-csv", task_run_name="import-{path.name}", cache_policy=NO_CACHE)
+def import_csv(settings: Settings, path: Path, dry_run: bool, skip_invalid: bool) -> dict[str, Any]:
+    """Import one file; a rejected file is reported, not raised, so the others go on."""
+    try:
+        report = import_prompts_csv(
+            database(settings.database_url),
+            path,
+            load_presets(settings.presets_file),
+            dry_run=dry_run,
+            skip_invalid=skip_invalid,
+        )
+    except ArticlegenError as exc:
+        return {"file": path.name, "error": str(exc)}
+    return {
+        "file": path.name, "inserted": report.inserted, "updated": report.updated,
+        "unchanged": report.unchanged, "rejected": report.rejected,
+    }  # fmt: skip
+
+
+@flow(name="import-prompts")
+def import_prompts(
+    path: str, dry_run: bool = False, skip_invalid: bool = False
+) -> list[dict[str, Any]]:
+    """Import topic prompts from a CSV file, or from every CSV in a drop folder.
+
+    Args:
+        path: A CSV file, or a folder whose CSV files are imported and then moved aside.
+        dry_run: Validate and count; write nothing and move nothing.
+        skip_invalid: Import the valid rows of a file and write its rejects beside it.
+    """
+    settings = load_settings()
+    target = Path(path)
+    files = sorted(target.glob("*.csv")) if target.is_dir() else [target]
+    results = [import_csv(settings, file, dry_run, skip_invalid) for file in files]
+    if target.is_dir() and not dry_run:
+        for file, result in zip(files, results, strict=True):
+            folder = target / ("rejected" if "error" in result else "imported")
+            folder.mkdir(exist_ok=True)
+            file.rename(folder / file.name)
+            if "error" in result:
+                (folder / f"{file.name}.error.txt").write_text(result["error"], encoding="utf-8")
+    lines = [f"- {r['file']}: " + (r.get("error") or f"{r['inserted']} inserted, "
+             f"{r['updated']} updated, {r['unchanged']} unchanged, {r['rejected']} rejected")
+             for r in results]  # fmt: skip
+    create_markdown_artifact("# Import\n\n" + ("\n".join(lines) or "No CSV files."))
+    return results

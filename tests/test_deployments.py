@@ -1,0 +1,145 @@
+"""Deployments for real: `articlegen serve` against a local Prefect server, and a run of it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import FlowRun
+from prefect.deployments import run_deployment
+from prefect.settings import PREFECT_API_URL
+from sqlalchemy import select
+
+from articlegen.cli import cli
+from articlegen.runner import close_databases
+from db import Article, Database, Prompt, PromptStatus
+from flows.import_prompts import import_prompts
+
+from .test_flows import prefect_server  # noqa: F401  (the session's Prefect server)
+
+GOOD = "external_id,topic,variants\ns1,Night trains,2\ns2,Sourdough,1\ns3,Heat pumps,1\n"
+
+
+def _wait_for_deployments(names: set[str], seconds: float = 90) -> dict[str, Any]:
+    """The deployments called `names` ("flow/deployment"), once the server has them all."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with get_client(sync_client=True) as client:
+            by_name = {
+                f"{client.read_flow(d.flow_id).name}/{d.name}": d for d in client.read_deployments()
+            }
+        if names <= set(by_name):
+            return by_name
+        time.sleep(1)
+    raise AssertionError(f"deployments {names} never appeared")
+
+
+def test_serve_registers_both_deployments_and_runs_one(
+    prefect_server: None,  # noqa: F811
+    sqlite_url: str,
+    tiny_model_dir: Path,
+    tmp_path: Path,
+) -> None:
+    source = tmp_path / "p.csv"
+    source.write_text(GOOD, encoding="utf-8")
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+        "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+        "ARTICLEGEN_DATABASE_URL": sqlite_url,
+        "ARTICLEGEN_MODEL": str(tiny_model_dir),
+        "ARTICLEGEN_DEVICE": "cpu",
+        "ARTICLEGEN_SCHEDULE": "*/30 * * * *",
+    }
+    assert CliRunner().invoke(cli, ["import", str(source)], env=env).exit_code == 0
+    script = Path(sys.executable).parent / "articlegen"
+    server = subprocess.Popen(
+        [str(script), "serve"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deployments = _wait_for_deployments(
+            {"generate-articles/articlegen", "import-prompts/articlegen"}
+        )
+        generate = deployments["generate-articles/articlegen"]
+        schedules = [s.schedule.cron for s in generate.schedules]
+        assert schedules == ["*/30 * * * *"]
+
+        run = run_deployment(
+            "generate-articles/articlegen",
+            parameters={
+                "params": {"limit": 2, "batch_size": 2, "overrides": {"max_new_tokens": 10}}
+            },
+            timeout=240,
+        )
+        assert isinstance(run, FlowRun)  # the sync API, from sync code
+        assert run.state is not None
+        assert run.state.is_completed(), run.state
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            code = server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            raise
+        output = server.stdout.read() if server.stdout else ""
+        if server.stdout:
+            server.stdout.close()
+    assert code == 0, output
+    assert "Serving generate-articles (cron '*/30 * * * *') and import-prompts" in output
+    db = Database.open(sqlite_url)
+    with db.session(write=False) as session:
+        statuses = {p.external_id: p.status for p in session.scalars(select(Prompt))}
+        articles = session.scalars(select(Article)).all()
+    db.close()
+    # limit 2, highest priority then oldest: s1 (2 variants) and s2.
+    assert statuses == {
+        "s1": PromptStatus.DONE,
+        "s2": PromptStatus.DONE,
+        "s3": PromptStatus.PENDING,
+    }
+    assert len(articles) == 3
+    assert {a.tokens_generated for a in articles} <= set(range(1, 11))
+
+
+def test_import_flow_drains_a_drop_folder(
+    prefect_server: None,  # noqa: F811
+    sqlite_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ARTICLEGEN_DATABASE_URL", sqlite_url)
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    (drop / "a.csv").write_text(GOOD, encoding="utf-8")
+    (drop / "b.csv").write_text("topic,top_p\nBad,1.5\n", encoding="utf-8")
+    results = import_prompts(str(drop))
+    close_databases()
+    assert results[0] == {
+        "file": "a.csv",
+        "inserted": 3,
+        "updated": 0,
+        "unchanged": 0,
+        "rejected": 0,
+    }
+    assert results[1]["file"] == "b.csv"
+    assert "line 2: `top_p`: input should be less than or equal to 1" in results[1]["error"]
+    assert sorted(p.name for p in drop.rglob("*") if p.is_file()) == [
+        "a.csv", "b.csv", "b.csv.error.txt"
+    ]  # fmt: skip
+    assert (drop / "imported" / "a.csv").exists()
+    assert (drop / "rejected" / "b.csv").exists()
+    assert import_prompts(str(drop)) == []  # drained: nothing left to import
+    close_databases()
