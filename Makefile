@@ -34,10 +34,8 @@ lint: install  ## Linter and type checker.
 test: lint  ## Lint, type-check and run the whole test suite.
 	$(BIN)/pytest
 
-demo: install  ## Import the example prompts into articlegen.db and list them.
-	$(BIN)/articlegen db upgrade
-	$(BIN)/articlegen import examples/prompts.csv
-	$(BIN)/articlegen prompts list
+demo: install  ## The main job end to end on the examples: import, generate, export to out/.
+	$(BIN)/articlegen demo
 
 migration: install  ## Generate a migration from db/models.py: make migration MESSAGE="add x".
 	@test -n "$(MESSAGE)" || { echo 'usage: make migration MESSAGE="what changed"'; exit 2; }

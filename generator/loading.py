@@ -14,14 +14,21 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from huggingface_hub import try_to_load_from_cache
+from huggingface_hub import model_info, try_to_load_from_cache
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 from transformers.utils import logging as transformers_logging
 from transformers.utils.hub import extract_commit_hash
 
 from articlegen.errors import ModelError
 
-__all__ = ["LoadedModel", "ModelSpec", "load_model", "resolve_device", "resolve_dtype"]
+__all__ = [
+    "LoadedModel",
+    "ModelSpec",
+    "hub_model_available",
+    "load_model",
+    "resolve_device",
+    "resolve_dtype",
+]
 
 Device = Literal["auto", "cpu", "cuda", "mps"]
 DType = Literal["auto", "float32", "bfloat16", "float16"]
@@ -167,6 +174,21 @@ def _load_uncached(spec: ModelSpec) -> LoadedModel:
         device=device,
         dtype=dtype,
     )
+
+
+def hub_model_available(name: str, timeout: float = 3.0) -> bool:
+    """Whether `name` can be loaded from the Hub now: cached, or the Hub answers in time.
+
+    A quick question before a long download attempt: transformers itself retries for about
+    a minute before it gives up on an unreachable Hub.
+    """
+    if isinstance(try_to_load_from_cache(name, "config.json"), str):
+        return True
+    try:
+        model_info(name, timeout=timeout)
+    except Exception:  # offline mode, no network, unknown id: not available, whatever the cause
+        return False
+    return True
 
 
 _cache: dict[ModelSpec, LoadedModel] = {}

@@ -36,6 +36,9 @@ def quiet_prefect() -> None:
         "DO_NOT_TRACK": "1",
         "PREFECT_SERVER_API_HOST": "127.0.0.1",
         "PREFECT_LOGGING_LEVEL": "WARNING",
+        # The temporary server's first start on a new PREFECT_HOME migrates its database;
+        # on two busy cores that can pass Prefect's 20 s default.
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
     }.items():
         os.environ.setdefault(name, value)
 
@@ -296,7 +299,7 @@ def serve(app: App) -> None:
     import-prompts/articlegen runs when started. Point PREFECT_API_URL at a Prefect server
     (`prefect server start`) to see them in its UI and start runs with custom parameters.
 
-    Example: PREFECT_API_URL=http://127.0.0.1:4200/api articlegen serve
+    Example: articlegen serve
     """
     quiet_prefect()
     # Imported here: Prefect takes seconds to import, and most commands never need it.
