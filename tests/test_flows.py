@@ -11,6 +11,7 @@ from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settin
 from prefect.testing.utilities import prefect_test_harness
 from sqlalchemy import select
 
+from articlegen.errors import ConfigError, DatabaseError, ModelError
 from articlegen.importing import import_prompts_csv
 from articlegen.runner import GenerateParams, close_databases
 from db import Article, Database, Job, JobStatus, Prompt, PromptStatus
@@ -93,3 +94,20 @@ def test_dry_run_flow_claims_nothing(flow_env: Database) -> None:
     with flow_env.session(write=False) as session:
         assert {p.status for p in session.scalars(select(Prompt))} == {PromptStatus.PENDING}
         assert session.scalars(select(Article)).all() == []
+
+
+@pytest.mark.parametrize(
+    ("error", "retried"),
+    [
+        (ConfigError("`top_p` must be at most 1"), False),  # the user's to fix: fail at once
+        (ModelError("cannot load model 'gpt2'"), False),
+        (DatabaseError("database is locked"), True),  # transient: try again
+        (ConnectionError("reset by peer"), True),
+    ],
+)
+def test_retries_are_for_transient_failures_only(error: Exception, retried: bool) -> None:
+    from prefect.states import Failed
+
+    from flows.generate import _transient
+
+    assert _transient(None, None, Failed(data=error)) is retried
