@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -20,7 +21,7 @@ from articlegen.settings import Settings
 from db.articles import PromptFailure, next_versions, record_batch
 from db.jobs import create_job, finish_job, start_job
 from db.models import Prompt
-from db.prompts import claim_prompts
+from db.prompts import claim_prompts, release_prompts
 from db.session import Database
 from generator.decoding import (
     DECODING_FIELDS,
@@ -301,9 +302,13 @@ def write_batch(
     return report
 
 
-def finish_run(settings: Settings, job_id: int, error: str | None = None) -> dict[str, Any]:
-    """Close the job and return its final counts."""
+def finish_run(
+    settings: Settings, job_id: int, error: str | None = None, unwritten: Sequence[int] = ()
+) -> dict[str, Any]:
+    """Close the job and return its final counts; a failed run gives back the prompts it
+    claimed and could not write, so the next run takes them."""
     with database(settings.database_url).session() as session:
+        release_prompts(session, unwritten)
         job = finish_job(session, job_id, error)
         return {
             "job": job.id,

@@ -24,6 +24,7 @@ __all__ = [
     "count_prompts",
     "list_prompts",
     "plan_upsert",
+    "release_prompts",
 ]
 
 # Ids per IN (...) query: well under SQLite's bound-parameter limit.
@@ -142,6 +143,17 @@ def claim_prompts(
             break
     session.flush()
     return claimed
+
+
+def release_prompts(session: Session, prompt_ids: Sequence[int]) -> int:
+    """Give claimed prompts back (to `pending`) after a run that could not write them."""
+    released = 0
+    for chunk in _chunks(list(prompt_ids)):
+        query = select(Prompt).where(Prompt.id.in_(chunk), Prompt.status == PromptStatus.CLAIMED)
+        for prompt in session.scalars(query):
+            prompt.status = PromptStatus.PENDING
+            released += 1
+    return released
 
 
 def count_prompts(session: Session) -> dict[PromptStatus, int]:

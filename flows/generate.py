@@ -80,9 +80,11 @@ def write_batch(
 
 
 @_step("finish-job")
-def finish_job(settings: Settings, job_id: int, error: str | None = None) -> dict[str, Any]:
-    """Close the job with its final status and counts."""
-    return runner.finish_run(settings, job_id, error)
+def finish_job(
+    settings: Settings, job_id: int, error: str | None = None, unwritten: list[int] | None = None
+) -> dict[str, Any]:
+    """Close the job with its final status and counts, releasing what a failed run claimed."""
+    return runner.finish_run(settings, job_id, error, unwritten or [])
 
 
 def _name_run(job_id: int) -> None:
@@ -119,7 +121,9 @@ def generate_articles(
             reports.append(write_batch(settings, job_id, number, prompt_ids, params))
             update_progress_artifact(progress, 100.0 * number / len(plan.batches))
     except Exception as exc:
-        finish_job(settings, job_id, error=f"{type(exc).__name__}: {exc}")
+        # Batches are written whole or not at all: the failed one and those after it go back.
+        unwritten = [p for batch in plan.batches[len(reports) :] for p in batch]
+        finish_job(settings, job_id, error=f"{type(exc).__name__}: {exc}", unwritten=unwritten)
         raise
     result: dict[str, Any] = finish_job(settings, job_id)
     create_markdown_artifact(runner.summary_markdown(result, reports), key=f"job-{job_id}-summary")

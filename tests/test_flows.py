@@ -111,3 +111,18 @@ def test_retries_are_for_transient_failures_only(error: Exception, retried: bool
     from flows.generate import _transient
 
     assert _transient(None, None, Failed(data=error)) is retried
+
+
+def test_a_failed_run_releases_its_prompts(flow_env: Database) -> None:
+    from articlegen.errors import ModelError
+
+    with pytest.raises(ModelError, match="model directory /nonexistent/model does not exist"):
+        generate_articles(GenerateParams(model="/nonexistent/model", limit=4, batch_size=2))
+    with flow_env.session(write=False) as session:
+        job = session.scalars(select(Job)).one()
+        statuses = {p.status for p in session.scalars(select(Prompt))}
+        attempts = sorted(p.attempts for p in session.scalars(select(Prompt)))
+    assert job.status is JobStatus.FAILED
+    assert (job.error or "").startswith("ModelError: model directory /nonexistent/model")
+    assert statuses == {PromptStatus.PENDING}  # nothing stuck in `claimed`
+    assert attempts == [0] * 8 + [1] * 4  # the attempt is counted
