@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
 
 from articlegen.errors import ConfigError
@@ -23,14 +23,7 @@ from db.jobs import create_job, finish_job, start_job
 from db.models import Prompt
 from db.prompts import claim_prompts, release_prompts
 from db.session import Database
-from generator.decoding import (
-    DECODING_FIELDS,
-    DEFAULT_PRESET,
-    DecodingConfig,
-    DecodingWarning,
-    describe_validation_error,
-    load_presets,
-)
+from generator.decoding import DEFAULT_PRESET, DecodingWarning, load_presets, validate_overrides
 
 __all__ = [
     "BatchReport",
@@ -95,15 +88,12 @@ class GenerateParams(BaseModel):
     @field_validator("overrides")
     @classmethod
     def _known_decoding_settings(cls, value: dict[str, Any]) -> dict[str, Any]:
-        # Checked alone here (types, ranges, names); against each prompt's preset when run.
+        # Each setting alone here (name, type, range), typed as the decoder reads it ("0.8"
+        # becomes 0.8); relations are checked against each prompt's own preset when run.
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DecodingWarning)
-                config = DecodingConfig.model_validate(value)
-        except ValidationError as exc:
-            raise ValueError("; ".join(describe_validation_error(exc, DECODING_FIELDS))) from exc
-        # Typed as the decoder reads them: "0.8" from a command line becomes 0.8.
-        return config.model_dump(mode="json", include=set(value))
+            return validate_overrides(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -303,13 +293,17 @@ def write_batch(
 
 
 def finish_run(
-    settings: Settings, job_id: int, error: str | None = None, unwritten: Sequence[int] = ()
+    settings: Settings,
+    job_id: int,
+    error: str | None = None,
+    unwritten: Sequence[int] = (),
+    cancelled: bool = False,
 ) -> dict[str, Any]:
-    """Close the job and return its final counts; a failed run gives back the prompts it
-    claimed and could not write, so the next run takes them."""
+    """Close the job and return its final counts; a failed or cancelled run gives back the
+    prompts it claimed and could not write, so the next run takes them."""
     with database(settings.database_url).session() as session:
         release_prompts(session, unwritten)
-        job = finish_job(session, job_id, error)
+        job = finish_job(session, job_id, error, cancelled)
         return {
             "job": job.id,
             "status": job.status.value,

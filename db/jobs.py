@@ -41,10 +41,16 @@ def start_job(
     job.started_at = utcnow()
 
 
-def finish_job(session: Session, job_id: int, error: str | None = None) -> Job:
-    """End the job: `failed` with an error, else completed, with or without failed articles."""
+def finish_job(
+    session: Session, job_id: int, error: str | None = None, cancelled: bool = False
+) -> Job:
+    """End the job: `cancelled` (stopped), `failed` (an error), else completed, with or
+    without failed articles."""
     job = get_job(session, job_id)
-    if error is not None:
+    if cancelled:
+        job.status = JobStatus.CANCELLED
+        job.error = error
+    elif error is not None:
         job.status = JobStatus.FAILED
         job.error = error
     elif job.failed:

@@ -130,6 +130,12 @@ def claim_prompts(
         query = query.order_by(Prompt.priority.desc(), Prompt.id)
     else:
         query = query.order_by(Prompt.id)
+    if limit is not None and not tags:
+        query = query.limit(limit)
+    # Two runs claiming at once must not take the same prompts: on PostgreSQL the rows are
+    # locked and another run's skip them; SQLite's write transaction (BEGIN IMMEDIATE)
+    # already serialises claims.
+    query = query.with_for_update(skip_locked=True)
     wanted = set(tags)
     claimed = []
     # Tags live in a JSON column; filtering them in Python keeps one query for both backends.

@@ -22,6 +22,7 @@ from prefect.artifacts import (
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.runtime import flow_run
+from sqlalchemy.exc import IntegrityError
 
 from articlegen import runner
 from articlegen.errors import ArticlegenError, DatabaseError
@@ -40,7 +41,9 @@ def _transient(task: Any, task_run: Any, state: Any) -> bool:
         state.result()
     except DatabaseError:
         return True  # a lock or a dropped connection: worth another try
-    except ArticlegenError:
+    except (ArticlegenError, IntegrityError):
+        # A user's mistake, or a write that collided with another run's: retrying would
+        # only repeat it, or write a duplicate version.
         return False
     except Exception:
         return True
@@ -81,10 +84,14 @@ def write_batch(
 
 @_step("finish-job")
 def finish_job(
-    settings: Settings, job_id: int, error: str | None = None, unwritten: list[int] | None = None
+    settings: Settings,
+    job_id: int,
+    error: str | None = None,
+    unwritten: list[int] | None = None,
+    cancelled: bool = False,
 ) -> dict[str, Any]:
     """Close the job with its final status and counts, releasing what a failed run claimed."""
-    return runner.finish_run(settings, job_id, error, unwritten or [])
+    return runner.finish_run(settings, job_id, error, unwritten or [], cancelled)
 
 
 def _name_run(job_id: int) -> None:
@@ -108,22 +115,32 @@ def generate_articles(
     """
     settings = load_settings()
     job_id = job_id or open_job(settings, params)
-    _name_run(job_id)
-    plan = claim_prompts(settings, job_id, params)
-    if params.dry_run:
-        create_markdown_artifact(runner.plan_markdown(job_id, plan), key=f"job-{job_id}-plan")
-        return {"job": job_id, "dry_run": True, "prompts": plan.prompts, "total": plan.articles}
-    progress = create_progress_artifact(0.0, key=f"job-{job_id}-progress")
-    assert isinstance(progress, UUID)  # the sync API, called from a sync flow
+    plan: RunPlan | None = None
     reports: list[BatchReport] = []
     try:
+        _name_run(job_id)
+        plan = claim_prompts(settings, job_id, params)
+        if params.dry_run:
+            create_markdown_artifact(runner.plan_markdown(job_id, plan), key=f"job-{job_id}-plan")
+            finish_job(settings, job_id)
+            return {"job": job_id, "dry_run": True, "prompts": plan.prompts, "total": plan.articles}
+        progress = create_progress_artifact(0.0, key=f"job-{job_id}-progress")
+        assert isinstance(progress, UUID)  # the sync API, called from a sync flow
         for number, prompt_ids in enumerate(plan.batches, start=1):
             reports.append(write_batch(settings, job_id, number, prompt_ids, params))
             update_progress_artifact(progress, 100.0 * number / len(plan.batches))
-    except Exception as exc:
+    except BaseException as exc:
         # Batches are written whole or not at all: the failed one and those after it go back.
-        unwritten = [p for batch in plan.batches[len(reports) :] for p in batch]
-        finish_job(settings, job_id, error=f"{type(exc).__name__}: {exc}", unwritten=unwritten)
+        # BaseException: Ctrl-C and Prefect's cancellation must release the claims too.
+        unwritten = [p for batch in (plan.batches if plan else [])[len(reports) :] for p in batch]
+        cancelled = not isinstance(exc, Exception)
+        finish_job.fn(
+            settings,
+            job_id,
+            error=f"{type(exc).__name__}: {exc}",
+            unwritten=unwritten,
+            cancelled=cancelled,
+        )
         raise
     result: dict[str, Any] = finish_job(settings, job_id)
     create_markdown_artifact(runner.summary_markdown(result, reports), key=f"job-{job_id}-summary")

@@ -14,7 +14,7 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from articlegen.errors import ArticlegenError
+from articlegen.errors import ConfigError, InputError
 from articlegen.importing import import_prompts_csv
 from articlegen.runner import database
 from articlegen.settings import Settings, load_settings
@@ -23,9 +23,18 @@ from generator.decoding import load_presets
 __all__ = ["import_prompts"]
 
 
-@task(name="import-csv", task_run_name="import-{path.name}", cache_policy=NO_CACHE)
-def import_csv(settings: Settings, path: Path, dry_run: bool, skip_invalid: bool) -> dict[str, Any]:
-    """Import one file; a rejected file is reported, not raised, so the others go on."""
+@task(
+    name="import-csv",
+    task_run_name="import-{path.name}",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=[5, 30],
+)
+def import_csv(
+    settings: Settings, path: Path, dry_run: bool, skip_invalid: bool, rejects: Path | None
+) -> dict[str, Any]:
+    """Import one file. A bad file is reported, not raised, so the others go on; a database
+    that is down raises, so the task retries and the file stays where it is."""
     try:
         report = import_prompts_csv(
             database(settings.database_url),
@@ -33,8 +42,9 @@ def import_csv(settings: Settings, path: Path, dry_run: bool, skip_invalid: bool
             load_presets(settings.presets_file),
             dry_run=dry_run,
             skip_invalid=skip_invalid,
+            rejects_path=rejects,
         )
-    except ArticlegenError as exc:
+    except (InputError, ConfigError) as exc:
         return {"file": path.name, "error": str(exc)}
     return {
         "file": path.name, "inserted": report.inserted, "updated": report.updated,
@@ -56,7 +66,14 @@ def import_prompts(
     settings = load_settings()
     target = Path(path)
     files = sorted(target.glob("*.csv")) if target.is_dir() else [target]
-    results = [import_csv(settings, file, dry_run, skip_invalid) for file in files]
+
+    # A drop folder keeps its rejects out of the way, or the next run would import them.
+    def rejects(file: Path) -> Path | None:
+        return target / "rejected" / f"{file.stem}.rejects.csv" if target.is_dir() else None
+
+    if target.is_dir() and skip_invalid and not dry_run:
+        (target / "rejected").mkdir(exist_ok=True)
+    results = [import_csv(settings, f, dry_run, skip_invalid, rejects(f)) for f in files]
     if target.is_dir() and not dry_run:
         for file, result in zip(files, results, strict=True):
             folder = target / ("rejected" if "error" in result else "imported")

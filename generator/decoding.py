@@ -8,6 +8,7 @@ that far (it raises `ConfigError`), a harmless contradiction warns once with `De
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import tomllib
 import warnings
@@ -16,9 +17,18 @@ from dataclasses import dataclass
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 from pydantic_core import ErrorDetails
 
 from articlegen.errors import ConfigError
@@ -33,6 +43,7 @@ __all__ = [
     "describe_error",
     "describe_validation_error",
     "load_presets",
+    "validate_overrides",
 ]
 
 DEFAULT_PRESET = "nucleus"
@@ -46,6 +57,29 @@ _NEUTRAL_SAMPLING: dict[str, object] = {
     "min_p": 0.0,
 }
 _BEAM_ONLY = ("length_penalty", "early_stopping")
+
+
+def _parse_stop_strings(value: object) -> object:
+    # CSV cells and CLI options arrive as text: one stop string, or a JSON array of them.
+    if isinstance(value, str):
+        if value.startswith("["):
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not a valid JSON array of strings ({exc.msg})") from exc
+        return (value,)
+    return value
+
+
+def _no_empty_stop_string(value: tuple[str, ...]) -> tuple[str, ...]:
+    if any(s == "" for s in value):
+        raise ValueError("an empty stop string would stop every article at once")
+    return value
+
+
+StopStrings = Annotated[
+    tuple[str, ...], BeforeValidator(_parse_stop_strings), AfterValidator(_no_empty_stop_string)
+]
 
 
 class DecodingWarning(UserWarning):
@@ -135,7 +169,7 @@ class DecodingConfig(BaseModel):
         le=8192,
         description="Fewest tokens to generate before end-of-text is allowed.",
     )
-    stop_strings: tuple[str, ...] = Field(
+    stop_strings: StopStrings = Field(
         default=(),
         max_length=16,
         description="Stop an article when it produces one of these strings. In a CSV cell: one "
@@ -159,26 +193,6 @@ class DecodingConfig(BaseModel):
         default=False,
         description="Add embedding noise at every generated step, not only to the prompt.",
     )
-
-    @field_validator("stop_strings", mode="before")
-    @classmethod
-    def _parse_stop_strings(cls, value: object) -> object:
-        # CSV cells and CLI options arrive as text: one stop string, or a JSON array of them.
-        if isinstance(value, str):
-            if value.startswith("["):
-                try:
-                    return json.loads(value)
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"not a valid JSON array of strings ({exc.msg})") from exc
-            return (value,)
-        return value
-
-    @field_validator("stop_strings")
-    @classmethod
-    def _no_empty_stop_string(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if any(s == "" for s in value):
-            raise ValueError("an empty stop string would stop every article at once")
-        return value
 
     @model_validator(mode="after")
     def _check_relations(self) -> DecodingConfig:
@@ -270,6 +284,37 @@ class DecodingConfig(BaseModel):
 
 
 DECODING_FIELDS: tuple[str, ...] = tuple(DecodingConfig.model_fields)
+
+
+def validate_overrides(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Check each setting alone (name, type, range) and return them typed, as JSON values.
+
+    Relations between settings wait for the merge with a preset: `num_beams = 4` is fine for
+    a prompt on the `beam` preset, impossible on `nucleus`. Raises `ConfigError`.
+    """
+    problems, typed = [], {}
+    for name, value in values.items():
+        if name not in DecodingConfig.model_fields:
+            close = difflib.get_close_matches(name, DECODING_FIELDS, n=1)
+            hint = f" (did you mean `{close[0]}`?)" if close else ""
+            problems.append(f"`{name}`: unknown setting{hint}")
+            continue
+        try:
+            typed[name] = _field_adapter(name).dump_python(
+                _field_adapter(name).validate_python(value), mode="json"
+            )
+        except ValidationError as exc:
+            problems += [describe_error({**e, "loc": (name,)}) for e in exc.errors()]
+    if problems:
+        raise ConfigError("; ".join(problems))
+    return typed
+
+
+@functools.cache
+def _field_adapter(name: str) -> TypeAdapter[Any]:
+    field = DecodingConfig.model_fields[name]
+    # The field's type with its constraints (ranges, lengths), as one validator.
+    return TypeAdapter(Annotated[field.annotation, field])  # type: ignore[arg-type]
 
 
 def describe_error(err: ErrorDetails, known: Sequence[str] = DECODING_FIELDS) -> str:

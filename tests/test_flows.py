@@ -126,3 +126,57 @@ def test_a_failed_run_releases_its_prompts(flow_env: Database) -> None:
     assert (job.error or "").startswith("ModelError: model directory /nonexistent/model")
     assert statuses == {PromptStatus.PENDING}  # nothing stuck in `claimed`
     assert attempts == [0] * 8 + [1] * 4  # the attempt is counted
+
+
+def test_a_dry_run_job_is_finished(flow_env: Database) -> None:
+    result = generate_articles(GenerateParams(dry_run=True))
+    with flow_env.session(write=False) as session:
+        job = session.get_one(Job, result["job"])
+    assert job.status is JobStatus.COMPLETED
+    assert job.parameters["dry_run"] is True
+
+
+def test_ctrl_c_cancels_the_run_and_releases_its_prompts(
+    prefect_server: None, flow_env: Database, sqlite_url: str, tiny_model_dir: Path
+) -> None:
+    """SIGINT to a real `articlegen generate` while it writes batches."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from prefect.settings import PREFECT_API_URL
+
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+        "ARTICLEGEN_DATABASE_URL": sqlite_url,
+        "ARTICLEGEN_MODEL": str(tiny_model_dir),
+        "ARTICLEGEN_DEVICE": "cpu",
+    }
+    script = Path(sys.executable).parent / "articlegen"
+    run = subprocess.Popen(
+        [str(script), "generate", "--batch-size", "1", "--max-new-tokens", "400"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # wait until the first batch is written
+            with flow_env.session(write=False) as session:
+                if session.scalars(select(Article)).first() is not None:
+                    break
+            time.sleep(0.2)
+        run.send_signal(signal.SIGINT)
+        output, _ = run.communicate(timeout=120)
+    finally:
+        run.kill()
+    assert run.returncode != 0, output
+    with flow_env.session(write=False) as session:
+        job = session.scalars(select(Job)).one()
+        statuses = [p.status for p in session.scalars(select(Prompt))]
+        articles = len(session.scalars(select(Article)).all())
+    assert job.status is JobStatus.CANCELLED, (job.status, output)
+    assert PromptStatus.CLAIMED not in statuses  # nothing stuck
+    assert 1 <= articles < 16
+    assert statuses.count(PromptStatus.DONE) >= 1  # what was written stays written

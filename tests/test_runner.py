@@ -133,3 +133,23 @@ def test_bad_overrides_are_rejected_when_the_run_is_made() -> None:
         GenerateParams(overrides={"temperature": -1})
     with pytest.raises(ValueError, match=r"`temprature`: unknown setting"):
         GenerateParams(overrides={"temprature": 1})
+
+
+def test_tags_and_fifo_order(settings: Settings, imported: Database) -> None:
+    with imported.session() as session:
+        for prompt in session.scalars(select(Prompt)):
+            prompt.tags = ["rail"] if prompt.external_id in ("p07", "p03") else ["other"]
+    params = GenerateParams(tags=["rail"], order="fifo", dry_run=True)
+    plan = claim_batches(settings, open_job(settings, params), params)
+    with imported.session(write=False) as session:
+        ids = {p.id: p.external_id for p in session.scalars(select(Prompt))}
+    assert [ids[i] for batch in plan.batches for i in batch] == ["p03", "p07"]  # oldest first
+    by_priority = GenerateParams(limit=2, dry_run=True)
+    plan = claim_batches(settings, open_job(settings, by_priority), by_priority)
+    assert plan.prompts == 2
+
+
+def test_run_overrides_are_checked_one_by_one() -> None:
+    # Valid for prompts on the beam preset: relations wait for each prompt's own preset.
+    assert GenerateParams(overrides={"num_beams": "4"}).overrides == {"num_beams": 4}
+    assert GenerateParams(overrides={"min_new_tokens": 300}).overrides == {"min_new_tokens": 300}

@@ -35,7 +35,9 @@ def quiet_prefect() -> None:
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "1",
         "PREFECT_SERVER_API_HOST": "127.0.0.1",
-        "PREFECT_LOGGING_LEVEL": "WARNING",
+        # Errors reach the user once, as `Error: ...` from the CLI; Prefect's engine would
+        # log each with a traceback first.
+        "PREFECT_LOGGING_LEVEL": "CRITICAL",
         # The temporary server's first start on a new PREFECT_HOME migrates its database;
         # on two busy cores that can pass Prefect's 20 s default.
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
@@ -155,13 +157,33 @@ def generate(
         )
     except ValidationError as exc:
         raise ConfigError("; ".join(describe_error(e) for e in exc.errors())) from None
+    # Check what can be checked before Prefect starts: a message now, not 25 failed prompts
+    # (the model loaded here is the one the in-process run uses: one load per process).
     if preset is not None:
-        app.presets.get(preset)  # an unknown preset is a message now, not 25 failed prompts
+        app.presets.get(preset)
+    settings = app.settings
+    from generator.loading import ModelSpec, load_model
+    from generator.templates import Templates
+
+    if template is not None:
+        names = Templates(settings.templates_dir).names()
+        missing = [
+            f"{template}{s}" for s in (".md.j2", ".html.j2") if f"{template}{s}" not in names
+        ]
+        if missing:
+            raise ConfigError(
+                f"--template {template}: no {' or '.join(missing)} in the templates "
+                f"(available: {', '.join(names)})"
+            )
+    if not dry_run:
+        spec = ModelSpec(
+            model or settings.model, settings.model_revision, settings.device, settings.dtype
+        )
+        load_model(spec)
     quiet_prefect()
     # Imported here: Prefect takes seconds to import, and most commands never need it.
     from flows.generate import generate_articles
 
-    settings = app.settings
     runner.database(settings.database_url)  # migrate before Prefect starts
     job_id = runner.open_job(settings, params)
     done = threading.Event()
@@ -183,9 +205,11 @@ def generate(
     if not result["total"]:
         with runner.database(settings.database_url).session(write=False) as session:
             counts = count_prompts(session)
+        which = f" tagged {', '.join(tags)}" if tags else ""
         click.echo(
-            f"Nothing to generate: no pending prompts ({counts[PromptStatus.DONE]} done, "
-            f"{counts[PromptStatus.FAILED]} failed). Import more with `articlegen import FILE`."
+            f"Nothing to generate: no pending prompts{which} ({counts[PromptStatus.PENDING]} "
+            f"pending, {counts[PromptStatus.DONE]} done, {counts[PromptStatus.FAILED]} failed). "
+            "Import more with `articlegen import FILE`."
         )
         return
     click.echo(
