@@ -156,9 +156,12 @@ def test_ctrl_c_cancels_the_run_and_releases_its_prompts(
         "ARTICLEGEN_DEVICE": "cpu",
     }
     script = Path(sys.executable).parent / "articlegen"
+    # A terminal delivers Ctrl-C to a process whose SIGINT is at its default; a background job
+    # (CI may run as one) inherits it ignored, and Python would never see the interrupt.
     run = subprocess.Popen(
         [str(script), "generate", "--batch-size", "1", "--max-new-tokens", "400"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 120

@@ -26,18 +26,18 @@ from generator.decoding import describe_error
 __all__: list[str] = []
 
 
-def quiet_prefect() -> None:
-    """Prefect as a local tool: no telemetry, servers on loopback, warnings only on the terminal.
+def quiet_prefect(log_level: str = "CRITICAL") -> None:
+    """Prefect as a local tool: no telemetry, servers on loopback, a quiet terminal.
 
-    Set before Prefect is imported; anything the user set wins.
+    Interactive commands log at CRITICAL: errors reach the user once, as `Error: ...` from
+    the CLI, where Prefect's engine would first log each with a traceback. Set before Prefect
+    is imported; anything the user set wins.
     """
     for name, value in {
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "1",
         "PREFECT_SERVER_API_HOST": "127.0.0.1",
-        # Errors reach the user once, as `Error: ...` from the CLI; Prefect's engine would
-        # log each with a traceback first.
-        "PREFECT_LOGGING_LEVEL": "CRITICAL",
+        "PREFECT_LOGGING_LEVEL": log_level,
         # The temporary server's first start on a new PREFECT_HOME migrates its database;
         # on two busy cores that can pass Prefect's 20 s default.
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
@@ -325,7 +325,7 @@ def serve(app: App) -> None:
 
     Example: articlegen serve
     """
-    quiet_prefect()
+    quiet_prefect("WARNING")  # a long-running server: keep Prefect's warnings
     # Imported here: Prefect takes seconds to import, and most commands never need it.
     from prefect import serve as prefect_serve
     from prefect.deployments.runner import RunnerDeployment
