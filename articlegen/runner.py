@@ -11,7 +11,7 @@ import threading
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
@@ -25,6 +25,9 @@ from db.prompts import claim_prompts, release_prompts
 from db.session import Database
 from generator.decoding import DEFAULT_PRESET, DecodingWarning, load_presets, validate_overrides
 
+if TYPE_CHECKING:
+    from generator.loading import ModelSpec
+
 __all__ = [
     "BatchReport",
     "GenerateParams",
@@ -32,6 +35,7 @@ __all__ = [
     "claim_batches",
     "close_databases",
     "finish_run",
+    "model_spec",
     "open_job",
     "plan_markdown",
     "summary_markdown",
@@ -126,6 +130,19 @@ def database(url: str) -> Database:
         return _databases[url]
 
 
+def model_spec(settings: Settings, model: str | None = None) -> ModelSpec:
+    """The model a run uses: `model`, else ARTICLEGEN_MODEL, with the device settings.
+
+    One place, so a CLI check and the run ask the per-process model cache for the same key.
+    """
+    # Imported here: generator.loading imports torch, which most steps never need.
+    from generator.loading import ModelSpec
+
+    return ModelSpec(
+        model or settings.model, settings.model_revision, settings.device, settings.dtype
+    )
+
+
 def close_databases() -> None:
     """Close the databases this process opened (end of a worker, or of a test)."""
     with _databases_lock:
@@ -184,19 +201,12 @@ def write_batch(
     # neither.
     from generator.articles import ArticleInput, ArticleWriter, WrittenArticle
     from generator.engine import Engine, derive_seed, fresh_seed
-    from generator.loading import ModelSpec, load_model
+    from generator.loading import load_model
     from generator.templates import Templates
 
     db = database(settings.database_url)
     catalog = load_presets(settings.presets_file)
-    loaded = load_model(
-        ModelSpec(
-            params.model or settings.model,
-            settings.model_revision,
-            settings.device,
-            settings.dtype,
-        )
-    )
+    loaded = load_model(model_spec(settings, params.model))
     with db.session(write=False) as session:
         query = select(Prompt).where(Prompt.id.in_(prompt_ids))
         prompts = {p.id: p for p in session.scalars(query)}

@@ -12,7 +12,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import click
 
-from articlegen import __version__
+from articlegen import __version__, runner
 from articlegen.errors import ArticlegenError
 from articlegen.output import FORMATS
 from articlegen.settings import Settings, load_settings
@@ -51,9 +51,11 @@ class App:
 
     @property
     def database(self) -> Database:
+        # The runner's per-process database: a command and the run it starts in-process
+        # share one engine.
         if self._database is None:
-            self._database = Database.open(self.settings.database_url)
-            self._closers.append(self._database.close)
+            self._database = runner.database(self.settings.database_url)
+            self._closers.append(runner.close_databases)
         return self._database
 
     @property

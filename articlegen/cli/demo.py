@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from articlegen import runner
 from articlegen.cli.base import CONTEXT, App, cli, pass_app
 from articlegen.cli.runs import generate
 from articlegen.export import export_articles
@@ -76,7 +75,6 @@ def demo(app: App, ctx: click.Context, out: Path) -> None:
     export_articles(records, "csv", out / "articles.csv", templates)
     export_articles(records, "md", out / "md", templates)
     export_articles(records, "html", out / "html", templates)
-    runner.close_databases()
     click.echo(render(records, "table", table_columns=ARTICLE_COLUMNS, empty="No articles."))
     click.echo(
         f"\n{len(records)} articles exported to {out}/ (articles.csv, md/, html/index.html).\n"

@@ -9,6 +9,7 @@ import click
 
 from articlegen.cli.base import CONTEXT, App, Group, cli, parse_overrides, pass_app
 from articlegen.errors import InputError
+from articlegen.runner import model_spec
 
 # --- preview ----------------------------------------------------------------------------------
 
@@ -61,7 +62,7 @@ def preview(
     from generator.articles import ArticleFailure, ArticleInput, ArticleWriter
     from generator.decoding import DEFAULT_PRESET, DecodingWarning
     from generator.engine import Engine, derive_seed, fresh_seed
-    from generator.loading import ModelSpec, load_model
+    from generator.loading import load_model
     from generator.templates import Templates
 
     with warnings.catch_warnings(record=True) as caught:
@@ -73,9 +74,7 @@ def preview(
         seed = derive_seed(config.seed, topic) if config.seed is not None else fresh_seed()
     settings = app.settings
     templates = Templates(settings.templates_dir)
-    loaded = load_model(
-        ModelSpec(settings.model, settings.model_revision, settings.device, settings.dtype)
-    )
+    loaded = load_model(model_spec(settings))
     writer = ArticleWriter(Engine(loaded, batch_size=1), templates)
     item = ArticleInput(
         key=0,

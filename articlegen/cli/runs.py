@@ -58,7 +58,7 @@ def show(record: dict[str, Any], fmt: str) -> str:
 
 def _follow(app: App, job_id: int, done: threading.Event) -> None:
     """Draw a progress bar from the job row's live counts until `done` is set."""
-    db = runner.database(app.settings.database_url)
+    db = app.database
 
     def counts() -> tuple[int, int]:
         with db.session(write=False) as session:
@@ -162,7 +162,7 @@ def generate(
     if preset is not None:
         app.presets.get(preset)
     settings = app.settings
-    from generator.loading import ModelSpec, load_model
+    from generator.loading import load_model
     from generator.templates import Templates
 
     if template is not None:
@@ -176,15 +176,11 @@ def generate(
                 f"(available: {', '.join(names)})"
             )
     if not dry_run:
-        spec = ModelSpec(
-            model or settings.model, settings.model_revision, settings.device, settings.dtype
-        )
-        load_model(spec)
+        load_model(runner.model_spec(settings, model))
     quiet_prefect()
     # Imported here: Prefect takes seconds to import, and most commands never need it.
     from flows.generate import generate_articles
 
-    runner.database(settings.database_url)  # migrate before Prefect starts
     job_id = runner.open_job(settings, params)
     done = threading.Event()
     follower = threading.Thread(target=_follow, args=(app, job_id, done), daemon=True)
@@ -203,7 +199,7 @@ def generate(
         )
         return
     if not result["total"]:
-        with runner.database(settings.database_url).session(write=False) as session:
+        with app.database.session(write=False) as session:
             counts = count_prompts(session)
         which = f" tagged {', '.join(tags)}" if tags else ""
         click.echo(
