@@ -12,7 +12,7 @@ export DO_NOT_TRACK := 1
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_API_HOST := 127.0.0.1
 
-.PHONY: help install test lint demo migration clean
+.PHONY: help install test lint demo bench migration clean
 
 help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ test: lint  ## Lint, type-check and run the whole test suite.
 
 demo: install  ## The main job end to end on the examples: import, generate, export to out/.
 	$(BIN)/articlegen demo
+
+bench: install  ## Throughput benchmark, ~20 min on 2 cores: make bench BENCH_ARGS="--repeats 5".
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 migration: install  ## Generate a migration from db/models.py: make migration MESSAGE="add x".
 	@test -n "$(MESSAGE)" || { echo 'usage: make migration MESSAGE="what changed"'; exit 2; }

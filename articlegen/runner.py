@@ -8,7 +8,9 @@ runs and is tested on its own.
 from __future__ import annotations
 
 import threading
+import time
 import warnings
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -32,12 +34,14 @@ __all__ = [
     "BatchReport",
     "GenerateParams",
     "RunPlan",
+    "choose_batch_size",
     "claim_batches",
     "close_databases",
     "finish_run",
     "model_spec",
     "open_job",
     "plan_markdown",
+    "stage_seconds",
     "summary_markdown",
     "write_batch",
 ]
@@ -51,11 +55,12 @@ class GenerateParams(BaseModel):
     limit: int | None = Field(
         default=None, ge=1, le=1_000_000, description="At most this many prompts; empty: all."
     )
-    batch_size: int = Field(
-        default=8,
+    batch_size: int | None = Field(
+        default=None,
         ge=1,
         le=512,
-        description="Articles generated together. Larger batches use the hardware better, "
+        description="Articles generated together; empty: chosen from the hardware (measured "
+        "once per model and machine, then cached). Larger batches use the hardware better "
         "until memory runs out (then batches split by themselves on a GPU).",
     )
     model: str | None = Field(
@@ -111,11 +116,14 @@ class RunPlan:
 
 @dataclass
 class BatchReport:
-    """What one batch wrote: rows for the run's table artifact, and its failures."""
+    """What one batch wrote: rows for the run's table artifact, its failures, and where its
+    time went (seconds per stage: loading, prompting, generation, post-processing, rendering,
+    write-back)."""
 
     written: list[dict[str, Any]] = field(default_factory=list)
     failures: list[PromptFailure] = field(default_factory=list)
     batch_metrics: dict[str, float | None] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 _databases: dict[str, Database] = {}
@@ -165,18 +173,37 @@ def _variants(prompt: Prompt, params: GenerateParams) -> list[int]:
     return list(range(1, (params.variants or prompt.variants) + 1))
 
 
+def choose_batch_size(settings: Settings, params: GenerateParams) -> GenerateParams:
+    """`params` with a concrete batch size: the one given, else the hardware's (measured once
+    per model and machine by `generator.batching`, then read from ARTICLEGEN_CACHE_DIR)."""
+    if params.batch_size is not None:
+        return params
+    from generator.batching import auto_batch_size
+    from generator.loading import load_model
+
+    size = auto_batch_size(load_model(model_spec(settings, params.model)), settings.cache_dir)
+    return params.model_copy(update={"batch_size": size})
+
+
+def _batch_size(params: GenerateParams) -> int:
+    if params.batch_size is None:
+        raise ValueError("choose_batch_size() first: the run's batch size is not set")
+    return params.batch_size
+
+
 def claim_batches(
     settings: Settings, job_id: int, params: GenerateParams, flow_run_id: str | None = None
 ) -> RunPlan:
     """Claim pending prompts for the job and cut them into batches of about `batch_size`
     articles; a prompt's variants stay in one batch. A dry run claims nothing."""
+    batch_size = _batch_size(params)
     with database(settings.database_url).session() as session:
         prompts = claim_prompts(session, params.limit, params.tags, params.order)
         batches: list[list[int]] = []
         size = 0
         for prompt in prompts:
             count = len(_variants(prompt, params))
-            if not batches or size + count > params.batch_size:
+            if not batches or size + count > batch_size:
                 batches.append([])
                 size = 0
             batches[-1].append(prompt.id)
@@ -204,6 +231,7 @@ def write_batch(
     from generator.loading import load_model
     from generator.templates import Templates
 
+    started = time.perf_counter()
     db = database(settings.database_url)
     catalog = load_presets(settings.presets_file)
     loaded = load_model(model_spec(settings, params.model))
@@ -245,9 +273,13 @@ def write_batch(
                     template=prompt.template or params.template,
                 )
             )
-    engine = Engine(loaded, batch_size=params.batch_size)
+    engine = Engine(loaded, batch_size=_batch_size(params))
     writer = ArticleWriter(engine, Templates(settings.templates_dir))
-    outcomes, report.batch_metrics = writer.write(inputs)
+    loading = time.perf_counter() - started
+    result = writer.write(inputs)
+    report.batch_metrics = result.batch_metrics
+    outcomes = result.outcomes
+    started = time.perf_counter()
     by_key = {item.key: item for item in inputs}
     rows = []
     reasons: dict[int, str] = {}
@@ -299,6 +331,11 @@ def write_batch(
             }
             for a in stored
         ]
+    report.seconds = {
+        "loading": loading,
+        **result.seconds,
+        "write-back": time.perf_counter() - started,
+    }
     return report
 
 
@@ -323,6 +360,16 @@ def finish_run(
         }
 
 
+def stage_seconds(reports: Sequence[BatchReport], wall: float) -> dict[str, float]:
+    """Where a run's time went: each batch stage summed over its batches, and `orchestration`,
+    everything else (claiming, Prefect's task runs, artifacts, opening and closing the job)."""
+    total: defaultdict[str, float] = defaultdict(float)
+    for report in reports:
+        for stage, seconds in report.seconds.items():
+            total[stage] += seconds
+    return {**total, "orchestration": max(0.0, wall - sum(total.values()))}
+
+
 def plan_markdown(job_id: int, plan: RunPlan) -> str:
     """The dry-run report shown as a Prefect artifact."""
     return (
@@ -338,6 +385,11 @@ def summary_markdown(result: dict[str, Any], reports: list[BatchReport]) -> str:
         "",
         f"{result['done']} of {result['total']} articles written, {result['failed']} failed.",
     ]
+    seconds: dict[str, float] = result.get("seconds", {})
+    if seconds:
+        wall = sum(seconds.values()) or 1.0
+        lines += ["", "| stage | seconds | share |", "| --- | ---: | ---: |"]
+        lines += [f"| {k} | {v:.2f} | {v / wall:.0%} |" for k, v in seconds.items()]
     failures = [f for report in reports for f in report.failures]
     if failures:
         lines += ["", "## Failed prompts", ""]

@@ -6,6 +6,7 @@ never reads the environment itself. Every setting is documented in the README (a
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -69,6 +70,13 @@ class Settings(BaseSettings):
         min_length=1,
         description="Cron schedule of the generate-articles deployment that `articlegen serve` "
         "registers: hourly by default, so new prompts wait at most an hour.",
+    )
+    cache_dir: Path = Field(
+        default_factory=lambda: (
+            Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "articlegen"
+        ),
+        description="Where articlegen keeps what it measured about this machine (the batch "
+        "size chosen for each model and device), so it is measured once.",
     )
     templates_dir: Path | None = Field(
         default=None,

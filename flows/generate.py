@@ -8,6 +8,7 @@ errors, never on a user's mistake.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 from uuid import UUID
@@ -68,6 +69,12 @@ def open_job(settings: Settings, params: GenerateParams) -> int:
     return runner.open_job(settings, params)
 
 
+@_step("choose-batch-size")
+def choose_batch_size(settings: Settings, params: GenerateParams) -> GenerateParams:
+    """Fix the batch size: the one asked for, else the hardware's (measured once, cached)."""
+    return runner.choose_batch_size(settings, params)
+
+
 @_step("claim-prompts")
 def claim_prompts(settings: Settings, job_id: int, params: GenerateParams) -> RunPlan:
     """Claim pending prompts and plan the batches."""
@@ -113,12 +120,14 @@ def generate_articles(
         params: What to generate: how many prompts, batch size, model, decoding, templates.
         job_id: An existing queued job to run (the CLI creates one to follow its progress).
     """
+    started = time.perf_counter()
     settings = load_settings()
     job_id = job_id or open_job(settings, params)
     plan: RunPlan | None = None
     reports: list[BatchReport] = []
     try:
         _name_run(job_id)
+        params = choose_batch_size(settings, params)
         plan = claim_prompts(settings, job_id, params)
         if params.dry_run:
             create_markdown_artifact(runner.plan_markdown(job_id, plan), key=f"job-{job_id}-plan")
@@ -143,6 +152,7 @@ def generate_articles(
         )
         raise
     result: dict[str, Any] = finish_job(settings, job_id)
+    result["seconds"] = runner.stage_seconds(reports, time.perf_counter() - started)
     create_markdown_artifact(runner.summary_markdown(result, reports), key=f"job-{job_id}-summary")
     rows = [row for report in reports for row in report.written]
     if rows:

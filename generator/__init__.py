@@ -25,6 +25,7 @@ _LAZY = {
     "ArticleFailure": "generator.articles",
     "ArticleInput": "generator.articles",
     "ArticleWriter": "generator.articles",
+    "WriteResult": "generator.articles",
     "WrittenArticle": "generator.articles",
     "Engine": "generator.engine",
     "Generation": "generator.engine",

@@ -7,6 +7,8 @@ reason; the others are unaffected.
 
 from __future__ import annotations
 
+import time
+from collections import defaultdict
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +20,7 @@ from generator.metrics import ArticleMetrics, QualityThresholds, article_metrics
 from generator.postprocess import PostprocessConfig, ProcessedText, postprocess
 from generator.templates import Templates
 
-__all__ = ["ArticleFailure", "ArticleInput", "ArticleWriter", "WrittenArticle"]
+__all__ = ["ArticleFailure", "ArticleInput", "ArticleWriter", "WriteResult", "WrittenArticle"]
 
 DEFAULT_TEMPLATE = "article"
 PROMPT_TEMPLATE = "prompt.txt.j2"
@@ -62,6 +64,16 @@ class ArticleFailure:
     reason: str
 
 
+@dataclass(frozen=True)
+class WriteResult:
+    """A written batch: one outcome per input (in input order), the batch's own quality
+    measures, and where its time went, in seconds per stage."""
+
+    outcomes: list[WrittenArticle | ArticleFailure]
+    batch_metrics: dict[str, float | None]
+    seconds: dict[str, float]
+
+
 @dataclass
 class ArticleWriter:
     """Writes batches of articles with one engine and one template environment."""
@@ -71,13 +83,13 @@ class ArticleWriter:
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
     thresholds: QualityThresholds = field(default_factory=QualityThresholds)
 
-    def write(
-        self, inputs: Sequence[ArticleInput]
-    ) -> tuple[list[WrittenArticle | ArticleFailure], dict[str, float | None]]:
-        """Write every input (outcomes in input order) and measure the batch as a whole.
+    def write(self, inputs: Sequence[ArticleInput]) -> WriteResult:
+        """Write every input and measure the batch as a whole.
 
         Keys identify articles and must be unique (`ValueError` otherwise).
         """
+        seconds: defaultdict[str, float] = defaultdict(float)
+        started = time.perf_counter()
         by_key = {item.key: item for item in inputs}
         if len(by_key) != len(inputs):
             raise ValueError("ArticleInput keys must be unique within a call")
@@ -93,17 +105,24 @@ class ArticleWriter:
             requests.append(
                 GenerationRequest(item.key, prompts[item.key], item.decoding, item.seed)
             )
-        for generated in self.engine.generate(requests):
+        seconds["prompting"] += time.perf_counter() - started
+        started = time.perf_counter()
+        generations = self.engine.generate(requests)
+        seconds["generation"] += time.perf_counter() - started
+        for generated in generations:
             if isinstance(generated, GenerationFailure):
                 outcomes[generated.key] = ArticleFailure(generated.key, generated.reason)
                 continue
             item = by_key[generated.key]
             try:
-                outcomes[item.key] = self._finish(item, prompts[item.key], generated)
+                outcomes[item.key] = self._finish(item, prompts[item.key], generated, seconds)
             except TemplateError as exc:
                 outcomes[item.key] = ArticleFailure(item.key, str(exc))
+        started = time.perf_counter()
         written = [o.text.body for o in outcomes.values() if isinstance(o, WrittenArticle)]
-        return [outcomes[item.key] for item in inputs], batch_metrics(written)
+        measures = batch_metrics(written)
+        seconds["post-processing"] += time.perf_counter() - started
+        return WriteResult([outcomes[item.key] for item in inputs], measures, dict(seconds))
 
     def prompt_text(self, item: ArticleInput) -> str:
         """The text the model continues: the prompt as given, or the prompt template's."""
@@ -112,7 +131,14 @@ class ArticleWriter:
         context = {"topic": item.topic, "extra": dict(item.extra)}
         return self.templates.render(PROMPT_TEMPLATE, context).text
 
-    def _finish(self, item: ArticleInput, prompt: str, generated: Generation) -> WrittenArticle:
+    def _finish(
+        self,
+        item: ArticleInput,
+        prompt: str,
+        generated: Generation,
+        seconds: defaultdict[str, float],
+    ) -> WrittenArticle:
+        started = time.perf_counter()
         text = postprocess(generated.text, prompt=prompt, topic=item.topic, config=self.postprocess)
         metrics = article_metrics(
             generated.text,
@@ -141,11 +167,14 @@ class ArticleWriter:
             },
         }
         stem = item.template or DEFAULT_TEMPLATE
+        seconds["post-processing"] += time.perf_counter() - started
+        started = time.perf_counter()
         rendered, versions = {}, []
         for fmt, suffix in FORMATS.items():
             result = self.templates.render(stem + suffix, context)
             rendered[fmt] = result.text
             versions.append(result.version)
+        seconds["rendering"] += time.perf_counter() - started
         return WrittenArticle(
             key=item.key,
             prompt_text=prompt,

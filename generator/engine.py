@@ -23,10 +23,10 @@ import time
 from collections import defaultdict
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
-from transformers import DynamicCache, StopStringCriteria
+from transformers import DynamicCache, StaticCache, StopStringCriteria
 
 from generator.decoding import DecodingConfig
 from generator.loading import LoadedModel
@@ -272,6 +272,62 @@ class Engine:
             embeds = embeds + noise[:, : ids.shape[1]].to(embeds.dtype)
         return embeds
 
+    def _prefill(
+        self, embeds: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, length: int
+    ) -> tuple[StaticCache, torch.Tensor]:
+        """Run the prompts through the model and return a cache of `length` positions holding
+        their keys and values (left-padded, as the batch is), and each row's last logits.
+
+        Rows come sorted by length. A batch of mixed lengths padded to its longest prompt
+        would spend most of its prompt arithmetic on padding, so the prompts run in chunks of
+        similar length, each padded only to its own longest, and their keys and values are
+        placed into one cache. The cache is preallocated: a growing cache copies itself at
+        every step, which at large batches costs more than the model's own arithmetic.
+        """
+        model = self.loaded.model
+        batch_size, width = mask.shape
+        lengths = mask.sum(dim=1).tolist()
+        # Only plain attention layers hold keys and values that can be moved between caches
+        # (not sliding-window or linear-attention ones): other models prefill in one piece.
+        layer_types = getattr(model.config, "layer_types", None) or ["full_attention"]
+        chunks = _chunks(lengths) if set(layer_types) == {"full_attention"} else [(0, len(lengths))]
+        cache = StaticCache(config=model.config, max_cache_len=length)
+        if len(chunks) == 1:
+            out = model(
+                inputs_embeds=embeds,
+                attention_mask=mask,
+                position_ids=positions,
+                cache=cache,
+                use_cache=True,
+                logits_to_keep=1,
+            )
+            return cache, out.logits[:, -1, :]
+        logits: list[torch.Tensor] = []
+        layers: list[tuple[torch.Tensor, torch.Tensor]] = []
+        for start, stop in chunks:
+            w = max(lengths[start:stop])  # this chunk's own width: its rows' last w positions
+            part = DynamicCache()
+            out = model(
+                inputs_embeds=embeds[start:stop, width - w :],
+                attention_mask=mask[start:stop, width - w :],
+                position_ids=positions[start:stop, width - w :],
+                cache=part,
+                use_cache=True,
+                logits_to_keep=1,
+            )
+            logits.append(out.logits[:, -1, :])
+            for index, layer in enumerate(cast(list[Any], part.layers)):
+                if len(layers) <= index:
+                    shape = (batch_size, layer.keys.shape[1], width, layer.keys.shape[3])
+                    layers.append((layer.keys.new_zeros(shape), layer.values.new_zeros(shape)))
+                keys, values = layers[index]
+                keys[start:stop, :, width - w :] = layer.keys
+                values[start:stop, :, width - w :] = layer.values
+        # Positions left of a chunk's width hold zeros; the attention mask hides them.
+        for index, (keys, values) in enumerate(layers):
+            cache.update(keys, values, index)
+        return cache, torch.cat(logits)
+
     def _loop(self, batch: list[_Prepared]) -> list[_Row]:
         """Greedy and sampled decoding with a KV cache; every step handles all rows at once."""
         model = self.loaded.model
@@ -297,14 +353,8 @@ class Engine:
         seen = seen[:, :vocab]
 
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = DynamicCache()
-        out = model(
-            inputs_embeds=self._prompt_embeddings(batch, ids, noise),
-            attention_mask=mask,
-            position_ids=positions,
-            cache=cache,
-            use_cache=True,
-            logits_to_keep=1,
+        cache, last_logits = self._prefill(
+            self._prompt_embeddings(batch, ids, noise), mask, positions, width + steps
         )
         generated = torch.full((batch_size, steps), self.pad_id, dtype=torch.long, device=device)
         logprobs = torch.zeros((batch_size, steps), device=device)
@@ -313,7 +363,7 @@ class Engine:
         reasons = torch.zeros(batch_size, dtype=torch.long, device=device)  # 1 eos 2 len 3 stop
         kept: list[torch.Tensor] = []
         for step in range(steps):
-            logits = out.logits[:, -1, :].float()
+            logits = last_logits.float()
             if self.vocab_limit < vocab:
                 logits[:, self.vocab_limit :] = float("-inf")
             if self.keep_step_logits:
@@ -351,13 +401,13 @@ class Engine:
             embeds = self._embed(token[:, None])
             if step_noise:
                 embeds = embeds + noise[:, width + step : width + step + 1].to(embeds.dtype)
-            out = model(
+            last_logits = model(
                 inputs_embeds=embeds,
                 attention_mask=mask,
                 position_ids=positions,
                 cache=cache,
                 use_cache=True,
-            )
+            ).logits[:, -1, :]
         names: dict[int, FinishReason] = {1: "eos", 2: "length", 3: "stop_string"}
         rows: list[_Row] = []
         for row in range(batch_size):
@@ -443,6 +493,29 @@ class Engine:
         log_probs = logits[:, start : start + width].log_softmax(-1)
         chosen = log_probs.gather(2, tokens[:, :, None]).squeeze(2)
         return [chosen[row, : len(o)].tolist() for row, o in enumerate(outputs)]
+
+
+# Prompt chunks: a chunk's padding may add at most this share to its real tokens, and a chunk
+# is never cut below this many rows (tiny chunks use the hardware poorly).
+_PAD_SHARE = 0.25
+_MIN_CHUNK = 8
+
+
+def _chunks(lengths: Sequence[int]) -> list[tuple[int, int]]:
+    """Cut rows sorted by length into (start, stop) runs of similar length."""
+    chunks: list[tuple[int, int]] = []
+    start = 0
+    for stop in range(1, len(lengths) + 1):
+        if stop == len(lengths):
+            chunks.append((start, stop))
+            break
+        rows = stop + 1 - start
+        padded = rows * lengths[stop]
+        real = sum(lengths[start : stop + 1])
+        if rows > _MIN_CHUNK and padded > (1 + _PAD_SHARE) * real:
+            chunks.append((start, stop))
+            start = stop
+    return chunks
 
 
 def _batch_key(config: DecodingConfig) -> Hashable:

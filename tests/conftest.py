@@ -16,6 +16,8 @@ import uuid
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="articlegen-hf-")
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
+# Batch sizes measured by tests stay in the session's own cache, never the user's.
+os.environ["ARTICLEGEN_CACHE_DIR"] = tempfile.mkdtemp(prefix="articlegen-cache-")
 # Prefect: no telemetry, its own home, no log shipping (a 2 s stall per flow in tests).
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["DO_NOT_TRACK"] = "1"

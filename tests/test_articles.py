@@ -24,7 +24,8 @@ def test_articles_are_written_and_failures_stay_alone(tiny_model: LoadedModel) -
         ArticleInput("b", "Sourdough", CONFIG, 2, "nucleus", prompt="A starter is"),
         ArticleInput("c", "Too long", CONFIG, 3, "nucleus", prompt="word " * 600),
     ]
-    outcomes, batch = _writer(tiny_model).write(inputs)
+    result = _writer(tiny_model).write(inputs)
+    outcomes, batch = result.outcomes, result.batch_metrics
     a, b, c = outcomes
     assert isinstance(a, WrittenArticle)
     assert isinstance(b, WrittenArticle)
@@ -43,6 +44,10 @@ def test_articles_are_written_and_failures_stay_alone(tiny_model: LoadedModel) -
         assert article.template_name == "article"
         assert len(article.template_version) == 13  # two 6-hex digests joined
     assert set(batch) == {"self_bleu_4", "zipf_coefficient"}
+    # Every stage is timed, and generation (two 40-token articles) is one of them.
+    assert set(result.seconds) == {"prompting", "generation", "post-processing", "rendering"}
+    assert all(s >= 0 for s in result.seconds.values())
+    assert result.seconds["generation"] > 0
 
 
 def test_a_missing_template_fails_only_its_article(tiny_model: LoadedModel, tmp_path: Path) -> None:
@@ -52,7 +57,7 @@ def test_a_missing_template_fails_only_its_article(tiny_model: LoadedModel, tmp_
         ArticleInput("ok", "Trains", CONFIG, 1, "nucleus", template="news"),
         ArticleInput("bad", "Boats", CONFIG, 2, "nucleus", template="missing"),
     ]
-    (ok, bad), _ = _writer(tiny_model, tmp_path).write(inputs)
+    ok, bad = _writer(tiny_model, tmp_path).write(inputs).outcomes
     assert isinstance(ok, WrittenArticle)
     assert ok.rendered == {"markdown": "# Trains\n", "html": "<h1>Trains</h1>\n"}
     assert isinstance(bad, ArticleFailure)

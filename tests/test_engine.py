@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from generator import DecodingConfig, PresetCatalog
-from generator.engine import Engine, Generation, GenerationFailure, GenerationRequest
+from generator.engine import Engine, Generation, GenerationFailure, GenerationRequest, _chunks
 from generator.loading import LoadedModel
 from generator.sampling import RowSettings, warp
 
@@ -457,3 +457,34 @@ def test_beam_search_stopped_by_a_stop_string(tiny_model: LoadedModel) -> None:
     assert stopped.tokens_generated < 16  # the padding after the stop is not output
     assert len(stopped.token_logprobs) == stopped.tokens_generated
     assert free.text.startswith(stopped.text)
+
+
+@pytest.mark.parametrize("preset", ["greedy", "nucleus", "noisy_greedy"])
+def test_prompts_of_very_mixed_length_prefill_in_chunks_unchanged(
+    tiny_model: LoadedModel, catalog: PresetCatalog, preset: str
+) -> None:
+    # 24 prompts from 1 to ~300 tokens in one batch: the prompt pass runs in several chunks of
+    # similar length, whose keys and values are merged into one cache. Each article must be
+    # what it is alone (no padding at all), and its log-probabilities too.
+    words = " ".join(TINY_PROMPTS).split()
+    prompts = [" ".join(words[: 1 + (n * n) % 90] * 3) for n in range(24)]
+    engine = Engine(tiny_model, batch_size=24)
+    lengths = sorted(len(engine._encode(p)) for p in prompts)
+    assert len(_chunks(lengths)) >= 3, lengths  # the case under test: several chunks
+    config = catalog.resolve(preset, {"max_new_tokens": 16})
+    seeds = [500 + i for i in range(len(prompts))]
+    batched = _run(tiny_model, prompts, config, seeds, batch_size=24)
+    assert {g.batch_size for g in batched} == {24}
+    for i in range(0, len(prompts), 3):
+        (alone,) = _run(tiny_model, [prompts[i]], config, [seeds[i]], batch_size=1)
+        assert alone.token_ids == batched[i].token_ids
+        assert alone.token_logprobs == pytest.approx(batched[i].token_logprobs, abs=1e-4)
+
+
+def test_chunks_bound_the_padding() -> None:
+    assert _chunks([5] * 20) == [(0, 20)]  # equal lengths: one chunk
+    assert _chunks([1, 2, 3]) == [(0, 3)]  # few rows: never cut
+    lengths = [10] * 9 + [100] * 9
+    assert _chunks(lengths) == [(0, 9), (9, 18)]
+    for start, stop in _chunks(sorted(random.Random(1).choices(range(1, 400), k=100))):
+        assert stop > start

@@ -64,6 +64,17 @@ def test_generate_articles_flow(flow_env: Database) -> None:
     result = generate_articles(GenerateParams(batch_size=4, overrides={"max_new_tokens": 24}))
     assert result["status"] == JobStatus.COMPLETED_WITH_ERRORS.value
     assert (result["total"], result["done"], result["failed"]) == (16, 15, 1)
+    # Where the time went: every batch stage, and the orchestration around them.
+    assert set(result["seconds"]) == {
+        "loading",
+        "prompting",
+        "generation",
+        "post-processing",
+        "rendering",
+        "write-back",
+        "orchestration",
+    }
+    assert result["seconds"]["generation"] > 0
     with flow_env.session(write=False) as session:
         job = session.get_one(Job, result["job"])
         prompts = list(session.scalars(select(Prompt)))

@@ -120,7 +120,7 @@ def test_a_second_run_finds_nothing_to_do(settings: Settings, imported: Database
 
 
 def test_limit_tags_and_dry_run(settings: Settings, imported: Database) -> None:
-    dry = GenerateParams(limit=3, dry_run=True)
+    dry = GenerateParams(limit=3, batch_size=8, dry_run=True)
     job_id = open_job(settings, dry)
     plan = claim_batches(settings, job_id, dry)
     assert (plan.prompts, plan.articles) == (3, 2 + 1 + 1)  # p01 (2), p02, p03 by id order
@@ -139,12 +139,12 @@ def test_tags_and_fifo_order(settings: Settings, imported: Database) -> None:
     with imported.session() as session:
         for prompt in session.scalars(select(Prompt)):
             prompt.tags = ["rail"] if prompt.external_id in ("p07", "p03") else ["other"]
-    params = GenerateParams(tags=["rail"], order="fifo", dry_run=True)
+    params = GenerateParams(tags=["rail"], order="fifo", batch_size=8, dry_run=True)
     plan = claim_batches(settings, open_job(settings, params), params)
     with imported.session(write=False) as session:
         ids = {p.id: p.external_id for p in session.scalars(select(Prompt))}
     assert [ids[i] for batch in plan.batches for i in batch] == ["p03", "p07"]  # oldest first
-    by_priority = GenerateParams(limit=2, dry_run=True)
+    by_priority = GenerateParams(limit=2, batch_size=8, dry_run=True)
     plan = claim_batches(settings, open_job(settings, by_priority), by_priority)
     assert plan.prompts == 2
 

@@ -66,7 +66,7 @@ def demo(app: App, ctx: click.Context, out: Path) -> None:
     model = _choose_model(app.settings.model, "ARTICLEGEN_MODEL" in os.environ)
     report = import_prompts_csv(app.database, EXAMPLES, app.presets)
     click.echo(f"Imported {EXAMPLES.name}: {report.inserted} new, {report.unchanged} unchanged.")
-    ctx.invoke(generate, model=model, max_new_tokens=DEMO_TOKENS, batch_size=16)
+    ctx.invoke(generate, model=model, max_new_tokens=DEMO_TOKENS)
     with app.database.session(write=False) as session:
         records = [article_record(a) for a in list_articles(session)]
     from generator.templates import Templates

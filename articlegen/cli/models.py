@@ -85,7 +85,7 @@ def preview(
         prompt=prompt,
         template=template,
     )
-    (outcome,), _ = writer.write([item])
+    (outcome,) = writer.write([item]).outcomes
     if isinstance(outcome, ArticleFailure):
         raise InputError(f"could not write the article: {outcome.reason}")
     click.echo(outcome.rendered[fmt], nl=False)

@@ -86,9 +86,8 @@ def _follow(app: App, job_id: int, done: threading.Event) -> None:
 @click.option(
     "--batch-size",
     type=click.IntRange(1, 512),
-    default=8,
-    show_default=True,
-    help="Articles generated together.",
+    help="Articles generated together  [default: chosen from the hardware, measured once "
+    "per model and machine]",
 )
 @click.option(
     "--max-new-tokens",
@@ -123,7 +122,7 @@ def generate(
     limit: int | None,
     model: str | None,
     preset: str | None,
-    batch_size: int,
+    batch_size: int | None,
     max_new_tokens: int | None,
     template: str | None,
     variants: int | None,

@@ -1,0 +1,132 @@
+"""Choosing a batch size from the hardware: measured once per model and machine, then cached.
+
+Throughput grows with the batch until the hardware is busy (the weights are read once per step
+for every row of the batch), then flattens while memory keeps growing. The probe doubles the
+batch while that buys at least `GAIN` more tokens per second and the worst-case KV cache still
+fits the memory budget, and keeps the last size that paid. The answer is cached on disk by
+model revision, device, precision and thread count, so later runs start at once; an explicit
+batch size always wins over it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from generator.decoding import DecodingConfig
+from generator.engine import Engine, GenerationRequest
+from generator.loading import LoadedModel
+
+__all__ = ["auto_batch_size", "memory_limit"]
+
+GAIN = 1.10  # a doubling must buy 10% more throughput to be worth its memory
+MAX_BATCH = 512
+# Tokens per probe row, after a short prompt: mostly decoding, as in a real article, and a
+# few seconds per size on a CPU.
+_STEPS = 32
+_PROMPT = "The quick brown fox jumps over the lazy dog. " * 2
+
+
+def _key(loaded: LoadedModel) -> str:
+    device = loaded.device.type
+    if device == "cuda":
+        device += ":" + torch.cuda.get_device_name(loaded.device)
+    return "|".join(
+        [
+            loaded.name,
+            loaded.revision,
+            device,
+            str(loaded.dtype).removeprefix("torch."),
+            f"threads={torch.get_num_threads()}",
+        ]
+    )
+
+
+def _free_bytes(loaded: LoadedModel) -> int:
+    if loaded.device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(loaded.device)
+        return int(free)
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):  # not every platform reports it
+        return 8 << 30
+
+
+def memory_limit(loaded: LoadedModel) -> int:
+    """The largest batch whose KV cache at the full context fits half the free memory."""
+    config = loaded.model.config
+    layers = int(getattr(config, "num_hidden_layers", getattr(config, "n_layer", 12)))
+    width = int(getattr(config, "hidden_size", getattr(config, "n_embd", 768)))
+    heads = int(getattr(config, "num_attention_heads", getattr(config, "n_head", 12)))
+    kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
+    element = torch.finfo(loaded.dtype).bits // 8
+    # Keys and values, per layer, per position: 2 x kv_heads x head_dim elements.
+    per_row = 2 * layers * kv_heads * (width // heads) * element * loaded.context_length
+    return max(1, min(MAX_BATCH, (_free_bytes(loaded) // 2) // per_row))
+
+
+def _rate(engine: Engine, size: int) -> float:
+    config = DecodingConfig(top_p=0.95, min_new_tokens=_STEPS, max_new_tokens=_STEPS)
+    requests = [GenerationRequest(i, _PROMPT, config, i) for i in range(size)]
+    engine.batch_size = size
+    warm = config.model_copy(update={"min_new_tokens": 2, "max_new_tokens": 2})
+    engine.generate([GenerationRequest(i, _PROMPT, warm, i) for i in range(size)])
+    if engine.loaded.device.type == "cuda":
+        torch.cuda.synchronize(engine.loaded.device)
+    started = time.perf_counter()
+    engine.generate(requests)
+    if engine.loaded.device.type == "cuda":
+        torch.cuda.synchronize(engine.loaded.device)
+    return size * _STEPS / (time.perf_counter() - started)
+
+
+def probe_batch_size(loaded: LoadedModel) -> int:
+    """Measure throughput at batch 1, 2, 4, … and return the largest size that still paid.
+
+    One slow measurement (a busy machine) must not end the search early: it stops only after
+    two doublings in a row that bought less than `GAIN`.
+    """
+    limit = memory_limit(loaded)
+    engine = Engine(loaded, batch_size=1)
+    best_size, best_rate = 1, _rate(engine, 1)
+    misses = 0
+    size = 2
+    while size <= limit and misses < 2:
+        try:
+            rate = _rate(engine, size)
+        except torch.OutOfMemoryError:
+            break
+        if rate >= best_rate * GAIN:
+            best_size, best_rate, misses = size, rate, 0
+        else:
+            misses += 1
+        size *= 2
+    if loaded.device.type == "cuda":
+        torch.cuda.empty_cache()
+    return best_size
+
+
+def auto_batch_size(loaded: LoadedModel, cache_dir: Path) -> int:
+    """The batch size for `loaded` on this machine: from the cache, or probed and cached."""
+    path = cache_dir / "batch-sizes.json"
+    key = _key(loaded)
+    try:
+        known: dict[str, int] = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        known = {}
+    if isinstance(known.get(key), int):
+        return known[key]
+    size = probe_batch_size(loaded)
+    known[key] = size
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(known, indent=1, sort_keys=True), encoding="utf-8")
+        temporary.replace(path)  # atomic: parallel workers never read half a file
+    except OSError:
+        pass  # a read-only cache only costs the probe next time
+    return size
