@@ -303,7 +303,6 @@ class Engine:
             )
             return cache, out.logits[:, -1, :]
         logits: list[torch.Tensor] = []
-        layers: list[tuple[torch.Tensor, torch.Tensor]] = []
         for start, stop in chunks:
             w = max(lengths[start:stop])  # this chunk's own width: its rows' last w positions
             part = DynamicCache()
@@ -316,16 +315,19 @@ class Engine:
                 logits_to_keep=1,
             )
             logits.append(out.logits[:, -1, :])
-            for index, layer in enumerate(cast(list[Any], part.layers)):
-                if len(layers) <= index:
-                    shape = (batch_size, layer.keys.shape[1], width, layer.keys.shape[3])
-                    layers.append((layer.keys.new_zeros(shape), layer.values.new_zeros(shape)))
-                keys, values = layers[index]
-                keys[start:stop, :, width - w :] = layer.keys
-                values[start:stop, :, width - w :] = layer.values
+            layers = cast(list[Any], part.layers)
+            if not logits[:-1]:  # the first chunk tells the cache its shape
+                first = layers[0].keys
+                cache.early_initialization(
+                    batch_size, first.shape[1], first.shape[3], first.dtype, first.device
+                )
+            # Straight into the preallocated cache: no second full-width copy in memory.
+            for target, layer in zip(cast(list[Any], cache.layers), layers, strict=True):
+                target.keys[start:stop, :, width - w : width] = layer.keys
+                target.values[start:stop, :, width - w : width] = layer.values
         # Positions left of a chunk's width hold zeros; the attention mask hides them.
-        for index, (keys, values) in enumerate(layers):
-            cache.update(keys, values, index)
+        for target in cast(list[Any], cache.layers):
+            target.cumulative_length.fill_(width)
         return cache, torch.cat(logits)
 
     def _loop(self, batch: list[_Prepared]) -> list[_Row]:
