@@ -15,21 +15,17 @@ from typing import Any
 
 import click
 
+from articlegen.cli.runs import quiet_prefect
 from bench.report import summarise, targets, write_results
 from bench.workload import Workload, make_workload
 
 ROOT = Path(__file__).resolve().parent
 MODELS = ROOT / ".models"
 
-# Prefect as a local tool (set before it is imported): no telemetry, loopback only.
-for _name, _value in {
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "DO_NOT_TRACK": "1",
-    "PREFECT_SERVER_API_HOST": "127.0.0.1",
-    "PREFECT_LOGGING_LEVEL": "WARNING",
-    "HF_HUB_OFFLINE": "1",
-}.items():
-    os.environ.setdefault(_name, _value)
+# Prefect as the CLI runs it (set before it is imported: no telemetry, loopback only), and the
+# local benchmark models never need the Hub. The measuring processes inherit all of it.
+quiet_prefect("WARNING")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def _model(size: str) -> str:
@@ -53,10 +49,6 @@ def _child_env(api_url: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         PREFECT_API_URL=api_url,
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        DO_NOT_TRACK="1",
-        PREFECT_LOGGING_LEVEL="WARNING",
-        HF_HUB_OFFLINE="1",
         TOKENIZERS_PARALLELISM="false",
         PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT.parent), os.environ.get("PYTHONPATH")])),
     )

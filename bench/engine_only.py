@@ -5,14 +5,11 @@ For quick before/after checks of an engine change; `python -m bench` is the benc
 
 from __future__ import annotations
 
-import time
-
 import click
 
 from bench.__main__ import _model
+from bench.systems import run_engine
 from bench.workload import make_workload
-from generator.engine import Engine, GenerationRequest
-from generator.loading import ModelSpec, load_model
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -27,16 +24,11 @@ def main(batch_size: int, prompts: int, new_tokens: int, dtype: str, device: str
     Example: python -m bench.engine_only --batch-size 64 --prompts 64 --new-tokens 128
     """
     workload = make_workload(prompts, new_tokens)
-    loaded = load_model(ModelSpec(_model("small"), device=device, dtype=dtype))  # type: ignore[arg-type]
-    engine = Engine(loaded, batch_size=batch_size)
-    config = workload.config()
-    warm = config.model_copy(update={"min_new_tokens": 2, "max_new_tokens": 2})
-    engine.generate([GenerationRequest(i, p, warm, i) for i, p in enumerate(workload.prompts)])
-    requests = [GenerationRequest(i, p, config, i) for i, p in enumerate(workload.prompts)]
-    started = time.perf_counter()
-    engine.generate(requests)
-    seconds = time.perf_counter() - started
-    click.echo(f"batch {batch_size}: {workload.tokens / seconds:.1f} tokens/s ({seconds:.1f} s)")
+    run = run_engine(_model("small"), workload, device, dtype, batch_size)  # type: ignore[arg-type]
+    click.echo(
+        f"batch {batch_size}: {run.tokens_per_s:.1f} tokens/s ({run.seconds:.1f} s, "
+        f"peak {run.peak_rss_mb:.0f} MiB)"
+    )
 
 
 if __name__ == "__main__":
