@@ -181,7 +181,8 @@ def choose_batch_size(settings: Settings, params: GenerateParams) -> GeneratePar
     from generator.batching import auto_batch_size
     from generator.loading import load_model
 
-    size = auto_batch_size(load_model(model_spec(settings, params.model)), settings.cache_dir)
+    loaded = load_model(model_spec(settings, params.model))
+    size = auto_batch_size(loaded, settings.cache_dir, settings.kv_cache_mb)
     return params.model_copy(update={"batch_size": size})
 
 
@@ -227,6 +228,7 @@ def write_batch(
     # Imported here: torch and transformers take seconds to import; the other steps need
     # neither.
     from generator.articles import ArticleInput, ArticleWriter, WrittenArticle
+    from generator.batching import cache_tokens
     from generator.engine import Engine, derive_seed, fresh_seed
     from generator.loading import load_model
     from generator.templates import Templates
@@ -273,7 +275,11 @@ def write_batch(
                     template=prompt.template or params.template,
                 )
             )
-    engine = Engine(loaded, batch_size=_batch_size(params))
+    engine = Engine(
+        loaded,
+        batch_size=_batch_size(params),
+        cache_tokens=cache_tokens(loaded, settings.kv_cache_mb),
+    )
     writer = ArticleWriter(engine, Templates(settings.templates_dir))
     loading = time.perf_counter() - started
     result = writer.write(inputs)

@@ -78,6 +78,16 @@ class Settings(BaseSettings):
         description="Where articlegen keeps what it measured about this machine (the batch "
         "size chosen for each model and device), so it is measured once.",
     )
+    kv_cache_mb: int | None = Field(
+        default=None,
+        ge=16,
+        description=(
+            "MiB the key/value cache of one batch may take; batches of long prompts are cut "
+            "shorter to fit. Unset: `generator.batching.CPU_CACHE_MB` on the CPU (larger "
+            "batches bought no throughput there, see bench/README.md), half the free memory on "
+            "a GPU."
+        ),
+    )
     templates_dir: Path | None = Field(
         default=None,
         description="A directory of your Jinja templates; they override the bundled ones by name.",

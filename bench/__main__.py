@@ -210,6 +210,8 @@ def main(
                     system="engine",
                     dtype=dtype,
                     batch_size=b,
+                    # The curve is throughput against rows: no cache budget cuts a batch.
+                    cache_budget=False,
                 )
             )
         scaled = []
@@ -271,8 +273,9 @@ def _batch_size(value: str, model_dir: str, device: str, dtype: str) -> int:
     from generator.batching import auto_batch_size
     from generator.loading import ModelSpec, load_model
 
+    settings = load_settings()
     loaded = load_model(ModelSpec(model_dir, device=device, dtype=dtype))  # type: ignore[arg-type]
-    return auto_batch_size(loaded, load_settings().cache_dir)
+    return auto_batch_size(loaded, settings.cache_dir, settings.kv_cache_mb)
 
 
 if __name__ == "__main__":

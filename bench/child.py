@@ -22,7 +22,12 @@ def main(argv: list[str]) -> None:
         result = run_baseline(spec["model"], workload, spec["device"])
     elif system == "engine":
         result = run_engine(
-            spec["model"], workload, spec["device"], spec["dtype"], spec["batch_size"]
+            spec["model"],
+            workload,
+            spec["device"],
+            spec["dtype"],
+            spec["batch_size"],
+            spec.get("cache_budget", True),
         )
     else:
         result = run_flow(

@@ -84,7 +84,8 @@ def targets(summary: dict[str, dict[str, Any]], scaling: Sequence[dict[str, Any]
 
     baseline, engine, flow = rate("baseline"), rate("engine"), rate("flow")
     engine_ratio = engine / baseline if engine and baseline else None
-    peaks = [s["peak_rss_mb"] for k, s in summary.items() if k in ("baseline", "engine", "flow")]
+    # The memory target is articlegen's own; the baseline's peak is reported, not judged.
+    peaks = [s["peak_rss_mb"] for k, s in summary.items() if k in ("engine", "flow")]
     overhead = {s["prompts"]: s["overhead_ms_per_prompt"] for s in scaling}
     growth = None
     if overhead.get(100) and 1000 in overhead:

@@ -106,13 +106,23 @@ def run_baseline(model_dir: str, workload: Workload, device: str) -> Measurement
 
 
 def run_engine(
-    model_dir: str, workload: Workload, device: str, dtype: DType, batch_size: int
+    model_dir: str,
+    workload: Workload,
+    device: str,
+    dtype: DType,
+    batch_size: int,
+    cache_budget: bool = True,
 ) -> Measurement:
-    """Our engine alone: no database, no Prefect."""
+    """Our engine alone: no database, no Prefect. With `cache_budget`, batches keep to the
+    key/value cache budget a run uses (ARTICLEGEN_KV_CACHE_MB or its default); without it,
+    every batch has `batch_size` rows, as the batch-size sweep wants."""
+    from articlegen.settings import load_settings
+    from generator.batching import cache_tokens
     from generator.engine import Engine, GenerationRequest
 
     loaded = load_model(ModelSpec(model_dir, device=device, dtype=dtype))  # type: ignore[arg-type]
-    engine = Engine(loaded, batch_size=batch_size)
+    budget = cache_tokens(loaded, load_settings().kv_cache_mb) if cache_budget else None
+    engine = Engine(loaded, batch_size=batch_size, cache_tokens=budget)
     config = workload.config()
     _warm_up(engine, workload)
     requests = [GenerationRequest(i, p, config, i) for i, p in enumerate(workload.prompts)]

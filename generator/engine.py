@@ -3,7 +3,8 @@
 `Engine.generate` takes requests (prompt text, decoding config, seed) and returns one outcome per
 request, in order: a `Generation`, or a `GenerationFailure` for a prompt that cannot run (too
 long for the context). Requests are grouped by the settings a batch must share, sorted by
-length so padding stays small, and cut into batches of `batch_size`.
+length so padding stays small, and cut into batches of at most `batch_size` rows whose
+key/value cache stays within `cache_tokens` positions.
 
 Greedy and sampled rows run in our own decoding loop (`generator.sampling` picks every row's
 token at once, from per-article uniforms drawn in advance), so an article's text does not depend
@@ -23,12 +24,14 @@ import time
 from collections import defaultdict
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import torch
-from transformers import DynamicCache, StaticCache, StopStringCriteria
+from transformers import StaticCache, StopStringCriteria
+from transformers.cache_utils import Cache
 
 from generator.decoding import DecodingConfig
+from generator.kv_cache import InPlaceCache
 from generator.loading import LoadedModel
 from generator.sampling import RowSettings, choose_tokens, process_logits
 
@@ -111,12 +114,22 @@ class Engine:
     """Generates articles with one loaded model. Not thread-safe: one engine per worker."""
 
     def __init__(
-        self, loaded: LoadedModel, batch_size: int = 8, keep_step_logits: bool = False
+        self,
+        loaded: LoadedModel,
+        batch_size: int = 8,
+        keep_step_logits: bool = False,
+        cache_tokens: int | None = None,
     ) -> None:
+        """`batch_size` caps a batch's rows; `cache_tokens`, if set, caps its key/value cache:
+        rows x (longest prompt + most new tokens), which bounds the batch's memory whatever
+        the prompts' lengths (short prompts then run in larger batches than long ones)."""
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
+        if cache_tokens is not None and cache_tokens < 1:
+            raise ValueError("cache_tokens must be at least 1")
         self.loaded = loaded
         self.batch_size = batch_size
+        self.cache_tokens = cache_tokens
         # Tests inspect the raw distribution of every step; off by default (it is B x T x V).
         self.keep_step_logits = keep_step_logits
         tokenizer = loaded.tokenizer
@@ -153,15 +166,38 @@ class Engine:
         for members in groups.values():
             # Similar lengths together: less padding, less wasted arithmetic.
             members.sort(key=lambda p: len(p.ids))
-            for start in range(0, len(members), self.batch_size):
-                for prepared, outcome in self._run_splitting(
-                    members[start : start + self.batch_size]
-                ):
+            for batch in self._batches(members):
+                for prepared, outcome in self._run_splitting(batch):
                     outcomes[prepared.index] = outcome
         assert all(o is not None for o in outcomes)
         return [o for o in outcomes if o is not None]
 
     # --- batches ----------------------------------------------------------------------------
+
+    def _batches(self, members: list[_Prepared]) -> list[list[_Prepared]]:
+        """Cut requests sorted by length into batches of at most `batch_size` rows whose cache
+        stays within `cache_tokens`. A single request always makes a batch: one too long for
+        the budget still runs, alone."""
+        batches: list[list[_Prepared]] = []
+        batch: list[_Prepared] = []
+        steps = 0
+        for prepared in members:
+            # Sorted by length: the newest row is the longest, so it sets the batch's width.
+            wider = max(steps, prepared.request.config.max_new_tokens)
+            # Beam search keeps num_beams rows of cache per request (a group shares it).
+            beams = prepared.request.config.num_beams
+            cache = (len(batch) + 1) * beams * (len(prepared.ids) + wider)
+            if batch and (
+                len(batch) == self.batch_size
+                or (self.cache_tokens is not None and cache > self.cache_tokens)
+            ):
+                batches.append(batch)
+                batch, wider = [], prepared.request.config.max_new_tokens
+            batch.append(prepared)
+            steps = wider
+        if batch:
+            batches.append(batch)
+        return batches
 
     def _encode(self, prompt: str) -> list[int]:
         # The tokenizer adds what its model expects at the start (Llama's <s>; GPT-2 nothing).
@@ -236,8 +272,11 @@ class Engine:
         device = self.loaded.device
         return ids.to(device), mask.to(device)
 
-    def _noise(self, batch: list[_Prepared], width: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-row uniforms [B, T] and noise [B, width + T, D], drawn from each article's seed.
+    def _noise(
+        self, batch: list[_Prepared], width: int
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per-row uniforms [B, T] and noise [B, width + T, D], drawn from each article's seed;
+        no noise tensor (None) when no row of the batch asks for noise.
 
         Drawn on the CPU from a generator per article, in a fixed order, so a row's randomness
         is the same whatever the batch, the device or the other rows' lengths.
@@ -245,7 +284,9 @@ class Engine:
         steps = max(p.request.config.max_new_tokens for p in batch)
         dim = self._embed.weight.shape[1]
         uniforms = torch.ones((len(batch), steps))
-        noise = torch.zeros((len(batch), width + steps, dim))
+        noisy = any(p.request.config.noise_sigma > 0 for p in batch)
+        # As large as the batch's cache: only batches that use it pay for it.
+        noise = torch.zeros((len(batch), width + steps, dim)) if noisy else None
         for row, prepared in enumerate(batch):
             config = prepared.request.config
             generator = torch.Generator().manual_seed(prepared.request.seed)
@@ -253,7 +294,7 @@ class Engine:
             uniforms[row, : config.max_new_tokens] = 1 - torch.rand(
                 config.max_new_tokens, generator=generator
             )
-            if config.noise_sigma > 0:
+            if noise is not None and config.noise_sigma > 0:
                 n = len(prepared.ids)
                 scale = config.noise_sigma * self._embedding_rms
                 noise[row, width - n : width] = scale * torch.randn(n, dim, generator=generator)
@@ -261,73 +302,60 @@ class Engine:
                     noise[row, width : width + config.max_new_tokens] = scale * torch.randn(
                         config.max_new_tokens, dim, generator=generator
                     )
-        return uniforms.to(self.loaded.device), noise.to(self.loaded.device)
+        device = self.loaded.device
+        return uniforms.to(device), None if noise is None else noise.to(device)
 
-    def _prompt_embeddings(
-        self, batch: list[_Prepared], ids: torch.Tensor, noise: torch.Tensor
-    ) -> torch.Tensor:
+    def _prompt_embeddings(self, ids: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
         embeds: torch.Tensor = self._embed(ids)
-        if any(p.request.config.noise_sigma > 0 for p in batch):
+        if noise is not None:
             # Rows with sigma 0 get exact zeros added: their output equals plain decoding.
             embeds = embeds + noise[:, : ids.shape[1]].to(embeds.dtype)
         return embeds
 
     def _prefill(
         self, embeds: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, length: int
-    ) -> tuple[StaticCache, torch.Tensor]:
+    ) -> tuple[Cache, torch.Tensor]:
         """Run the prompts through the model and return a cache of `length` positions holding
         their keys and values (left-padded, as the batch is), and each row's last logits.
 
         Rows come sorted by length. A batch of mixed lengths padded to its longest prompt
         would spend most of its prompt arithmetic on padding, so the prompts run in chunks of
-        similar length, each padded only to its own longest, and their keys and values are
-        placed into one cache. The cache is preallocated: a growing cache copies itself at
-        every step, which at large batches costs more than the model's own arithmetic.
+        similar length, each padded only to its own longest, and each chunk writes its keys
+        and values straight into its rows of the batch's cache (`InPlaceCache.rows`).
         """
         model = self.loaded.model
         batch_size, width = mask.shape
         lengths = mask.sum(dim=1).tolist()
-        # Only plain attention layers hold keys and values that can be moved between caches
-        # (not sliding-window or linear-attention ones): other models prefill in one piece.
+        # Only plain attention layers can be written in place and chunk by chunk (not
+        # sliding-window or linear-attention ones): other models use transformers' static
+        # cache and prefill in one piece.
         layer_types = getattr(model.config, "layer_types", None) or ["full_attention"]
-        chunks = _chunks(lengths) if set(layer_types) == {"full_attention"} else [(0, len(lengths))]
-        cache = StaticCache(config=model.config, max_cache_len=length)
-        if len(chunks) == 1:
+        if set(layer_types) != {"full_attention"}:
+            static = StaticCache(config=model.config, max_cache_len=length)
             out = model(
                 inputs_embeds=embeds,
                 attention_mask=mask,
                 position_ids=positions,
-                cache=cache,
+                cache=static,
                 use_cache=True,
                 logits_to_keep=1,
             )
-            return cache, out.logits[:, -1, :]
+            return static, out.logits[:, -1, :]
+        layers = model.config.get_text_config(decoder=True).num_hidden_layers
+        cache = InPlaceCache.allocate(layers, batch_size, length)
         logits: list[torch.Tensor] = []
-        for start, stop in chunks:
+        for start, stop in _chunks(lengths):
             w = max(lengths[start:stop])  # this chunk's own width: its rows' last w positions
-            part = DynamicCache()
             out = model(
                 inputs_embeds=embeds[start:stop, width - w :],
                 attention_mask=mask[start:stop, width - w :],
                 position_ids=positions[start:stop, width - w :],
-                cache=part,
+                cache=cache.rows(start, stop, offset=width - w),
                 use_cache=True,
                 logits_to_keep=1,
             )
             logits.append(out.logits[:, -1, :])
-            layers = cast(list[Any], part.layers)
-            if not logits[:-1]:  # the first chunk tells the cache its shape
-                first = layers[0].keys
-                cache.early_initialization(
-                    batch_size, first.shape[1], first.shape[3], first.dtype, first.device
-                )
-            # Straight into the preallocated cache: no second full-width copy in memory.
-            for target, layer in zip(cast(list[Any], cache.layers), layers, strict=True):
-                target.keys[start:stop, :, width - w : width] = layer.keys
-                target.values[start:stop, :, width - w : width] = layer.values
-        # Positions left of a chunk's width hold zeros; the attention mask hides them.
-        for target in cast(list[Any], cache.layers):
-            target.cumulative_length.fill_(width)
+        cache.written(width)
         return cache, torch.cat(logits)
 
     def _loop(self, batch: list[_Prepared]) -> list[_Row]:
@@ -340,7 +368,8 @@ class Engine:
         settings = RowSettings.stack([p.request.config for p in batch], device)
         uniforms, noise = self._noise(batch, width)
         steps = uniforms.shape[1]
-        step_noise = any(p.request.config.noise_every_step for p in batch)
+        every_step = any(p.request.config.noise_every_step for p in batch)
+        step_noise = noise if every_step else None
         no_repeat = _no_repeat_processor(config0)
         stop = (
             StopStringCriteria(self.loaded.tokenizer, list(config0.stop_strings))
@@ -356,7 +385,7 @@ class Engine:
 
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         cache, last_logits = self._prefill(
-            self._prompt_embeddings(batch, ids, noise), mask, positions, width + steps
+            self._prompt_embeddings(ids, noise), mask, positions, width + steps
         )
         generated = torch.full((batch_size, steps), self.pad_id, dtype=torch.long, device=device)
         logprobs = torch.zeros((batch_size, steps), device=device)
@@ -401,8 +430,8 @@ class Engine:
             # while longer rows of the batch go on.
             positions = torch.where(finished[:, None], positions[:, -1:], positions[:, -1:] + 1)
             embeds = self._embed(token[:, None])
-            if step_noise:
-                embeds = embeds + noise[:, width + step : width + step + 1].to(embeds.dtype)
+            if step_noise is not None:
+                embeds = embeds + step_noise[:, width + step : width + step + 1].to(embeds.dtype)
             last_logits = model(
                 inputs_embeds=embeds,
                 attention_mask=mask,
@@ -431,7 +460,7 @@ class Engine:
         config = batch[0].request.config
         ids, mask = self._left_pad(batch)
         _, noise = self._noise(batch, ids.shape[1])
-        embeds = self._prompt_embeddings(batch, ids, noise)
+        embeds = self._prompt_embeddings(ids, noise)
         vocab = model.config.vocab_size
         generation_config = config.to_generation_config(
             self.eos_id,
@@ -498,25 +527,31 @@ class Engine:
 
 
 # Prompt chunks: a chunk's padding may add at most this share to its real tokens, and a chunk
-# is never cut below this many rows (tiny chunks use the hardware poorly).
+# is never cut below this many rows for padding (tiny chunks use the hardware poorly).
 _PAD_SHARE = 0.25
 _MIN_CHUNK = 8
+# A chunk's padded tokens stay within this: the prompt pass's activations (attention scores,
+# the MLP's 4x-wide hidden states) grow with a chunk's tokens, and at 4,096 tokens the matrix
+# products are already large enough to keep a CPU or a GPU busy.
+_CHUNK_TOKENS = 4096
 
 
 def _chunks(lengths: Sequence[int]) -> list[tuple[int, int]]:
     """Cut rows sorted by length into (start, stop) runs of similar length."""
+    if not lengths:
+        return []
     chunks: list[tuple[int, int]] = []
     start = 0
-    for stop in range(1, len(lengths) + 1):
-        if stop == len(lengths):
-            chunks.append((start, stop))
-            break
-        rows = stop + 1 - start
+    for stop in range(1, len(lengths)):
+        rows = stop + 1 - start  # the run's rows if row `stop` joined it
         padded = rows * lengths[stop]
-        real = sum(lengths[start : stop + 1])
-        if rows > _MIN_CHUNK and padded > (1 + _PAD_SHARE) * real:
+        too_padded = rows > _MIN_CHUNK and padded > (1 + _PAD_SHARE) * sum(
+            lengths[start : stop + 1]
+        )
+        if too_padded or padded > _CHUNK_TOKENS:
             chunks.append((start, stop))
             start = stop
+    chunks.append((start, len(lengths)))
     return chunks
 
 

@@ -6,10 +6,20 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from articlegen.runner import GenerateParams, choose_batch_size
 from articlegen.settings import Settings
-from generator.batching import MAX_BATCH, auto_batch_size, memory_limit
+from generator.batching import (
+    _PROMPT,
+    _STEPS,
+    MAX_BATCH,
+    auto_batch_size,
+    cache_bytes_per_token,
+    cache_tokens,
+    memory_limit,
+)
+from generator.kv_cache import InPlaceCache
 from generator.loading import LoadedModel
 
 
@@ -33,9 +43,23 @@ def test_a_cached_size_is_used_without_probing(tiny_model: LoadedModel, tmp_path
     assert auto_batch_size(tiny_model, tmp_path) == 3
 
 
-def test_memory_limit_counts_the_kv_cache_at_full_context(tiny_model: LoadedModel) -> None:
-    limit = memory_limit(tiny_model)
-    assert 1 <= limit <= MAX_BATCH
+def test_the_cache_budget_counts_what_the_cache_really_takes(tiny_model: LoadedModel) -> None:
+    model = tiny_model.model
+    cache = InPlaceCache.allocate(model.config.num_hidden_layers, batch=3, capacity=10)
+    with torch.inference_mode():
+        ids = torch.randint(0, 100, (3, 4))
+        model(input_ids=ids, cache=cache.rows(0, 3, offset=6), use_cache=True)
+    cache.written(10)
+    assert cache.attended(0).shape[:3] == (3, model.config.num_attention_heads, 10)
+    per_token = cache_bytes_per_token(tiny_model)
+    assert cache.nbytes == 3 * 10 * per_token
+    assert cache_tokens(tiny_model, budget_mb=1) == (1 << 20) // per_token
+    # The probe's batches fit the budget too.
+    assert memory_limit(tiny_model, budget_mb=1) == min(
+        MAX_BATCH,
+        cache_tokens(tiny_model, 1) // (len(tiny_model.tokenizer(_PROMPT)["input_ids"]) + _STEPS),
+    )
+    assert 1 <= memory_limit(tiny_model) <= MAX_BATCH
 
 
 def test_a_run_takes_the_explicit_size_or_the_cached_one(

@@ -481,10 +481,49 @@ def test_prompts_of_very_mixed_length_prefill_in_chunks_unchanged(
         assert alone.token_logprobs == pytest.approx(batched[i].token_logprobs, abs=1e-4)
 
 
-def test_chunks_bound_the_padding() -> None:
+def test_chunks_bound_the_padding_and_the_tokens() -> None:
     assert _chunks([5] * 20) == [(0, 20)]  # equal lengths: one chunk
     assert _chunks([1, 2, 3]) == [(0, 3)]  # few rows: never cut
     lengths = [10] * 9 + [100] * 9
     assert _chunks(lengths) == [(0, 9), (9, 18)]
-    for start, stop in _chunks(sorted(random.Random(1).choices(range(1, 400), k=100))):
-        assert stop > start
+    # 20 rows of 300 tokens are 6,000 tokens: cut where a chunk would pass 4,096.
+    assert _chunks([300] * 20) == [(0, 13), (13, 20)]
+    assert _chunks([5000, 5000]) == [(0, 1), (1, 2)]  # one row over the cap still runs
+    lengths = sorted(random.Random(1).choices(range(1, 400), k=100))
+    chunks = _chunks(lengths)
+    assert [r for start, stop in chunks for r in range(start, stop)] == list(range(100))
+    for start, stop in chunks:
+        assert stop - start == 1 or (stop - start) * lengths[stop - 1] <= 4096
+    assert _chunks([]) == []
+
+
+def test_a_cache_budget_cuts_batches_without_changing_articles(
+    tiny_model: LoadedModel, catalog: PresetCatalog
+) -> None:
+    # The budget bounds rows x (longest prompt + new tokens) per batch; long prompts then run
+    # in smaller batches. Articles stay what they are in one big batch.
+    config = catalog.resolve("nucleus", {"max_new_tokens": 12})
+    prompts = TINY_PROMPTS * 2
+    seeds = list(range(len(prompts)))
+    requests = [
+        GenerationRequest(i, p, config, s)
+        for i, (p, s) in enumerate(zip(prompts, seeds, strict=True))
+    ]
+    budget = 120
+    engine = Engine(tiny_model, batch_size=16, cache_tokens=budget)
+    budgeted = engine.generate(requests)
+    whole = Engine(tiny_model, batch_size=16).generate(requests)
+    lengths = [len(engine._encode(p)) for p in prompts]
+    sizes = set()
+    for outcome, reference, length in zip(budgeted, whole, lengths, strict=True):
+        assert isinstance(outcome, Generation)
+        assert isinstance(reference, Generation)
+        assert outcome.token_ids == reference.token_ids
+        assert reference.batch_size == 16
+        sizes.add(outcome.batch_size)
+        # A row's batch was no wider than its own length allows within the budget, unless
+        # the row ran alone.
+        assert outcome.batch_size == 1 or outcome.batch_size * (length + 12) <= budget
+    assert len(sizes) > 1  # short prompts ran in larger batches than long ones
+    with pytest.raises(ValueError, match="cache_tokens"):
+        Engine(tiny_model, cache_tokens=0)

@@ -1,0 +1,121 @@
+"""A key/value cache written in place into memory allocated once per batch.
+
+transformers offers two caches for plain attention: `DynamicCache` grows by concatenation, so
+every decoding step copies the whole cache (at large batches that costs more than the model's
+own arithmetic), and `StaticCache` is preallocated but hands attention its full length at every
+step, so each step reads every position of the cache, the ones not written yet included. This
+one is preallocated like the second and hands attention only the positions written so far, like
+the first: each step reads what it needs and copies nothing.
+
+`rows(start, stop, offset)` gives a cache over some rows of the same memory, from a position on:
+the engine runs the prompts of a batch in chunks of similar length, and each chunk's keys and
+values land straight where the whole batch's decoding will read them, with no second copy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from transformers import DynamicLayer
+from transformers.cache_utils import Cache
+
+__all__ = ["InPlaceCache"]
+
+
+class _Storage:
+    """One layer's keys and values for the whole batch, allocated at the first write, when the
+    model's own key/value shape (heads, head width), precision and device are known."""
+
+    def __init__(self, batch: int, capacity: int) -> None:
+        self.batch = batch
+        self.capacity = capacity
+        self.keys: torch.Tensor | None = None
+        self.values: torch.Tensor | None = None
+
+    def tensors(
+        self, key_states: torch.Tensor, value_states: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.keys is None or self.values is None:
+            self.keys = key_states.new_zeros(
+                (self.batch, key_states.shape[1], self.capacity, key_states.shape[3])
+            )
+            self.values = value_states.new_zeros(
+                (self.batch, value_states.shape[1], self.capacity, value_states.shape[3])
+            )
+        return self.keys, self.values
+
+
+class _InPlaceLayer(DynamicLayer):  # type: ignore[no-untyped-call]
+    """Rows `rows` of one layer's storage from position `offset` on; attention sees the
+    positions written so far."""
+
+    def __init__(self, storage: _Storage, rows: slice, offset: int) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.storage = storage
+        self.rows = rows
+        self.offset = offset
+        self.length = 0
+        self.is_initialized = True
+
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        keys, values = self.storage.tensors(key_states, value_states)
+        start = self.offset + self.length
+        end = start + key_states.shape[-2]
+        if end > self.storage.capacity:
+            raise ValueError(f"cache of {self.storage.capacity} positions is full")
+        keys[self.rows, :, start:end] = key_states
+        values[self.rows, :, start:end] = value_states
+        self.length += key_states.shape[-2]
+        # Views, not copies: attention reads these positions in place.
+        self.keys = keys[self.rows, :, self.offset : end]
+        self.values = values[self.rows, :, self.offset : end]
+        return self.keys, self.values
+
+    def get_seq_length(self) -> int:
+        return self.length
+
+    def get_max_length(self) -> int:
+        return self.storage.capacity - self.offset
+
+
+class InPlaceCache(Cache):
+    """A cache of `batch` rows and `capacity` positions for a model of `layers` layers."""
+
+    def __init__(self, storages: list[_Storage], rows: slice, offset: int) -> None:
+        self._layers = [_InPlaceLayer(s, rows, offset) for s in storages]
+        super().__init__(layers=list(self._layers))
+        self._storages = storages
+
+    @classmethod
+    def allocate(cls, layers: int, batch: int, capacity: int) -> InPlaceCache:
+        """An empty cache; memory is taken at the first write of each layer."""
+        return cls([_Storage(batch, capacity) for _ in range(layers)], slice(None), 0)
+
+    def rows(self, start: int, stop: int, offset: int) -> InPlaceCache:
+        """A cache writing rows `start:stop` of this one's memory, from position `offset` on."""
+        return InPlaceCache(self._storages, slice(start, stop), offset)
+
+    def attended(self, layer: int) -> torch.Tensor:
+        """The keys attention sees in `layer`: the positions written so far."""
+        keys = self._layers[layer].keys
+        if keys is None:
+            raise ValueError("nothing was written to the cache")
+        return keys
+
+    @property
+    def nbytes(self) -> int:
+        """Memory the cache has taken so far (layers not yet written take none)."""
+        return sum(t.nbytes for s in self._storages for t in (s.keys, s.values) if t is not None)
+
+    def written(self, length: int) -> None:
+        """Declare positions `0:length` written (by caches from `rows`): decoding goes on from
+        there. Positions no chunk wrote hold zeros, which the attention mask must hide."""
+        for layer, storage in zip(self._layers, self._storages, strict=True):
+            if storage.keys is None or storage.values is None:
+                raise ValueError("nothing was written to the cache")
+            layer.length = length
+            layer.keys = storage.keys[:, :, :length]
+            layer.values = storage.values[:, :, :length]
