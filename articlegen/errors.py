@@ -9,6 +9,7 @@ its traceback.
     ├── InputError           a file or value handed to us cannot be used
     │   └── ImportRejected   a CSV import found invalid rows; nothing was written
     ├── NotFoundError        an id or name given by the user does not exist
+    ├── JobStateError        a job can't do that in its state (resume a running job, ...)
     ├── DatabaseError        the database cannot be reached, migrated or written
     ├── ModelError           a model or tokenizer cannot be loaded or built
     └── TemplateError        a Jinja template is missing, broken, or needs a missing variable
@@ -24,6 +25,7 @@ __all__ = [
     "DatabaseError",
     "ImportRejected",
     "InputError",
+    "JobStateError",
     "ModelError",
     "NotFoundError",
     "TemplateError",
@@ -55,6 +57,11 @@ class ImportRejected(InputError):
 
 class NotFoundError(ArticlegenError):
     """Raised when an id or name given by the user (prompt, job, preset) does not exist."""
+
+
+class JobStateError(ArticlegenError):
+    """Raised when a job is asked for what its state rules out: resuming a job that is still
+    running or has completed, cancelling one that has ended."""
 
 
 class DatabaseError(ArticlegenError):

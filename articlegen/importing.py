@@ -311,6 +311,16 @@ def _validate_row(
     values = {name: value.strip() for name, value in cells.items()}
     overrides = {k: v for k, v in values.items() if k in DECODING_FIELDS and v}
     problems: list[str] = []
+    # A cell a spreadsheet would run as a formula (=HYPERLINK(...), =cmd|...) is refused here,
+    # before it reaches the database, templates and exports: no prompt starts with "=" on
+    # purpose. (Exports neutralise formula cells too; this keeps them out in the first place.)
+    for name, value in values.items():
+        if value.startswith("="):
+            shown = value if len(value) <= 40 else value[:37] + "..."
+            problems.append(
+                f"`{name}`: starts with `=` ({shown}), which a spreadsheet runs as a formula: "
+                "reword the cell so it does not start with `=`"
+            )
     typed: dict[str, object] = {}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DecodingWarning)

@@ -51,6 +51,8 @@ def job_record(job: Job) -> dict[str, Any]:
         "parameters": job.parameters,
         "flow_run_id": job.flow_run_id,
         "error": job.error,
+        "lease_expires_at": job.lease_expires_at,
+        "cancel_requested": job.cancel_requested,
         "created_at": job.created_at,
         "started_at": job.started_at,
         "finished_at": job.finished_at,

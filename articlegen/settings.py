@@ -88,6 +88,16 @@ class Settings(BaseSettings):
             "a GPU."
         ),
     )
+    lease_seconds: int = Field(
+        default=300,
+        ge=2,
+        le=86_400,
+        description=(
+            "How long a run's claim on its prompts lasts without renewal; a run renews it every "
+            "third of that while it works. When a run's process dies, its prompts become "
+            "claimable and its job `crashed` this long after its last renewal."
+        ),
+    )
     templates_dir: Path | None = Field(
         default=None,
         description="A directory of your Jinja templates; they override the bundled ones by name.",

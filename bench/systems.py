@@ -51,8 +51,19 @@ class Measurement:
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident memory so far, in MiB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak resident memory so far, in MiB.
+
+    Linux's VmHWM, the high-water mark of this process image: `ru_maxrss` would carry over
+    the parent's peak through fork and exec (the benchmark's parent has loaded the model and
+    run the batch-size probe), so every child would report at least that.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB, as on Linux
 
 
 def _sync(device: torch.device) -> None:

@@ -7,13 +7,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, joinedload
 
 from articlegen.errors import NotFoundError
+from db.claims import held_by
 from db.models import Article, ArticleReviewStatus, Job, Prompt, PromptStatus, utcnow
 
 __all__ = [
     "PromptFailure",
+    "RecordedBatch",
     "get_article",
     "list_articles",
     "next_versions",
@@ -44,23 +47,51 @@ def next_versions(session: Session, prompt_ids: Sequence[int]) -> dict[tuple[int
     return {(p, v): int(version) + 1 for p, v, version in rows}
 
 
+@dataclass(frozen=True)
+class RecordedBatch:
+    """What a write-back stored: the new articles, and the prompts it could not settle
+    because the run no longer held them (its lease ran out and another run took them)."""
+
+    articles: list[Article]
+    lost: list[int]
+
+
+def _insert_new(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Insert article rows, skipping any whose (prompt, variant, version) exists; return the
+    ids of those inserted. A replayed write-back adds nothing and fails nothing."""
+    if not rows:
+        return []
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = (
+        insert(Article)
+        .on_conflict_do_nothing(index_elements=["prompt_id", "variant", "version"])
+        .returning(Article.id)
+    )
+    return list(session.scalars(statement, list(rows)))
+
+
 def record_batch(
     session: Session,
     job_id: int,
     articles: Sequence[dict[str, Any]],
     failures: Sequence[PromptFailure],
-) -> list[Article]:
+) -> RecordedBatch:
     """Write a batch's articles, settle its prompts and count them on the job, in one go.
 
-    `articles` hold Article column values. A prompt with a failure ends `failed` with the
-    reason; every other prompt of the batch ends `done`. Returns the stored articles.
+    `articles` hold Article column values. Only prompts the job still holds are written and
+    settled (`db.claims.held_by` locks them): a prompt with a failure ends `failed` with the
+    reason, every other one `done`, and its lease ends.
     """
-    stored = [Article(job_id=job_id, **values) for values in articles]
-    session.add_all(stored)
     failed = {f.prompt_id: f for f in failures}
-    for prompt_id in {a["prompt_id"] for a in articles} | set(failed):
+    ids = sorted({a["prompt_id"] for a in articles} | set(failed))
+    held = held_by(session, job_id, ids)
+    rows = [{**a, "job_id": job_id} for a in articles if a["prompt_id"] in held]
+    new_ids = _insert_new(session, rows)
+    for prompt_id in sorted(held):
         prompt = session.get_one(Prompt, prompt_id)
         prompt.regenerate = []
+        prompt.lease_expires_at = None
         if prompt_id in failed:
             prompt.status = PromptStatus.FAILED
             prompt.last_error = failed[prompt_id].reason
@@ -68,10 +99,11 @@ def record_batch(
             prompt.status = PromptStatus.DONE
             prompt.last_error = None
     job = session.get_one(Job, job_id)
-    job.done += len(articles)
-    job.failed += sum(f.articles for f in failures)
+    job.done += len(new_ids)
+    job.failed += sum(f.articles for f in failures if f.prompt_id in held)
     session.flush()
-    return stored
+    stored = session.scalars(select(Article).where(Article.id.in_(new_ids)).order_by(Article.id))
+    return RecordedBatch(list(stored), [p for p in ids if p not in held])
 
 
 def get_article(session: Session, article_id: int) -> Article:

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from articlegen.errors import NotFoundError
+from articlegen.errors import JobStateError, NotFoundError
 from db.models import Job, JobStatus, utcnow
 
-__all__ = ["create_job", "finish_job", "get_job", "list_jobs", "start_job"]
+__all__ = [
+    "check_resumable",
+    "create_job",
+    "finish_job",
+    "get_job",
+    "list_jobs",
+    "request_cancel",
+    "start_job",
+]
 
 
 def create_job(session: Session, parameters: dict[str, Any], model: str | None) -> Job:
@@ -30,15 +39,64 @@ def get_job(session: Session, job_id: int) -> Job:
 
 
 def start_job(
-    session: Session, job_id: int, total: int, model_revision: str | None, flow_run_id: str | None
+    session: Session,
+    job_id: int,
+    total: int,
+    model_revision: str | None,
+    flow_run_id: str | None,
+    lease: timedelta,
 ) -> None:
-    """Mark the job running with the number of articles it will write."""
+    """Mark the job running, alive for `lease` (renewed by the run), with the number of
+    articles it will write."""
     job = get_job(session, job_id)
     job.status = JobStatus.RUNNING
     job.total = total
     job.model_revision = model_revision
     job.flow_run_id = flow_run_id
     job.started_at = utcnow()
+    job.lease_expires_at = job.started_at + lease
+
+
+# A job in one of these has ended; only the first three leave work to resume.
+_RESUMABLE = (JobStatus.CRASHED, JobStatus.FAILED, JobStatus.CANCELLED)
+_ENDED = (*_RESUMABLE, JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_ERRORS)
+
+
+def check_resumable(session: Session, job_id: int) -> Job:
+    """The job, if a new run may finish its work: it crashed, failed or was cancelled.
+
+    Raises `JobStateError` naming its status and what to do otherwise.
+    """
+    job = get_job(session, job_id)
+    if job.status in _RESUMABLE:
+        return job
+    if job.status is JobStatus.RUNNING:
+        until = f"{job.lease_expires_at:%H:%M:%S} UTC" if job.lease_expires_at else "its lease ends"
+        raise JobStateError(
+            f"job {job_id} is running (its lease runs until {until}): if its process is gone, "
+            "resume it once the lease has run out; to stop it, `articlegen jobs cancel "
+            f"{job_id}`"
+        )
+    raise JobStateError(
+        f"job {job_id} is {job.status.value}: there is nothing of it to resume (only crashed, "
+        "failed or cancelled jobs can be resumed)"
+    )
+
+
+def request_cancel(session: Session, job_id: int) -> Job:
+    """Stop a job: a running one stops before its next batch (its run releases what it has
+    not written); a queued one is cancelled at once. Raises `JobStateError` for an ended job."""
+    job = get_job(session, job_id)
+    if job.status in _ENDED:
+        raise JobStateError(
+            f"job {job_id} has already ended ({job.status.value}): nothing to cancel"
+        )
+    if job.status is JobStatus.QUEUED:
+        job.status = JobStatus.CANCELLED
+        job.error = "cancelled before it started"
+        job.finished_at = utcnow()
+    job.cancel_requested = True
+    return job
 
 
 def finish_job(
@@ -58,6 +116,7 @@ def finish_job(
     else:
         job.status = JobStatus.COMPLETED
     job.finished_at = utcnow()
+    job.lease_expires_at = None
     return job
 
 

@@ -59,6 +59,7 @@ class JobStatus(enum.StrEnum):
     COMPLETED_WITH_ERRORS = "completed_with_errors"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    CRASHED = "crashed"  # its process stopped renewing its lease: it died
 
 
 class ArticleReviewStatus(enum.StrEnum):
@@ -163,6 +164,14 @@ class Prompt(Base):
     )
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+    # The job that holds the claim (status `claimed`), or held it last: `jobs resume` takes
+    # back the prompts a dead job had claimed.
+    claimed_by: Mapped[int | None] = mapped_column(
+        ForeignKey("jobs.id", ondelete="SET NULL"), index=True
+    )
+    # A claim is good until then; the run renews it while it works. Past it, the prompt is
+    # claimable again (its run died).
+    lease_expires_at: Mapped[datetime | None]
     # Variants queued again by `review regenerate`; empty means "all variants" on a first run.
     regenerate: Mapped[list[int]] = mapped_column(JSONType, default=list)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -188,6 +197,10 @@ class Job(Base):
     failed: Mapped[int] = mapped_column(default=0)
     flow_run_id: Mapped[str | None] = mapped_column(String(64))
     error: Mapped[str | None] = mapped_column(Text)
+    # While running: alive until then (renewed with its prompts' leases); past it, crashed.
+    lease_expires_at: Mapped[datetime | None]
+    # Set by `jobs cancel`; the run stops before its next batch.
+    cancel_requested: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]

@@ -20,11 +20,9 @@ from db.models import Prompt, PromptStatus, utcnow
 __all__ = [
     "UpsertPlan",
     "apply_upsert",
-    "claim_prompts",
     "count_prompts",
     "list_prompts",
     "plan_upsert",
-    "release_prompts",
 ]
 
 # Ids per IN (...) query: well under SQLite's bound-parameter limit.
@@ -112,54 +110,6 @@ def list_prompts(
     if limit is not None:
         query = query.limit(limit)
     return list(session.scalars(query))
-
-
-def claim_prompts(
-    session: Session,
-    limit: int | None = None,
-    tags: Sequence[str] = (),
-    order: str = "priority",
-) -> list[Prompt]:
-    """Take pending prompts for a run: mark them claimed and count the attempt.
-
-    Highest priority first (or oldest first with order="fifo"); with `tags`, only prompts
-    carrying at least one of them. The caller's transaction makes the claim atomic.
-    """
-    query = select(Prompt).where(Prompt.status == PromptStatus.PENDING)
-    if order == "priority":
-        query = query.order_by(Prompt.priority.desc(), Prompt.id)
-    else:
-        query = query.order_by(Prompt.id)
-    if limit is not None and not tags:
-        query = query.limit(limit)
-    # Two runs claiming at once must not take the same prompts: on PostgreSQL the rows are
-    # locked and another run's skip them; SQLite's write transaction (BEGIN IMMEDIATE)
-    # already serialises claims.
-    query = query.with_for_update(skip_locked=True)
-    wanted = set(tags)
-    claimed = []
-    # Tags live in a JSON column; filtering them in Python keeps one query for both backends.
-    for prompt in session.scalars(query):
-        if wanted and not wanted.intersection(prompt.tags):
-            continue
-        prompt.status = PromptStatus.CLAIMED
-        prompt.attempts += 1
-        claimed.append(prompt)
-        if limit is not None and len(claimed) >= limit:
-            break
-    session.flush()
-    return claimed
-
-
-def release_prompts(session: Session, prompt_ids: Sequence[int]) -> int:
-    """Give claimed prompts back (to `pending`) after a run that could not write them."""
-    released = 0
-    for chunk in _chunks(list(prompt_ids)):
-        query = select(Prompt).where(Prompt.id.in_(chunk), Prompt.status == PromptStatus.CLAIMED)
-        for prompt in session.scalars(query):
-            prompt.status = PromptStatus.PENDING
-            released += 1
-    return released
 
 
 def count_prompts(session: Session) -> dict[PromptStatus, int]:

@@ -51,11 +51,14 @@ def _transient(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
-def _step(name: str, run_name: str | None = None) -> Callable[[Callable[P, R]], Task[P, R]]:
+def _step(
+    name: str, run_name: str | None = None, tags: list[str] | None = None
+) -> Callable[[Callable[P, R]], Task[P, R]]:
     """A run step: retried with backoff on transient failures, never cached."""
     return task(
         name=name,
         task_run_name=run_name,
+        tags=tags,
         retries=2,
         retry_delay_seconds=[2, 10],
         retry_condition_fn=_transient,
@@ -81,7 +84,9 @@ def claim_prompts(settings: Settings, job_id: int, params: GenerateParams) -> Ru
     return runner.claim_batches(settings, job_id, params, str(flow_run.get_id() or ""))
 
 
-@_step("write-batch", run_name="job-{job_id}-batch-{number}")
+# The tag lets a Prefect concurrency limit cap how many batches generate at once (one GPU
+# each): `prefect concurrency-limit create articlegen-generation 1`.
+@_step("write-batch", run_name="job-{job_id}-batch-{number}", tags=["articlegen-generation"])
 def write_batch(
     settings: Settings, job_id: int, number: int, prompt_ids: list[int], params: GenerateParams
 ) -> BatchReport:
@@ -135,9 +140,12 @@ def generate_articles(
             return {"job": job_id, "dry_run": True, "prompts": plan.prompts, "total": plan.articles}
         progress = create_progress_artifact(0.0, key=f"job-{job_id}-progress")
         assert isinstance(progress, UUID)  # the sync API, called from a sync flow
-        for number, prompt_ids in enumerate(plan.batches, start=1):
-            reports.append(write_batch(settings, job_id, number, prompt_ids, params))
-            update_progress_artifact(progress, 100.0 * number / len(plan.batches))
+        with runner.leases_kept(settings, job_id):
+            for number, prompt_ids in enumerate(plan.batches, start=1):
+                if runner.cancel_requested(settings, job_id):
+                    break
+                reports.append(write_batch(settings, job_id, number, prompt_ids, params))
+                update_progress_artifact(progress, 100.0 * number / len(plan.batches))
     except BaseException as exc:
         # Batches are written whole or not at all: the failed one and those after it go back.
         # BaseException: Ctrl-C and Prefect's cancellation must release the claims too.
@@ -151,7 +159,15 @@ def generate_articles(
             cancelled=cancelled,
         )
         raise
-    result: dict[str, Any] = finish_job(settings, job_id)
+    # Stopped by `jobs cancel` between batches: the batches not run go back to pending.
+    unwritten = [p for batch in plan.batches[len(reports) :] for p in batch]
+    result: dict[str, Any] = finish_job(
+        settings,
+        job_id,
+        error="stopped by `articlegen jobs cancel`" if unwritten else None,
+        unwritten=unwritten,
+        cancelled=bool(unwritten),
+    )
     result["seconds"] = runner.stage_seconds(reports, time.perf_counter() - started)
     create_markdown_artifact(runner.summary_markdown(result, reports), key=f"job-{job_id}-summary")
     rows = [row for report in reports for row in report.written]

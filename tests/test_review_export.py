@@ -18,9 +18,10 @@ from db import Article, Database, PromptStatus
 
 from .test_flows import prefect_server  # noqa: F401  (the session's Prefect server)
 
+# Topics grow longer row by row: a run batches prompts by length, so article ids follow rows.
 CSV = """external_id,topic,variants,x_note
 a1,Night trains,2,
-a2,=HYPERLINK("http://example.invalid"),1,@SUM(A1)
+a2,+HYPERLINK("http://x.invalid"),1,@SUM(A1)
 a3,Bees <script>alert(1)</script>,1,
 """
 
@@ -98,7 +99,7 @@ def test_generate_review_regenerate_export(run: Callable[..., Result], tmp_path:
     with (out / "a.csv").open(encoding="utf-8", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [r["id"] for r in rows] == ["1", "3"]  # approved only, by default
-    assert rows[1]["topic"] == '\'=HYPERLINK("http://example.invalid")'  # neutralised
+    assert rows[1]["topic"] == '\'+HYPERLINK("http://x.invalid")'  # neutralised
 
     html = invoke("export", "--status", "all", "--format", "html", "--out", str(out / "html"))
     assert html.stdout == f"Exported 5 article(s) to {out / 'html'} (6 file(s)).\n"

@@ -142,11 +142,32 @@ def test_tags_and_fifo_order(settings: Settings, imported: Database) -> None:
     params = GenerateParams(tags=["rail"], order="fifo", batch_size=8, dry_run=True)
     plan = claim_batches(settings, open_job(settings, params), params)
     with imported.session(write=False) as session:
-        ids = {p.id: p.external_id for p in session.scalars(select(Prompt))}
-    assert [ids[i] for batch in plan.batches for i in batch] == ["p03", "p07"]  # oldest first
+        ids = {p.id: str(p.external_id) for p in session.scalars(select(Prompt))}
+    assert sorted(ids[i] for batch in plan.batches for i in batch) == ["p03", "p07"]
+    oldest = GenerateParams(limit=2, order="fifo", batch_size=8, dry_run=True)
+    plan = claim_batches(settings, open_job(settings, oldest), oldest)
+    assert sorted(ids[i] for batch in plan.batches for i in batch) == ["p01", "p02"]
     by_priority = GenerateParams(limit=2, batch_size=8, dry_run=True)
     plan = claim_batches(settings, open_job(settings, by_priority), by_priority)
     assert plan.prompts == 2
+
+
+def test_batches_group_similar_lengths_within_a_priority(
+    settings: Settings, imported: Database
+) -> None:
+    with imported.session() as session:
+        prompts = list(session.scalars(select(Prompt)))
+        for prompt in prompts:
+            prompt.priority = 5 if prompt.external_id in ("p12", "p02") else 0
+        length = {p.id: len(p.prompt or p.topic) for p in prompts}
+        urgent = {p.id for p in prompts if p.priority == 5}
+    params = GenerateParams(batch_size=3, variants=1, dry_run=True)
+    plan = claim_batches(settings, open_job(settings, params), params)
+    order = [i for batch in plan.batches for i in batch]
+    assert set(order[:2]) == urgent  # priority first, however long
+    rest = [length[i] for i in order[2:]]
+    assert rest == sorted(rest)  # then shortest to longest: batches of similar length
+    assert [len(b) for b in plan.batches] == [3, 3, 3, 3]
 
 
 def test_run_overrides_are_checked_one_by_one() -> None:

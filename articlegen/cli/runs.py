@@ -6,6 +6,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -18,10 +19,11 @@ from articlegen.output import render
 from articlegen.records import ARTICLE_COLUMNS, JOB_COLUMNS, article_record, job_record
 from articlegen.runner import GenerateParams
 from db.articles import get_article, list_articles
-from db.jobs import get_job, list_jobs
-from db.models import ArticleReviewStatus, PromptStatus
+from db.claims import reconcile
+from db.jobs import check_resumable, get_job, list_jobs, request_cancel
+from db.models import ArticleReviewStatus, JobStatus, PromptStatus
 from db.prompts import count_prompts
-from generator.decoding import describe_error
+from generator.decoding import describe_error, validate_overrides
 
 __all__: list[str] = []
 
@@ -79,93 +81,81 @@ def _follow(app: App, job_id: int, done: threading.Event) -> None:
                 return
 
 
-@cli.command("generate", context_settings=CONTEXT)
-@click.option("--limit", type=click.IntRange(min=1), help="At most this many prompts.")
-@click.option("--model", help="Hub id or local directory  [default: ARTICLEGEN_MODEL]")
-@click.option("--preset", help="Preset for prompts that name none  [default: nucleus]")
-@click.option(
-    "--batch-size",
-    type=click.IntRange(1, 512),
-    help="Articles generated together  [default: chosen from the hardware, measured once "
-    "per model and machine]",
-)
-@click.option(
-    "--max-new-tokens",
-    type=click.IntRange(1, 8192),
-    help="Token limit for every article (overrides prompts and presets).",
-)
-@click.option("--template", help="Article template stem for prompts that name none.")
-@click.option(
-    "--variants",
-    type=click.IntRange(1, 100),
-    help="Articles per prompt, instead of each prompt's own count.",
-)
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="NAME=VALUE",
-    help="Override a decoding setting for every article; repeatable.",
-)
-@click.option("--tag", "tags", multiple=True, help="Only prompts with this tag; repeatable.")
-@click.option(
-    "--order",
-    type=click.Choice(["priority", "fifo"]),
-    default="priority",
-    show_default=True,
-    help="Highest priority first, or oldest first.",
-)
-@click.option("--dry-run", is_flag=True, help="Report what would be generated; claim nothing.")
-@pass_app
-def generate(
+_RUN_OPTIONS = [
+    click.option("--limit", type=click.IntRange(min=1), help="At most this many prompts."),
+    click.option("--model", help="Hub id or local directory  [default: ARTICLEGEN_MODEL]"),
+    click.option("--preset", help="Preset for prompts that name none  [default: nucleus]"),
+    click.option(
+        "--batch-size",
+        type=click.IntRange(1, 512),
+        help="Articles generated together  [default: chosen from the hardware, measured once "
+        "per model and machine]",
+    ),
+    click.option(
+        "--max-new-tokens",
+        type=click.IntRange(1, 8192),
+        help="Token limit for every article (overrides prompts and presets).",
+    ),
+    click.option("--template", help="Article template stem for prompts that name none."),
+    click.option(
+        "--variants",
+        type=click.IntRange(1, 100),
+        help="Articles per prompt, instead of each prompt's own count.",
+    ),
+    click.option(
+        "--set",
+        "overrides",
+        multiple=True,
+        metavar="NAME=VALUE",
+        help="Override a decoding setting for every article; repeatable.",
+    ),
+    click.option("--tag", "tags", multiple=True, help="Only prompts with this tag; repeatable."),
+    click.option(
+        "--order",
+        type=click.Choice(["priority", "fifo"]),
+        default="priority",
+        show_default=True,
+        help="Highest priority first, or oldest first.",
+    ),
+]
+
+
+def run_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The options of a generation run, shared by `generate` and `fan-out`."""
+    for option in reversed(_RUN_OPTIONS):
+        command = option(command)
+    return command
+
+
+def _checked_params(
     app: App,
-    limit: int | None,
-    model: str | None,
-    preset: str | None,
-    batch_size: int | None,
-    max_new_tokens: int | None,
-    template: str | None,
-    variants: int | None,
+    *,
     overrides: tuple[str, ...],
+    max_new_tokens: int | None,
     tags: tuple[str, ...],
-    order: str,
-    dry_run: bool,
-) -> None:
-    """Generate articles for pending prompts with the generate-articles Prefect flow.
-
-    Runs locally (Prefect starts a temporary server) unless PREFECT_API_URL points at one.
-    Each prompt's own decoding settings apply; --set and --max-new-tokens override them.
-
-    Example: articlegen generate --limit 10 --preset precise --max-new-tokens 200
-    """
+    **options: Any,
+) -> GenerateParams:
+    """The run's parameters from the options, with what can be checked before Prefect starts
+    checked now: a message at once, not 25 failed prompts."""
     settings_overrides: dict[str, Any] = dict(parse_overrides(overrides))
     if max_new_tokens is not None:
         settings_overrides["max_new_tokens"] = max_new_tokens
     try:
-        params = GenerateParams(
-            limit=limit,
-            model=model,
-            preset=preset,
-            batch_size=batch_size,
-            overrides=settings_overrides,
-            template=template,
-            variants=variants,
-            tags=list(tags),
-            order=order,
-            dry_run=dry_run,
-        )
+        # Checked here first, so the message names the option the user typed.
+        validate_overrides(settings_overrides)
+    except ConfigError as exc:
+        raise ConfigError(f"--set: {exc}; see `articlegen presets list` for the settings") from None
+    try:
+        params = GenerateParams(overrides=settings_overrides, tags=list(tags), **options)
     except ValidationError as exc:
         raise ConfigError("; ".join(describe_error(e) for e in exc.errors())) from None
-    # Check what can be checked before Prefect starts: a message now, not 25 failed prompts
-    # (the model loaded here is the one the in-process run uses: one load per process).
-    if preset is not None:
-        app.presets.get(preset)
-    settings = app.settings
-    from generator.loading import load_model
-    from generator.templates import Templates
-
+    if params.preset is not None:
+        app.presets.get(params.preset)
+    template = params.template
     if template is not None:
-        names = Templates(settings.templates_dir).names()
+        from generator.templates import Templates
+
+        names = Templates(app.settings.templates_dir).names()
         missing = [
             f"{template}{s}" for s in (".md.j2", ".html.j2") if f"{template}{s}" not in names
         ]
@@ -174,8 +164,70 @@ def generate(
                 f"--template {template}: no {' or '.join(missing)} in the templates "
                 f"(available: {', '.join(names)})"
             )
+    return params
+
+
+@cli.command("generate", context_settings=CONTEXT)
+@run_options
+@click.option("--dry-run", is_flag=True, help="Report what would be generated; claim nothing.")
+@pass_app
+def generate(app: App, /, dry_run: bool, **options: Any) -> None:
+    """Generate articles for pending prompts with the generate-articles Prefect flow.
+
+    Runs locally (Prefect starts a temporary server) unless PREFECT_API_URL points at one.
+    Each prompt's own decoding settings apply; --set and --max-new-tokens override them.
+
+    Example: articlegen generate --limit 10 --preset precise --max-new-tokens 200
+    """
+    params = _checked_params(app, dry_run=dry_run, **options)
     if not dry_run:
-        load_model(runner.model_spec(settings, model))
+        # The model loaded here is the one the in-process run uses: one load per process.
+        from generator.loading import load_model
+
+        load_model(runner.model_spec(app.settings, params.model))
+    _run(app, params)
+
+
+@cli.command("fan-out", context_settings=CONTEXT)
+@run_options
+@click.option(
+    "--shards", type=click.IntRange(1, 1024), default=4, show_default=True, help="Runs to start."
+)
+@click.option(
+    "--deployment",
+    default="generate-articles/articlegen",
+    show_default=True,
+    help="The generate-articles deployment whose work pool runs the shards.",
+)
+@pass_app
+def fan_out(app: App, /, shards: int, deployment: str, **options: Any) -> None:
+    """Split the pending prompts into shards and generate each in its own run of a
+    generate-articles deployment, which the work pool's workers pick up (on one machine or
+    many); wait for them. Needs PREFECT_API_URL (see the README, "Running on several
+    machines"). --limit applies per shard.
+
+    Example: articlegen fan-out --shards 4 --max-new-tokens 200
+    """
+    params = _checked_params(app, **options)
+    if not os.environ.get("PREFECT_API_URL"):
+        raise ConfigError(
+            "fan-out starts runs on a work pool, which needs a Prefect server: set "
+            "PREFECT_API_URL (e.g. http://127.0.0.1:4200/api) and start workers, as the README's "
+            '"Running on several machines" shows'
+        )
+    quiet_prefect("WARNING")
+    from flows.fan_out import fan_out as fan_out_flow
+
+    result = fan_out_flow(params=params, shards=shards, deployment=deployment)
+    click.echo(f"Fan-out: {shards} shard runs of {deployment} completed.")
+    for run_id, state in result["runs"].items():
+        click.echo(f"  {run_id}  {state}")
+    click.echo("Next: articlegen jobs list")
+
+
+def _run(app: App, params: GenerateParams) -> None:
+    """Run generate-articles in this process with a progress bar, and report the outcome."""
+    settings = app.settings
     quiet_prefect()
     # Imported here: Prefect takes seconds to import, and most commands never need it.
     from flows.generate import generate_articles
@@ -198,18 +250,25 @@ def generate(
         )
         return
     if not result["total"]:
+        if params.resume_job is not None:
+            click.echo(
+                f"Nothing to resume: job {params.resume_job} left no pending prompts (other "
+                "runs may have written them)."
+            )
+            return
         with app.database.session(write=False) as session:
             counts = count_prompts(session)
-        which = f" tagged {', '.join(tags)}" if tags else ""
+        which = f" tagged {', '.join(params.tags)}" if params.tags else ""
         click.echo(
             f"Nothing to generate: no pending prompts{which} ({counts[PromptStatus.PENDING]} "
             f"pending, {counts[PromptStatus.DONE]} done, {counts[PromptStatus.FAILED]} failed). "
             "Import more with `articlegen import FILE`."
         )
         return
+    resumed = f" (resuming job {params.resume_job})" if params.resume_job else ""
     click.echo(
-        f"Job {job_id} {result['status']}: {result['done']} of {result['total']} articles "
-        f"written, {result['failed']} failed, in {seconds:.1f} s.\n"
+        f"Job {job_id} {result['status']}{resumed}: {result['done']} of {result['total']} "
+        f"articles written, {result['failed']} failed, in {seconds:.1f} s.\n"
         f"Next: articlegen articles list --job {job_id}"
     )
 
@@ -219,7 +278,7 @@ def generate(
 
 @cli.group(cls=Group, context_settings=CONTEXT)
 def jobs() -> None:
-    """Inspect generation runs.
+    """Inspect, cancel and resume generation runs.
 
     Example: articlegen jobs list
     """
@@ -251,6 +310,46 @@ def jobs_show(app: App, job_id: int, fmt: str) -> None:
     with app.database.session(write=False) as session:
         record = job_record(get_job(session, job_id))
     click.echo(show(record, fmt))
+
+
+@jobs.command("cancel")
+@click.argument("job_id", type=int)
+@pass_app
+def jobs_cancel(app: App, job_id: int) -> None:
+    """Stop a job: a running one stops before its next batch and gives back the prompts it
+    has not written; a queued one is cancelled at once. Written articles stay.
+
+    Example: articlegen jobs cancel 3
+    """
+    with app.database.session() as session:
+        reconcile(session)  # a dead run's job is crashed, not something to cancel
+        job = request_cancel(session, job_id)
+        status = job.status
+    if status is JobStatus.CANCELLED:
+        click.echo(f"Job {job_id} cancelled before it started.")
+    else:
+        click.echo(
+            f"Job {job_id} will stop before its next batch; the prompts it has not written go "
+            "back to pending. Watch it with `articlegen jobs show " + str(job_id) + "`."
+        )
+
+
+@jobs.command("resume")
+@click.argument("job_id", type=int)
+@pass_app
+def jobs_resume(app: App, job_id: int) -> None:
+    """Finish a crashed, failed or cancelled job: a new job, with its parameters, generates
+    the prompts it had claimed and not written. Its written articles stay as they are.
+
+    Example: articlegen jobs resume 3
+    """
+    with app.database.session() as session:
+        reconcile(session)  # a run whose lease ran out is crashed now, and resumable
+        job = check_resumable(session, job_id)
+        parameters = dict(job.parameters)
+    # The dead job's own claim already applied its limit, tags and shard.
+    parameters.update(limit=None, tags=[], shard=0, shards=1, dry_run=False, resume_job=job_id)
+    _run(app, GenerateParams.model_validate(parameters))
 
 
 # --- articles ---------------------------------------------------------------------------------

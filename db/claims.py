@@ -1,0 +1,170 @@
+"""Claims and leases: which run holds which prompts, and until when.
+
+A run claims prompts atomically (PostgreSQL: `FOR UPDATE SKIP LOCKED`, so concurrent runs take
+disjoint prompts without waiting for each other; SQLite: the write transaction, `BEGIN
+IMMEDIATE`, serialises claims). Each claim carries a lease that the run renews while it works,
+and the job carries one too. A lease that runs out means the run's process died: the next run
+marks its job `crashed` and gives its prompts back (`reconcile`), and `claim` takes a prompt
+whose lease ran out even before that. Writing back checks the claim (`held_by`), so a run that
+lost its claim cannot write a second copy of an article.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from db.models import Job, JobStatus, Prompt, PromptStatus, utcnow
+
+__all__ = ["Shard", "claim", "held_by", "reconcile", "release", "renew"]
+
+# Ids per IN (...) query: well under SQLite's bound-parameter limit.
+_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Shard `index` of `count`: the prompts whose id is `index` modulo `count`. Runs on
+    different shards never compete for the same prompts."""
+
+    index: int = 0
+    count: int = 1
+
+
+def claim(
+    session: Session,
+    job_id: int,
+    lease: timedelta,
+    limit: int | None = None,
+    tags: Sequence[str] = (),
+    order: str = "priority",
+    shard: Shard | None = None,
+    resume_of: int | None = None,
+) -> list[Prompt]:
+    """Take claimable prompts for `job_id` until now + `lease`, counting the attempt.
+
+    Claimable: pending, or claimed under a lease that ran out. Highest priority first (or
+    oldest first with order="fifo"); with `tags`, only prompts carrying one of them; with
+    `shard`, only that shard's; with `resume_of`, only the pending prompts that job claimed
+    last (a crashed, failed or cancelled job's unfinished work). The caller's transaction
+    makes the claim atomic.
+    """
+    now = utcnow()
+    claimable = or_(
+        Prompt.status == PromptStatus.PENDING,
+        and_(Prompt.status == PromptStatus.CLAIMED, Prompt.lease_expires_at < now),
+    )
+    query = select(Prompt).where(claimable)
+    if resume_of is not None:
+        query = query.where(Prompt.status == PromptStatus.PENDING, Prompt.claimed_by == resume_of)
+    if shard is not None and shard.count > 1:
+        query = query.where(Prompt.id % shard.count == shard.index)
+    if order == "priority":
+        query = query.order_by(Prompt.priority.desc(), Prompt.id)
+    else:
+        query = query.order_by(Prompt.id)
+    if limit is not None and not tags:
+        query = query.limit(limit)
+    # Concurrent runs must not take the same prompts: PostgreSQL locks the rows and other
+    # runs skip them; SQLite's write transaction already serialises claims.
+    query = query.with_for_update(skip_locked=True)
+    wanted = set(tags)
+    claimed = []
+    # Tags live in a JSON column; filtering them in Python keeps one query for both backends.
+    for prompt in session.scalars(query):
+        if wanted and not wanted.intersection(prompt.tags):
+            continue
+        prompt.status = PromptStatus.CLAIMED
+        prompt.claimed_by = job_id
+        prompt.lease_expires_at = now + lease
+        prompt.attempts += 1
+        claimed.append(prompt)
+        if limit is not None and len(claimed) >= limit:
+            break
+    session.flush()
+    return claimed
+
+
+def renew(session: Session, job_id: int, lease: timedelta) -> int:
+    """Extend the leases of the job and of every prompt it holds; returns the prompts held.
+
+    One statement each, so a renewal holds SQLite's write lock for milliseconds.
+    """
+    until = utcnow() + lease
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.RUNNING)
+        .values(lease_expires_at=until)
+    )
+    renewed = session.execute(
+        update(Prompt)
+        .where(Prompt.claimed_by == job_id, Prompt.status == PromptStatus.CLAIMED)
+        .values(lease_expires_at=until)
+    )
+    return int(renewed.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def held_by(session: Session, job_id: int, prompt_ids: Sequence[int]) -> set[int]:
+    """Which of `prompt_ids` `job_id` still holds, locked until the transaction ends, so a
+    write-back settles only prompts no other run has taken over."""
+    held: set[int] = set()
+    for start in range(0, len(prompt_ids), _CHUNK):
+        query = (
+            select(Prompt.id)
+            .where(
+                Prompt.id.in_(prompt_ids[start : start + _CHUNK]),
+                Prompt.status == PromptStatus.CLAIMED,
+                Prompt.claimed_by == job_id,
+            )
+            .with_for_update()
+        )
+        held.update(session.scalars(query))
+    return held
+
+
+def release(session: Session, job_id: int, prompt_ids: Sequence[int] | None = None) -> int:
+    """Give prompts `job_id` holds back to `pending` (all of them, or those of `prompt_ids`).
+
+    `claimed_by` stays: it names the job that held them last, for `jobs resume`.
+    """
+    held = and_(Prompt.claimed_by == job_id, Prompt.status == PromptStatus.CLAIMED)
+    values = {"status": PromptStatus.PENDING, "lease_expires_at": None}
+    if prompt_ids is None:
+        result = session.execute(update(Prompt).where(held).values(**values))
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    released = 0
+    ids = list(prompt_ids)
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        result = session.execute(update(Prompt).where(held, Prompt.id.in_(chunk)).values(**values))
+        released += int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return released
+
+
+def reconcile(session: Session) -> list[int]:
+    """Mark running jobs whose lease ran out `crashed` and give their prompts back; their
+    finished articles stay. Returns the crashed jobs' ids."""
+    now = utcnow()
+    dead = list(
+        session.scalars(
+            select(Job)
+            .where(Job.status == JobStatus.RUNNING, Job.lease_expires_at < now)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    for job in dead:
+        expired = job.lease_expires_at
+        job.status = JobStatus.CRASHED
+        job.finished_at = now
+        job.error = (
+            f"its process stopped renewing its lease (last good until {expired:%Y-%m-%d %H:%M:%S} "
+            "UTC): it died or lost the database. Finished articles are kept; "
+            f"`articlegen jobs resume {job.id}` writes the rest."
+        )
+        release(session, job.id)
+    session.flush()
+    return [job.id for job in dead]

@@ -1,0 +1,212 @@
+"""Claims, leases, crash reconciliation and idempotent write-back, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from articlegen.errors import JobStateError
+from db import Article, Database, Job, JobStatus, Prompt, PromptStatus
+from db.articles import PromptFailure, record_batch
+from db.claims import Shard, claim, reconcile, release, renew
+from db.jobs import check_resumable, create_job, request_cancel, start_job
+from db.models import utcnow
+
+LEASE = timedelta(minutes=5)
+
+
+def _seed(db: Database, n: int) -> list[int]:
+    with db.session() as session:
+        prompts = [Prompt(content_key=f"{i:064d}", topic=f"Topic {i}") for i in range(n)]
+        session.add_all(prompts)
+        session.flush()
+        return [p.id for p in prompts]
+
+
+def _job(session: Session) -> int:
+    job = create_job(session, {}, "tiny")
+    start_job(session, job.id, 0, None, None, LEASE)
+    return job.id
+
+
+def _article(prompt_id: int, variant: int = 1) -> dict[str, Any]:
+    return {
+        "prompt_id": prompt_id,
+        "variant": variant,
+        "version": 1,
+        "raw_text": "text",
+        "title": "Title",
+        "body": "Body.",
+        "seed": 1,
+        "model_name": "tiny",
+    }
+
+
+def _expire(db: Database, job_id: int) -> None:
+    """The job's process died a lease ago: its lease and its prompts' ran out."""
+    past = utcnow() - timedelta(seconds=1)
+    with db.session() as session:
+        session.execute(update(Job).where(Job.id == job_id).values(lease_expires_at=past))
+        session.execute(
+            update(Prompt).where(Prompt.claimed_by == job_id).values(lease_expires_at=past)
+        )
+
+
+def test_a_claim_holds_its_prompts_until_its_lease_runs_out(database: Database) -> None:
+    ids = _seed(database, 6)
+    with database.session() as session:
+        first = _job(session)
+        taken = claim(session, first, LEASE, limit=4)
+        assert [p.id for p in taken] == ids[:4]
+        assert all(p.claimed_by == first and p.lease_expires_at for p in taken)
+        second = _job(session)
+        assert [p.id for p in claim(session, second, LEASE)] == ids[4:]
+        assert claim(session, _job(session), LEASE) == []  # nothing left to take
+    _expire(database, first)
+    with database.session() as session:
+        third = _job(session)
+        retaken = claim(session, third, LEASE)
+        assert [p.id for p in retaken] == ids[:4]
+        assert {p.attempts for p in retaken} == {2}
+
+
+def test_shards_split_the_prompts_without_overlap(database: Database) -> None:
+    ids = _seed(database, 10)
+    with database.session() as session:
+        shards = [claim(session, _job(session), LEASE, shard=Shard(k, 3)) for k in range(3)]
+    taken = [p.id for shard in shards for p in shard]
+    assert sorted(taken) == ids
+    for k, shard in enumerate(shards):
+        assert {p.id % 3 for p in shard} == {k}
+
+
+def test_renewal_extends_the_job_and_its_prompts(database: Database) -> None:
+    _seed(database, 3)
+    with database.session() as session:
+        job_id = _job(session)
+        claim(session, job_id, timedelta(seconds=10))
+    with database.session() as session:
+        assert renew(session, job_id, timedelta(hours=1)) == 3
+    with database.session(write=False) as session:
+        soon = utcnow() + timedelta(minutes=30)
+        leases = session.scalars(select(Prompt.lease_expires_at)).all()
+        assert all(lease is not None and lease > soon for lease in leases)
+        job_lease = session.get_one(Job, job_id).lease_expires_at
+        assert job_lease is not None
+        assert job_lease > soon
+
+
+def test_reconcile_marks_a_dead_job_crashed_and_keeps_its_articles(database: Database) -> None:
+    ids = _seed(database, 4)
+    with database.session() as session:
+        dead = _job(session)
+        claim(session, dead, LEASE)
+        recorded = record_batch(session, dead, [_article(ids[0])], [])
+        assert [a.prompt_id for a in recorded.articles] == [ids[0]]
+        alive = _job(session)
+    _expire(database, dead)
+    with database.session() as session:
+        assert reconcile(session) == [dead]
+        assert reconcile(session) == []  # once
+    with database.session(write=False) as session:
+        job = session.get_one(Job, dead)
+        assert job.status is JobStatus.CRASHED
+        assert job.error is not None
+        assert f"articlegen jobs resume {dead}" in job.error
+        assert session.get_one(Job, alive).status is JobStatus.RUNNING
+        statuses = {p.id: (p.status, p.claimed_by) for p in session.scalars(select(Prompt))}
+        assert statuses[ids[0]] == (PromptStatus.DONE, dead)
+        for prompt_id in ids[1:]:  # released, still naming the job that held them
+            assert statuses[prompt_id] == (PromptStatus.PENDING, dead)
+        assert session.scalar(select(func.count()).select_from(Article)) == 1
+
+
+def test_a_run_that_lost_its_claim_writes_nothing_for_it(database: Database) -> None:
+    ids = _seed(database, 2)
+    with database.session() as session:
+        slow = _job(session)
+        claim(session, slow, LEASE)
+    _expire(database, slow)
+    with database.session() as session:
+        fast = _job(session)
+        assert len(claim(session, fast, LEASE)) == 2  # the slow run's prompts, taken over
+        record_batch(session, fast, [_article(ids[0]), _article(ids[1])], [])
+    with database.session() as session:
+        late = record_batch(session, slow, [_article(ids[0]), _article(ids[1])], [])
+        assert late.articles == []
+        assert late.lost == ids
+        assert session.get_one(Job, slow).done == 0
+    with database.session(write=False) as session:
+        assert session.scalar(select(func.count()).select_from(Article)) == 2
+        assert set(session.scalars(select(Article.job_id))) == {fast}
+
+
+def test_a_replayed_write_back_adds_and_counts_nothing(database: Database) -> None:
+    ids = _seed(database, 2)
+    with database.session() as session:
+        job_id = _job(session)
+        claim(session, job_id, LEASE)
+    rows = [_article(ids[0], 1), _article(ids[0], 2)]
+    failure = PromptFailure(ids[1], "the prompt is too long", 1)
+    with database.session() as session:
+        first = record_batch(session, job_id, rows, [failure])
+        assert len(first.articles) == 2
+    with database.session() as session:
+        replay = record_batch(session, job_id, rows, [failure])
+        assert replay.articles == []
+    with database.session(write=False) as session:
+        job = session.get_one(Job, job_id)
+        assert (job.done, job.failed) == (2, 1)
+        assert session.scalar(select(func.count()).select_from(Article)) == 2
+        assert session.get_one(Prompt, ids[1]).status is PromptStatus.FAILED
+
+
+def test_release_gives_back_only_what_the_job_holds(database: Database) -> None:
+    ids = _seed(database, 4)
+    with database.session() as session:
+        mine, other = _job(session), _job(session)
+        claim(session, mine, LEASE, limit=2)
+        claim(session, other, LEASE)
+        assert release(session, mine, [ids[0], ids[2]]) == 1  # ids[2] is the other job's
+        assert release(session, mine) == 1
+        statuses = {p.id: p.status for p in session.scalars(select(Prompt))}
+    assert statuses == {
+        ids[0]: PromptStatus.PENDING,
+        ids[1]: PromptStatus.PENDING,
+        ids[2]: PromptStatus.CLAIMED,
+        ids[3]: PromptStatus.CLAIMED,
+    }
+
+
+def test_resume_takes_only_the_dead_jobs_unfinished_prompts(database: Database) -> None:
+    ids = _seed(database, 5)
+    with database.session() as session:
+        dead = _job(session)
+        claim(session, dead, LEASE, limit=3)
+        record_batch(session, dead, [_article(ids[0])], [])
+    _expire(database, dead)
+    with database.session() as session:
+        reconcile(session)
+        assert check_resumable(session, dead).status is JobStatus.CRASHED
+        resumed = claim(session, _job(session), LEASE, resume_of=dead)
+    assert [p.id for p in resumed] == ids[1:3]
+
+
+def test_job_states_refuse_what_they_rule_out(database: Database) -> None:
+    with database.session() as session:
+        running = _job(session)
+        queued = create_job(session, {}, "tiny").id
+        with pytest.raises(JobStateError, match=rf"job {running} is running .*jobs cancel"):
+            check_resumable(session, running)
+        assert request_cancel(session, queued).status is JobStatus.CANCELLED
+        with pytest.raises(JobStateError, match=rf"job {queued} has already ended \(cancelled\)"):
+            request_cancel(session, queued)
+        job = request_cancel(session, running)
+        assert (job.status, job.cancel_requested) == (JobStatus.RUNNING, True)
+        session.get_one(Job, running).status = JobStatus.COMPLETED
+        with pytest.raises(JobStateError, match=rf"job {running} is completed: .*nothing"):
+            check_resumable(session, running)

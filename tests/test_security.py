@@ -1,0 +1,74 @@
+"""A database URL's password never shows: not in output, logs, errors, artifacts or job rows.
+
+(Template sandboxing and HTML escaping: `test_templates.py` and `test_browser.py`; formula cells:
+`test_review_export.py` for exports and the `csv_formula_cell` case of `test_bad_inputs.py`.)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from prefect.client.orchestration import get_client
+from sqlalchemy import select
+
+from articlegen.cli import cli
+from articlegen.runner import close_databases
+from db import Article, Database, Job, Prompt
+
+from .test_flows import prefect_server  # noqa: F401  (the session's Prefect server)
+from .test_reliability import _seed
+
+SECRET = "Tr0ub4dor-and-3"
+
+
+def test_the_database_password_never_shows(
+    prefect_server: None,  # noqa: F811
+    postgres_url: str,
+    tiny_model_dir: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The test server trusts local connections, so any password connects: the point is
+    # where it travels.
+    user, rest = postgres_url.removeprefix("postgresql://").split("@", 1)
+    url = f"postgresql://{user}:{SECRET}@{rest}"
+    _seed(url, 3)
+    env = {
+        "ARTICLEGEN_DATABASE_URL": url,
+        "ARTICLEGEN_MODEL": str(tiny_model_dir),
+        "ARTICLEGEN_DEVICE": "cpu",
+    }
+    caplog.set_level(logging.DEBUG)
+    outputs = []
+    for args in (
+        ["generate", "--batch-size", "2", "--max-new-tokens", "4"],
+        ["jobs", "show", "1", "--format", "json"],
+        ["articles", "list", "--format", "json"],
+        ["prompts", "list", "--format", "json"],
+        ["generate", "--model", "/no/such/model"],  # an error, reported with its context
+    ):
+        result = CliRunner().invoke(cli, args, env=env)
+        close_databases()
+        outputs.append(result.output)
+    assert "Job 1 completed" in outputs[0]
+    assert outputs[-1].startswith("Error: model directory /no/such/model does not exist")
+    db = Database.open(url)
+    with db.session(write=False) as session:
+        rows = [
+            json.dumps([getattr(r, c.key) for c in type(r).__table__.columns], default=str)
+            for model in (Prompt, Job, Article)
+            for r in session.scalars(select(model))
+        ]
+    db.close()
+    with get_client(sync_client=True) as client:
+        artifacts = [
+            json.dumps(a.data, default=str) + (a.description or "")
+            for a in client.read_artifacts()
+            if a.key and a.key.startswith("job-1-")
+        ]
+    assert artifacts  # the run's summary, table and progress
+    for text in [*outputs, caplog.text, *rows, *artifacts]:
+        assert SECRET not in text
