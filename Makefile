@@ -37,7 +37,7 @@ test: lint  ## Lint, type-check and run the whole test suite.
 demo: install  ## The main job end to end on the examples: import, generate, export to out/.
 	$(BIN)/articlegen demo
 
-bench: install  ## Throughput benchmark, ~20 min on 2 cores: make bench BENCH_ARGS="--repeats 5".
+bench: install  ## Throughput benchmark, ~40 min on 2 cores: make bench BENCH_ARGS="--repeats 5".
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 migration: install  ## Generate a migration from db/models.py: make migration MESSAGE="add x".

@@ -18,13 +18,27 @@ from bench.workload import make_workload
 @click.option("--new-tokens", default=64, show_default=True)
 @click.option("--dtype", default="float32", show_default=True)
 @click.option("--device", default="cpu", show_default=True)
-def main(batch_size: int, prompts: int, new_tokens: int, dtype: str, device: str) -> None:
+@click.option(
+    "--no-cache-budget",
+    is_flag=True,
+    help="Batches of --batch-size rows; else ARTICLEGEN_KV_CACHE_MB (or its default) cuts them.",
+)
+def main(
+    batch_size: int, prompts: int, new_tokens: int, dtype: str, device: str, no_cache_budget: bool
+) -> None:
     """Tokens per second of the engine on the benchmark's workload.
 
-    Example: python -m bench.engine_only --batch-size 64 --prompts 64 --new-tokens 128
+    Example: ARTICLEGEN_KV_CACHE_MB=512 python -m bench.engine_only --batch-size 64 --prompts 64
     """
     workload = make_workload(prompts, new_tokens)
-    run = run_engine(_model("small"), workload, device, dtype, batch_size)  # type: ignore[arg-type]
+    run = run_engine(
+        _model("small"),
+        workload,
+        device,
+        dtype,  # type: ignore[arg-type]
+        batch_size,
+        cache_budget=not no_cache_budget,
+    )
     click.echo(
         f"batch {batch_size}: {run.tokens_per_s:.1f} tokens/s ({run.seconds:.1f} s, "
         f"peak {run.peak_rss_mb:.0f} MiB)"
