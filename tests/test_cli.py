@@ -190,6 +190,13 @@ def test_usage_errors_exit_2(run_cli: CliHarness, args: list[str], message: str)
             ["presets", "list"],
             "Error: presets file missing.toml does not exist: fix ARTICLEGEN_PRESETS_FILE",
         ),
+        (
+            {"PREFECT_API_URL": ""},
+            ["fan-out", "--shards", "2"],
+            "Error: fan-out starts runs on a work pool, which needs a Prefect server: set "
+            "PREFECT_API_URL",
+        ),
+        ({}, ["jobs", "cancel", "7"], "Error: no job 7: `articlegen jobs list` shows the jobs"),
     ],
 )
 def test_user_errors_are_messages(
