@@ -147,6 +147,11 @@ class RunPlan:
     prompts: int
     articles: int
 
+    def unwritten(self, batches_done: int) -> list[int]:
+        """The prompts of the batches after the first `batches_done`: what a run that stops
+        there gives back."""
+        return [p for batch in self.batches[batches_done:] for p in batch]
+
 
 @dataclass
 class BatchReport:

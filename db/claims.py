@@ -19,11 +19,9 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from db.models import Job, JobStatus, Prompt, PromptStatus, utcnow
+from db.session import in_chunks
 
 __all__ = ["Shard", "claim", "held_by", "reconcile", "release", "renew"]
-
-# Ids per IN (...) query: well under SQLite's bound-parameter limit.
-_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -112,11 +110,11 @@ def held_by(session: Session, job_id: int, prompt_ids: Sequence[int]) -> set[int
     """Which of `prompt_ids` `job_id` still holds, locked until the transaction ends, so a
     write-back settles only prompts no other run has taken over."""
     held: set[int] = set()
-    for start in range(0, len(prompt_ids), _CHUNK):
+    for chunk in in_chunks(prompt_ids):
         query = (
             select(Prompt.id)
             .where(
-                Prompt.id.in_(prompt_ids[start : start + _CHUNK]),
+                Prompt.id.in_(chunk),
                 Prompt.status == PromptStatus.CLAIMED,
                 Prompt.claimed_by == job_id,
             )
@@ -137,9 +135,7 @@ def release(session: Session, job_id: int, prompt_ids: Sequence[int] | None = No
         result = session.execute(update(Prompt).where(held).values(**values))
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
     released = 0
-    ids = list(prompt_ids)
-    for start in range(0, len(ids), _CHUNK):
-        chunk = ids[start : start + _CHUNK]
+    for chunk in in_chunks(prompt_ids):
         result = session.execute(update(Prompt).where(held, Prompt.id.in_(chunk)).values(**values))
         released += int(result.rowcount or 0)  # type: ignore[attr-defined]
     return released

@@ -7,15 +7,16 @@ kept as it is, so re-importing a file never disturbs work in progress or finishe
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from articlegen.specs import PromptSpec
 from db.models import Prompt, PromptStatus, utcnow
+from db.session import in_chunks
 
 __all__ = [
     "UpsertPlan",
@@ -24,11 +25,6 @@ __all__ = [
     "list_prompts",
     "plan_upsert",
 ]
-
-# Ids per IN (...) query: well under SQLite's bound-parameter limit.
-_CHUNK = 500
-
-T = TypeVar("T")
 
 
 @dataclass
@@ -39,11 +35,6 @@ class UpsertPlan:
     updates: list[tuple[Prompt, dict[str, Any]]] = field(default_factory=list)
     unchanged: int = 0
     kept_processed: int = 0
-
-
-def _chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
-    for start in range(0, len(items), _CHUNK):
-        yield items[start : start + _CHUNK]
 
 
 def _columns(spec: PromptSpec, key: str) -> dict[str, Any]:
@@ -57,14 +48,14 @@ def plan_upsert(session: Session, specs: Sequence[PromptSpec]) -> UpsertPlan:
     keyed = [(spec, spec.content_key()) for spec in specs]
     ids = [s.external_id for s, _ in keyed if s.external_id is not None]
     by_id: dict[str, Prompt] = {}
-    for chunk in _chunks(ids):
+    for chunk in in_chunks(ids):
         for prompt in session.scalars(select(Prompt).where(Prompt.external_id.in_(chunk))):
             by_id[prompt.external_id or ""] = prompt
     # Content keys are looked up for rows without an id, and for rows whose id is new: such a
     # row may be a prompt imported earlier without its id, which it then adopts.
     keys = [k for s, k in keyed if s.external_id is None or s.external_id not in by_id]
     by_key: dict[str, Prompt] = {}
-    for chunk in _chunks(keys):
+    for chunk in in_chunks(keys):
         query = select(Prompt).where(Prompt.external_id.is_(None), Prompt.content_key.in_(chunk))
         for prompt in session.scalars(query):
             by_key[prompt.content_key] = prompt

@@ -7,9 +7,9 @@ transactions; PostgreSQL URLs without a driver get psycopg 3, which ships with a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
@@ -20,7 +20,7 @@ from sqlalchemy.pool import StaticPool
 from articlegen.errors import DatabaseError
 from db.migrate import WRITE, upgrade
 
-__all__ = ["SQLITE_BEGIN", "WRITE", "Database", "driver_message", "safe_url"]
+__all__ = ["SQLITE_BEGIN", "WRITE", "Database", "driver_message", "in_chunks", "safe_url"]
 
 # Execution option naming how SQLite transactions begin; WRITE is what writers pass.
 SQLITE_BEGIN = next(iter(WRITE))
@@ -28,6 +28,17 @@ SQLITE_BEGIN = next(iter(WRITE))
 # How long a SQLite writer waits for another one before "database is locked", unless the URL
 # says otherwise with pysqlite's own parameter (sqlite:///a.db?timeout=5, in seconds).
 _SQLITE_BUSY_TIMEOUT_S = 30.0
+
+# Values per IN (...) query: well under SQLite's bound-parameter limit.
+_IN_CHUNK = 500
+
+T = TypeVar("T")
+
+
+def in_chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
+    """`items` in slices small enough for one `IN (...)` list on every backend."""
+    for start in range(0, len(items), _IN_CHUNK):
+        yield items[start : start + _IN_CHUNK]
 
 
 def _parse_url(url: str) -> URL:

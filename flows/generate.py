@@ -149,7 +149,7 @@ def generate_articles(
     except BaseException as exc:
         # Batches are written whole or not at all: the failed one and those after it go back.
         # BaseException: Ctrl-C and Prefect's cancellation must release the claims too.
-        unwritten = [p for batch in (plan.batches if plan else [])[len(reports) :] for p in batch]
+        unwritten = plan.unwritten(len(reports)) if plan else []
         cancelled = not isinstance(exc, Exception)
         finish_job.fn(
             settings,
@@ -160,7 +160,7 @@ def generate_articles(
         )
         raise
     # Stopped by `jobs cancel` between batches: the batches not run go back to pending.
-    unwritten = [p for batch in plan.batches[len(reports) :] for p in batch]
+    unwritten = plan.unwritten(len(reports))
     result: dict[str, Any] = finish_job(
         settings,
         job_id,

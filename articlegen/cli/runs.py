@@ -330,7 +330,7 @@ def jobs_cancel(app: App, job_id: int) -> None:
     else:
         click.echo(
             f"Job {job_id} will stop before its next batch; the prompts it has not written go "
-            "back to pending. Watch it with `articlegen jobs show " + str(job_id) + "`."
+            f"back to pending. Watch it with `articlegen jobs show {job_id}`."
         )
 
 
