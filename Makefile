@@ -26,10 +26,11 @@ $(BIN)/.installed: pyproject.toml $(CONSTRAINTS)
 
 install: $(BIN)/.installed  ## Create .venv and install articlegen with its dev tools.
 
-lint: install  ## Linter and type checker.
+lint: install  ## Linter, type checker and the import contracts (pyproject.toml).
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: lint  ## Lint, type-check and run the whole test suite.
 	$(BIN)/pytest
@@ -42,7 +43,7 @@ bench: install  ## Throughput benchmark, ~40 min on 2 cores: make bench BENCH_AR
 
 migration: install  ## Generate a migration from db/models.py: make migration MESSAGE="add x".
 	@test -n "$(MESSAGE)" || { echo 'usage: make migration MESSAGE="what changed"'; exit 2; }
-	$(BIN)/python -c 'import sys; from db.migrate import new_revision; new_revision(sys.argv[1])' "$(MESSAGE)"
+	$(BIN)/python -c 'import sys; from articlegen.db.migrate import new_revision; new_revision(sys.argv[1])' "$(MESSAGE)"
 
 clean:  ## Remove the virtualenv, caches and the demo database.
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .prefect articlegen.db articlegen.db-* out

@@ -1,8 +1,14 @@
 """articlegen: batch article generation from topic prompts.
 
-The package holds what every layer shares: the exception tree (`errors`), the environment settings
-(`settings`), the CSV import (`importing`) and the command line (`cli`). Generation lives in
-`generator`, persistence in `db`, orchestration in `flows`.
+One installed name, floors whose imports only go down (`lint-imports` checks it):
+
+    cli                        the command line: parse, call the library, render
+    flows                      Prefect flows: orchestration only
+    runs | importing | export  a generation run's steps | prompts in | articles out
+    generator | db             models, decoding and templates | tables and use-case queries
+    core                       errors, settings, shared bounds, validation messages
+
+`templates` and `examples` are package data, read through `importlib.resources`.
 """
 
 from importlib.metadata import version

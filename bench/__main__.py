@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from articlegen.cli.runs import quiet_prefect
+from articlegen.cli.prefect_env import quiet_prefect
 from bench.report import summarise, targets, write_results
 from bench.workload import Workload, make_workload
 
@@ -30,7 +30,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 def _model(size: str) -> str:
     """The benchmark's model of `size`, built once by `articlegen model init` and kept."""
-    from generator.model_init import init_model
+    from articlegen.generator.model_init import init_model
 
     path = MODELS / size
     if not (path / "config.json").exists():
@@ -269,9 +269,9 @@ def _batch_size(value: str, model_dir: str, device: str, dtype: str) -> int:
     """An explicit size, or what `generate` would choose on this machine (the same cache)."""
     if value != "auto":
         return int(value)
-    from articlegen.settings import load_settings
-    from generator.batching import auto_batch_size
-    from generator.loading import ModelSpec, load_model
+    from articlegen.core.settings import load_settings
+    from articlegen.generator.batching import auto_batch_size
+    from articlegen.generator.loading import ModelSpec, load_model
 
     settings = load_settings()
     loaded = load_model(ModelSpec(model_dir, device=device, dtype=dtype))  # type: ignore[arg-type]

@@ -16,18 +16,19 @@ from typing import Any
 import click
 import torch
 
+from articlegen.generator.loading import ModelSpec, load_model
 from bench.__main__ import _model
 from bench.workload import make_workload
-from generator.loading import ModelSpec, load_model
 
 LENGTHS = (16, 48, 96, 160, 256, 32, 128, 200)
 
 
 def _engine(model_dir: str, prompts: list[str], lengths: list[int], batch_size: int) -> float:
-    from articlegen.settings import load_settings
-    from generator import load_presets
-    from generator.batching import cache_tokens
-    from generator.engine import Engine, GenerationRequest
+    from articlegen.core.settings import load_settings
+    from articlegen.generator import load_presets
+    from articlegen.generator.batching import cache_tokens
+    from articlegen.generator.engine import Engine
+    from articlegen.generator.requests import GenerationRequest
 
     loaded = load_model(ModelSpec(model_dir, device="cpu", dtype="float32"))
     engine = Engine(

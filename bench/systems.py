@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
+from articlegen.generator.loading import DType, ModelSpec, load_model, resolve_device
 from bench.workload import Workload
-from generator.loading import DType, ModelSpec, load_model, resolve_device
 
 __all__ = ["Measurement", "run_baseline", "run_engine", "run_flow"]
 
@@ -74,7 +74,7 @@ def _sync(device: torch.device) -> None:
 def _warm_up(engine: Any, workload: Workload) -> None:
     """A few tokens for one full batch, so one-time costs (kernel selection, allocator growth)
     stay out of the timing; the engine and the flow warm up alike."""
-    from generator.engine import GenerationRequest
+    from articlegen.generator.requests import GenerationRequest
 
     warm = workload.config().model_copy(update={"min_new_tokens": 4, "max_new_tokens": 4})
     prompts = workload.prompts[: engine.batch_size]
@@ -127,9 +127,10 @@ def run_engine(
     """Our engine alone: no database, no Prefect. With `cache_budget`, batches keep to the
     key/value cache budget a run uses (ARTICLEGEN_KV_CACHE_MB or its default); without it,
     every batch has `batch_size` rows, as the batch-size sweep wants."""
-    from articlegen.settings import load_settings
-    from generator.batching import cache_tokens
-    from generator.engine import Engine, GenerationRequest
+    from articlegen.core.settings import load_settings
+    from articlegen.generator.batching import cache_tokens
+    from articlegen.generator.engine import Engine
+    from articlegen.generator.requests import GenerationRequest
 
     loaded = load_model(ModelSpec(model_dir, device=device, dtype=dtype))  # type: ignore[arg-type]
     budget = cache_tokens(loaded, load_settings().kv_cache_mb) if cache_budget else None
@@ -166,12 +167,12 @@ def run_flow(
     render, write back, artifacts. Needs PREFECT_API_URL (the parent's server)."""
     from sqlalchemy import func, select
 
-    from articlegen.runner import GenerateParams, close_databases
-    from articlegen.specs import PromptSpec
-    from db import Article, Database
-    from db.prompts import apply_upsert, plan_upsert
-    from flows.generate import generate_articles
-    from generator.engine import Engine
+    from articlegen.db import Article, Database
+    from articlegen.db.prompts import apply_upsert, plan_upsert
+    from articlegen.flows.generate import generate_articles
+    from articlegen.generator.engine import Engine
+    from articlegen.importing import PromptSpec
+    from articlegen.runs import GenerateParams, close_contexts
 
     folder = Path(tempfile.mkdtemp(prefix="articlegen-bench-"))
     url = f"sqlite:///{folder / 'bench.db'}"
@@ -203,8 +204,8 @@ def run_flow(
             select(func.count(), func.coalesce(func.sum(Article.tokens_generated), 0))
         ).one()
     db.close()
-    close_databases()
-    stages = dict(result["seconds"])
+    close_contexts()
+    stages = dict(result.seconds)
     # The flow's own clock starts inside the flow; what Prefect does before and after it
     # (creating the flow run, reporting its state) is orchestration too.
     stages["orchestration"] += max(0.0, seconds - sum(stages.values()))

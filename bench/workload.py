@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 
-from generator.decoding import DecodingConfig, load_presets
+from articlegen.generator.decoding import DecodingConfig
+from articlegen.generator.presets import load_presets
 
 __all__ = ["Workload", "make_workload"]
 
-CORPUS = Path(__file__).resolve().parent.parent / "examples" / "corpus.txt"
+CORPUS = Path(str(files("articlegen.examples") / "corpus.txt"))
 # Prompt lengths in words, from a short title-like line to a long paragraph: the mix a content
 # team's CSV holds, and the reason batching has to deal with padding.
 LENGTHS = (4, 8, 12, 20, 30, 45, 60, 80, 100, 130, 160)

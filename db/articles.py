@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, joinedload
 
-from articlegen.errors import NotFoundError
-from db.claims import held_by
-from db.models import Article, ArticleReviewStatus, Job, Prompt, PromptStatus, utcnow
+from articlegen.core.errors import NotFoundError
+from articlegen.db.claims import held_by
+from articlegen.db.models import Article, ArticleReviewStatus, Job, Prompt, PromptStatus, utcnow
 
 __all__ = [
+    "ArticleRow",
     "PromptFailure",
     "RecordedBatch",
     "get_article",
@@ -33,6 +34,39 @@ class PromptFailure:
     prompt_id: int
     reason: str
     articles: int  # how many of its articles were planned and not written
+
+
+@dataclass(frozen=True)
+class ArticleRow:
+    """One generated article as write-back stores it; the batch's job is added on the way."""
+
+    prompt_id: int
+    variant: int
+    version: int
+    raw_text: str
+    title: str
+    body: str
+    rendered: dict[str, str]
+    seed: int
+    decoding: dict[str, Any]
+    model_name: str
+    model_revision: str | None
+    template_name: str | None
+    template_version: str | None
+    prompt_tokens: int
+    tokens_generated: int
+    generation_seconds: float
+    timings: dict[str, Any]
+    finish_reason: str | None
+    metrics: dict[str, Any]
+
+    def values(self, job_id: int) -> dict[str, Any]:
+        """Its column values, for the job that wrote it."""
+        values = {**asdict(self), "job_id": job_id}
+        for name in ("raw_text", "title", "body"):
+            # Byte-level tokenizers can produce a NUL byte, which PostgreSQL text refuses.
+            values[name] = values[name].replace("\x00", "\ufffd")
+        return values
 
 
 def next_versions(session: Session, prompt_ids: Sequence[int]) -> dict[tuple[int, int], int]:
@@ -74,19 +108,19 @@ def _insert_new(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
 def record_batch(
     session: Session,
     job_id: int,
-    articles: Sequence[dict[str, Any]],
+    articles: Sequence[ArticleRow],
     failures: Sequence[PromptFailure],
 ) -> RecordedBatch:
     """Write a batch's articles, settle its prompts and count them on the job, in one go.
 
-    `articles` hold Article column values. Only prompts the job still holds are written and
+    Only prompts the job still holds are written and
     settled (`db.claims.held_by` locks them): a prompt with a failure ends `failed` with the
     reason, every other one `done`, and its lease ends.
     """
     failed = {f.prompt_id: f for f in failures}
-    ids = sorted({a["prompt_id"] for a in articles} | set(failed))
+    ids = sorted({a.prompt_id for a in articles} | set(failed))
     held = held_by(session, job_id, ids)
-    rows = [{**a, "job_id": job_id} for a in articles if a["prompt_id"] in held]
+    rows = [a.values(job_id) for a in articles if a.prompt_id in held]
     new_ids = _insert_new(session, rows)
     for prompt_id in sorted(held):
         prompt = session.get_one(Prompt, prompt_id)

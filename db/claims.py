@@ -15,11 +15,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, cast, func, or_, select, update
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, array
 from sqlalchemy.orm import Session
+from sqlalchemy.types import Text
 
-from db.models import Job, JobStatus, Prompt, PromptStatus, utcnow
-from db.session import in_chunks
+from articlegen.db.models import Job, JobStatus, Prompt, PromptStatus, utcnow
+from articlegen.db.session import in_chunks
 
 __all__ = ["Shard", "claim", "held_by", "reconcile", "release", "renew"]
 
@@ -65,26 +67,36 @@ def claim(
         query = query.order_by(Prompt.priority.desc(), Prompt.id)
     else:
         query = query.order_by(Prompt.id)
-    if limit is not None and not tags:
+    if tags:
+        query = query.where(_has_any_tag(session, tags))
+    if limit is not None:
         query = query.limit(limit)
-    # Concurrent runs must not take the same prompts: PostgreSQL locks the rows and other
-    # runs skip them; SQLite's write transaction already serialises claims.
+    # Concurrent runs must not take the same prompts: PostgreSQL locks the rows it returns
+    # (only those: the tag filter and the limit are in the query) and other runs skip them;
+    # SQLite's write transaction already serialises claims.
     query = query.with_for_update(skip_locked=True)
-    wanted = set(tags)
-    claimed = []
-    # Tags live in a JSON column; filtering them in Python keeps one query for both backends.
-    for prompt in session.scalars(query):
-        if wanted and not wanted.intersection(prompt.tags):
-            continue
+    claimed = list(session.scalars(query))
+    for prompt in claimed:
         prompt.status = PromptStatus.CLAIMED
         prompt.claimed_by = job_id
         prompt.lease_expires_at = now + lease
         prompt.attempts += 1
-        claimed.append(prompt)
-        if limit is not None and len(claimed) >= limit:
-            break
     session.flush()
     return claimed
+
+
+def _has_any_tag(session: Session, tags: Sequence[str]) -> ColumnElement[bool]:
+    """Whether a prompt's JSON `tags` hold at least one of `tags`, in SQL."""
+    wanted = sorted(set(tags))
+    if session.get_bind().dialect.name == "postgresql":
+        # JSONB's `?|`: does the array hold any of these strings (a GIN index can serve it).
+        has_any: ColumnElement[bool] = cast(Prompt.tags, JSONB).has_any(
+            cast(array(wanted), ARRAY(Text))
+        )
+        return has_any
+    # SQLite: a row per array element from json_each, any of them one of ours.
+    element = func.json_each(Prompt.tags).table_valued("value")
+    return select(1).select_from(element).where(element.c.value.in_(wanted)).exists()
 
 
 def renew(session: Session, job_id: int, lease: timedelta) -> int:

@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from articlegen.errors import JobStateError, NotFoundError
-from db.models import Job, JobStatus, utcnow
+from articlegen.core.errors import JobStateError, NotFoundError
+from articlegen.db.models import Job, JobStatus, utcnow
 
 __all__ = [
     "check_resumable",
@@ -17,6 +17,7 @@ __all__ = [
     "finish_job",
     "get_job",
     "list_jobs",
+    "record_model",
     "request_cancel",
     "start_job",
 ]
@@ -39,22 +40,24 @@ def get_job(session: Session, job_id: int) -> Job:
 
 
 def start_job(
-    session: Session,
-    job_id: int,
-    total: int,
-    model_revision: str | None,
-    flow_run_id: str | None,
-    lease: timedelta,
+    session: Session, job_id: int, total: int, flow_run_id: str | None, lease: timedelta
 ) -> None:
     """Mark the job running, alive for `lease` (renewed by the run), with the number of
     articles it will write."""
     job = get_job(session, job_id)
     job.status = JobStatus.RUNNING
     job.total = total
-    job.model_revision = model_revision
     job.flow_run_id = flow_run_id
     job.started_at = utcnow()
     job.lease_expires_at = job.started_at + lease
+
+
+def record_model(session: Session, job_id: int, name: str, revision: str) -> None:
+    """Note the model a job generates with, and its exact revision (Hub commit or digest of a
+    local directory), once it is loaded."""
+    job = get_job(session, job_id)
+    job.model = name
+    job.model_revision = revision
 
 
 # A job in one of these has ended; only the first three leave work to resume.

@@ -15,11 +15,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from articlegen.errors import DatabaseError
-
-# The execution option that makes SQLite transactions take the write lock up front; defined
-# here (not imported from db.session, which imports this module) and re-exported there.
-WRITE = {"articlegen_sqlite_begin": "IMMEDIATE"}
+from articlegen.core.errors import DatabaseError
+from articlegen.db.backends import WRITE, driver_message, safe_url
 
 __all__ = ["current_revision", "head_revision", "new_revision", "upgrade"]
 
@@ -81,9 +78,6 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
                 if sqlite:
                     _raw(connection).execute("PRAGMA foreign_keys = ON")
     except SQLAlchemyError as exc:
-        # Imported here: db.session imports this module to migrate on open.
-        from db.session import driver_message, safe_url
-
         raise DatabaseError(
             f"could not migrate database {safe_url(engine.url)} to {revision}: "
             f"{driver_message(exc)}"

@@ -30,6 +30,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from articlegen.core.bounds import MAX_EXTERNAL_ID, MAX_NAME
+
 __all__ = [
     "Article",
     "ArticleReviewStatus",
@@ -148,12 +150,12 @@ class Prompt(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    external_id: Mapped[str | None] = mapped_column(String(200), unique=True)
+    external_id: Mapped[str | None] = mapped_column(String(MAX_EXTERNAL_ID), unique=True)
     content_key: Mapped[str] = mapped_column(String(64))
     topic: Mapped[str] = mapped_column(Text)
     prompt: Mapped[str | None] = mapped_column(Text)
-    template: Mapped[str | None] = mapped_column(String(100))
-    preset: Mapped[str | None] = mapped_column(String(100))
+    template: Mapped[str | None] = mapped_column(String(MAX_NAME))
+    preset: Mapped[str | None] = mapped_column(String(MAX_NAME))
     decoding: Mapped[dict[str, Any]] = mapped_column(default=dict)
     tags: Mapped[list[str]] = mapped_column(JSONType, default=list)
     priority: Mapped[int] = mapped_column(default=0)
@@ -231,7 +233,7 @@ class Article(Base):
     decoding: Mapped[dict[str, Any]] = mapped_column(default=dict)
     model_name: Mapped[str] = mapped_column(String(500))
     model_revision: Mapped[str | None] = mapped_column(String(100))
-    template_name: Mapped[str | None] = mapped_column(String(100))
+    template_name: Mapped[str | None] = mapped_column(String(MAX_NAME))
     template_version: Mapped[str | None] = mapped_column(String(64))
     prompt_tokens: Mapped[int] = mapped_column(default=0)
     tokens_generated: Mapped[int] = mapped_column(default=0)

@@ -1,30 +1,48 @@
-"""Prompt use cases: store incoming specs idempotently, and list what is there.
+"""Prompt use cases: store incoming prompts idempotently, and list what is there.
 
-A spec is matched to a stored prompt by its external id, or, without one, by its content key.
-A match that is still pending takes the new values; one already claimed, done or failed is
-kept as it is, so re-importing a file never disturbs work in progress or finished articles.
+An incoming prompt is matched to a stored prompt by its external id, or, without one, by its
+content key. A match that is still pending takes the new values; one already claimed, done or
+failed is kept as it is, so re-importing a file never disturbs work in progress or finished
+articles.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
-from articlegen.specs import PromptSpec
-from db.models import Prompt, PromptStatus, utcnow
-from db.session import in_chunks
+from articlegen.db.models import Prompt, PromptStatus, utcnow
+from articlegen.db.session import in_chunks
 
 __all__ = [
+    "IncomingPrompt",
     "UpsertPlan",
     "apply_upsert",
     "count_prompts",
     "list_prompts",
     "plan_upsert",
 ]
+
+
+class IncomingPrompt(Protocol):
+    """A validated prompt ready to store (`articlegen.importing.PromptSpec` is one)."""
+
+    @property
+    def external_id(self) -> str | None:
+        """The client's id, if any: its identity across imports."""
+        ...
+
+    def content_key(self) -> str:
+        """A digest of everything the prompt says: its identity when it has no external id."""
+        ...
+
+    def columns(self) -> dict[str, Any]:
+        """Its values for the `prompts` table's columns (content_key aside)."""
+        ...
 
 
 @dataclass
@@ -37,14 +55,12 @@ class UpsertPlan:
     kept_processed: int = 0
 
 
-def _columns(spec: PromptSpec, key: str) -> dict[str, Any]:
-    values = spec.model_dump(mode="json")
-    values["tags"] = list(spec.tags)
-    return {**values, "content_key": key}
+def _columns(spec: IncomingPrompt, key: str) -> dict[str, Any]:
+    return {**spec.columns(), "content_key": key}
 
 
-def plan_upsert(session: Session, specs: Sequence[PromptSpec]) -> UpsertPlan:
-    """Decide, for each spec, insert, update or leave alone; reads only."""
+def plan_upsert(session: Session, specs: Sequence[IncomingPrompt]) -> UpsertPlan:
+    """Decide, for each incoming prompt, insert, update or leave alone; reads only."""
     keyed = [(spec, spec.content_key()) for spec in specs]
     ids = [s.external_id for s, _ in keyed if s.external_id is not None]
     by_id: dict[str, Prompt] = {}

@@ -11,19 +11,16 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
-from articlegen.errors import DatabaseError
-from db.migrate import WRITE, upgrade
+from articlegen.core.errors import DatabaseError
+from articlegen.db.backends import WRITE, configure_sqlite, driver_message, parse_url, safe_url
+from articlegen.db.migrate import upgrade
 
-__all__ = ["SQLITE_BEGIN", "WRITE", "Database", "driver_message", "in_chunks", "safe_url"]
-
-# Execution option naming how SQLite transactions begin; WRITE is what writers pass.
-SQLITE_BEGIN = next(iter(WRITE))
+__all__ = ["Database", "in_chunks"]
 
 # How long a SQLite writer waits for another one before "database is locked", unless the URL
 # says otherwise with pysqlite's own parameter (sqlite:///a.db?timeout=5, in seconds).
@@ -41,54 +38,6 @@ def in_chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
         yield items[start : start + _IN_CHUNK]
 
 
-def _parse_url(url: str) -> URL:
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise DatabaseError(
-            f"ARTICLEGEN_DATABASE_URL is not a database URL: {url!r}; use e.g. "
-            "sqlite:///articlegen.db or postgresql://user@host:5432/dbname"
-        ) from None
-    if parsed.drivername in ("postgresql", "postgres"):
-        # SQLAlchemy's default PostgreSQL driver is psycopg2, which we don't ship.
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    return parsed
-
-
-def safe_url(url: str | URL) -> str:
-    """The URL as text with any password replaced by ***, fit for messages and logs."""
-    try:
-        parsed = url if isinstance(url, URL) else make_url(url)
-    except ArgumentError:
-        return "<unparseable database URL>"
-    return parsed.render_as_string(hide_password=True)
-
-
-def _configure_sqlite(engine: Engine, busy_timeout_s: float) -> None:
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # pysqlite opens transactions late and never for DDL; take control of BEGIN ourselves
-        # (the recipe in SQLAlchemy's SQLite docs) so every transaction, migrations included,
-        # is real and atomic.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-        # WAL lets readers (the review CLI) work while a run writes. In-memory databases
-        # answer "memory" and carry on.
-        cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Any) -> None:
-        # Writers begin IMMEDIATE: they take the write lock up front, so one that must wait
-        # for another waits (busy_timeout) instead of failing at once with "database is
-        # locked" when its read turns into a write. Readers begin DEFERRED and, under WAL,
-        # never wait.
-        mode = connection.get_execution_options().get(SQLITE_BEGIN, "DEFERRED")
-        connection.exec_driver_sql(f"BEGIN {mode}")
-
-
 class Database:
     """An open application database: an engine, a session factory and a migrated schema."""
 
@@ -100,7 +49,7 @@ class Database:
     @classmethod
     def open(cls, url: str, *, migrate: bool = True) -> Database:
         """Connect to `url`; with `migrate`, upgrade the schema to the newest revision first."""
-        parsed = _parse_url(url)
+        parsed = parse_url(url)
         kwargs: dict[str, Any] = {}
         if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
             # One connection for the whole process, or every new connection sees an empty db.
@@ -117,7 +66,7 @@ class Database:
                 raise DatabaseError(
                     f"database URL {safe_url(parsed)}: timeout must be a number of seconds"
                 ) from None
-            _configure_sqlite(engine, busy)
+            configure_sqlite(engine, busy)
         database = cls(engine)
         try:
             with engine.connect():
@@ -162,9 +111,3 @@ class Database:
     def close(self) -> None:
         """Release every pooled connection."""
         self.engine.dispose()
-
-
-def driver_message(exc: SQLAlchemyError) -> str:
-    """The driver's own first line, without SQLAlchemy's "(Background on this error...)"."""
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -5,8 +5,8 @@
 - `fan-out` (`flows.fan_out`): one generate-articles run per shard of the pending prompts.
 """
 
-from flows.fan_out import fan_out
-from flows.generate import generate_articles
-from flows.import_prompts import import_prompts
+from articlegen.flows.fan_out import fan_out
+from articlegen.flows.generate import generate_articles
+from articlegen.flows.import_prompts import import_prompts
 
 __all__ = ["fan_out", "generate_articles", "import_prompts"]

@@ -17,7 +17,8 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 from pydantic import Field
 
-from articlegen.runner import GenerateParams
+from articlegen.core.bounds import MAX_SHARDS
+from articlegen.runs import GenerateParams
 
 __all__ = ["fan_out"]
 
@@ -40,7 +41,7 @@ def _wait(run_ids: list[Any], timeout: float, poll: float = 2.0) -> list[FlowRun
 @flow(name="fan-out", flow_run_name="fan-out-{shards}-shards")
 def fan_out(
     params: GenerateParams = GenerateParams(),  # noqa: B008 (a frozen model; Prefect's form)
-    shards: Annotated[int, Field(ge=1, le=1024)] = 4,
+    shards: Annotated[int, Field(ge=1, le=MAX_SHARDS)] = 4,
     deployment: str = DEPLOYMENT,
     timeout_seconds: Annotated[float, Field(gt=0)] = 24 * 3600,
 ) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """The `generate-articles` flow: pending prompts become articles, one task per batch.
 
-Orchestration only; every step is a function of `articlegen.runner`. Tasks take ids and
+Orchestration only; every step is a function of `articlegen.runs`. Tasks take ids and
 settings, never models or engines (Prefect would hash them), and cache nothing: the database is
 the record. Steps that touch the database or load the model retry with backoff on transient
 errors, never on a user's mistake.
@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, ParamSpec, TypeVar
 from uuid import UUID
 
-from prefect import Task, flow, task
+from prefect import Task, flow, get_run_logger, task
 from prefect.artifacts import (
     create_markdown_artifact,
     create_progress_artifact,
@@ -25,10 +26,10 @@ from prefect.client.orchestration import get_client
 from prefect.runtime import flow_run
 from sqlalchemy.exc import IntegrityError
 
-from articlegen import runner
-from articlegen.errors import ArticlegenError, DatabaseError
-from articlegen.runner import BatchReport, GenerateParams, RunPlan
-from articlegen.settings import Settings, load_settings
+from articlegen import runs
+from articlegen.core.errors import ArticlegenError, DatabaseError
+from articlegen.core.settings import Settings, load_settings
+from articlegen.runs import BatchReport, GenerateParams, RunPlan, RunResult
 
 __all__ = ["generate_articles"]
 
@@ -69,19 +70,19 @@ def _step(
 @_step("open-job")
 def open_job(settings: Settings, params: GenerateParams) -> int:
     """Create the job row."""
-    return runner.open_job(settings, params)
+    return runs.open_job(settings, params)
 
 
 @_step("choose-batch-size")
 def choose_batch_size(settings: Settings, params: GenerateParams) -> GenerateParams:
     """Fix the batch size: the one asked for, else the hardware's (measured once, cached)."""
-    return runner.choose_batch_size(settings, params)
+    return runs.choose_batch_size(settings, params)
 
 
 @_step("claim-prompts")
 def claim_prompts(settings: Settings, job_id: int, params: GenerateParams) -> RunPlan:
     """Claim pending prompts and plan the batches."""
-    return runner.claim_batches(settings, job_id, params, str(flow_run.get_id() or ""))
+    return runs.claim_batches(settings, job_id, params, str(flow_run.get_id() or ""))
 
 
 # The tag lets a Prefect concurrency limit cap how many batches generate at once (one GPU
@@ -91,7 +92,7 @@ def write_batch(
     settings: Settings, job_id: int, number: int, prompt_ids: list[int], params: GenerateParams
 ) -> BatchReport:
     """Generate, render and record one batch (the model is loaded once per process)."""
-    return runner.write_batch(settings, job_id, prompt_ids, params)
+    return runs.write_batch(settings, job_id, prompt_ids, params)
 
 
 @_step("finish-job")
@@ -101,9 +102,9 @@ def finish_job(
     error: str | None = None,
     unwritten: list[int] | None = None,
     cancelled: bool = False,
-) -> dict[str, Any]:
+) -> RunResult:
     """Close the job with its final status and counts, releasing what a failed run claimed."""
-    return runner.finish_run(settings, job_id, error, unwritten or [], cancelled)
+    return runs.finish_run(settings, job_id, error, unwritten or [], cancelled)
 
 
 def _name_run(job_id: int) -> None:
@@ -118,7 +119,7 @@ def _name_run(job_id: int) -> None:
 def generate_articles(
     params: GenerateParams = GenerateParams(),  # noqa: B008 (a frozen model; Prefect's form)
     job_id: int | None = None,
-) -> dict[str, Any]:
+) -> RunResult:
     """Generate articles for pending prompts, in batches, and write them to the database.
 
     Args:
@@ -130,21 +131,27 @@ def generate_articles(
     job_id = job_id or open_job(settings, params)
     plan: RunPlan | None = None
     reports: list[BatchReport] = []
+    warnings: list[str] = []
     try:
         _name_run(job_id)
         params = choose_batch_size(settings, params)
         plan = claim_prompts(settings, job_id, params)
         if params.dry_run:
-            create_markdown_artifact(runner.plan_markdown(job_id, plan), key=f"job-{job_id}-plan")
-            finish_job(settings, job_id)
-            return {"job": job_id, "dry_run": True, "prompts": plan.prompts, "total": plan.articles}
+            create_markdown_artifact(runs.plan_markdown(job_id, plan), key=f"job-{job_id}-plan")
+            finished = finish_job(settings, job_id)
+            return replace(finished, total=plan.articles, prompts=plan.prompts, dry_run=True)
         progress = create_progress_artifact(0.0, key=f"job-{job_id}-progress")
         assert isinstance(progress, UUID)  # the sync API, called from a sync flow
-        with runner.leases_kept(settings, job_id):
+        with runs.leases_kept(settings, job_id):
             for number, prompt_ids in enumerate(plan.batches, start=1):
-                if runner.cancel_requested(settings, job_id):
+                if runs.cancel_requested(settings, job_id):
                     break
-                reports.append(write_batch(settings, job_id, number, prompt_ids, params))
+                report = write_batch(settings, job_id, number, prompt_ids, params)
+                reports.append(report)
+                for warning in report.warnings:
+                    if warning not in warnings:  # each distinct warning once per run
+                        warnings.append(warning)
+                        get_run_logger().warning("decoding: %s", warning)
                 update_progress_artifact(progress, 100.0 * number / len(plan.batches))
     except BaseException as exc:
         # Batches are written whole or not at all: the failed one and those after it go back.
@@ -161,15 +168,20 @@ def generate_articles(
         raise
     # Stopped by `jobs cancel` between batches: the batches not run go back to pending.
     unwritten = plan.unwritten(len(reports))
-    result: dict[str, Any] = finish_job(
+    finished = finish_job(
         settings,
         job_id,
         error="stopped by `articlegen jobs cancel`" if unwritten else None,
         unwritten=unwritten,
         cancelled=bool(unwritten),
     )
-    result["seconds"] = runner.stage_seconds(reports, time.perf_counter() - started)
-    create_markdown_artifact(runner.summary_markdown(result, reports), key=f"job-{job_id}-summary")
+    result = replace(
+        finished,
+        prompts=plan.prompts,
+        seconds=runs.stage_seconds(reports, time.perf_counter() - started),
+        warnings=tuple(warnings),
+    )
+    create_markdown_artifact(runs.summary_markdown(result, reports), key=f"job-{job_id}-summary")
     rows = [row for report in reports for row in report.written]
     if rows:
         create_table_artifact(rows, key=f"job-{job_id}-articles")

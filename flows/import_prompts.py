@@ -14,11 +14,10 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from articlegen.errors import ConfigError, InputError
+from articlegen.core.errors import ConfigError, InputError
+from articlegen.core.settings import Settings, load_settings
 from articlegen.importing import import_prompts_csv
-from articlegen.runner import database
-from articlegen.settings import Settings, load_settings
-from generator.decoding import load_presets
+from articlegen.runs import context_for
 
 __all__ = ["import_prompts"]
 
@@ -36,10 +35,11 @@ def import_csv(
     """Import one file. A bad file is reported, not raised, so the others go on; a database
     that is down raises, so the task retries and the file stays where it is."""
     try:
+        context = context_for(settings)
         report = import_prompts_csv(
-            database(settings.database_url),
+            context.database,
             path,
-            load_presets(settings.presets_file),
+            context.presets,
             dry_run=dry_run,
             skip_invalid=skip_invalid,
             rejects_path=rejects,

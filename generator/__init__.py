@@ -7,36 +7,41 @@ loaded on first use (PEP 562), so importing `generator` for its configuration st
 from importlib import import_module
 from typing import Any
 
-from generator.decoding import (
+from articlegen.generator.decoding import (
     DECODING_FIELDS,
     DEFAULT_PRESET,
     DecodingConfig,
+    DecodingOverrides,
     DecodingWarning,
-    Preset,
-    PresetCatalog,
-    describe_validation_error,
-    load_presets,
+    Resolved,
+    parse_overrides,
 )
-from generator.metrics import ArticleMetrics, QualityThresholds, article_metrics, batch_metrics
-from generator.postprocess import PostprocessConfig, ProcessedText, postprocess
-from generator.templates import Rendered, Templates
+from articlegen.generator.metrics import (
+    ArticleMetrics,
+    QualityThresholds,
+    article_metrics,
+    batch_metrics,
+)
+from articlegen.generator.postprocess import PostprocessConfig, ProcessedText, postprocess
+from articlegen.generator.presets import Preset, PresetCatalog, load_presets
+from articlegen.generator.templates import Rendered, Templates
 
 _LAZY = {
-    "ArticleFailure": "generator.articles",
-    "ArticleInput": "generator.articles",
-    "ArticleWriter": "generator.articles",
-    "WriteResult": "generator.articles",
-    "WrittenArticle": "generator.articles",
-    "Engine": "generator.engine",
-    "Generation": "generator.engine",
-    "GenerationFailure": "generator.engine",
-    "GenerationRequest": "generator.engine",
-    "derive_seed": "generator.engine",
-    "fresh_seed": "generator.engine",
-    "LoadedModel": "generator.loading",
-    "ModelSpec": "generator.loading",
-    "load_model": "generator.loading",
-    "init_model": "generator.model_init",
+    "ArticleFailure": "articlegen.generator.articles",
+    "ArticleInput": "articlegen.generator.articles",
+    "ArticleWriter": "articlegen.generator.articles",
+    "WriteResult": "articlegen.generator.articles",
+    "WrittenArticle": "articlegen.generator.articles",
+    "Engine": "articlegen.generator.engine",
+    "Generation": "articlegen.generator.requests",
+    "GenerationFailure": "articlegen.generator.requests",
+    "GenerationRequest": "articlegen.generator.requests",
+    "derive_seed": "articlegen.generator.seeding",
+    "fresh_seed": "articlegen.generator.seeding",
+    "LoadedModel": "articlegen.generator.loading",
+    "ModelSpec": "articlegen.generator.loading",
+    "load_model": "articlegen.generator.loading",
+    "init_model": "articlegen.generator.model_init",
 }
 
 __all__ = [
@@ -44,6 +49,7 @@ __all__ = [
     "DEFAULT_PRESET",
     "ArticleMetrics",
     "DecodingConfig",
+    "DecodingOverrides",
     "DecodingWarning",
     "Preset",
     "PresetCatalog",
@@ -51,11 +57,12 @@ __all__ = [
     "ProcessedText",
     "QualityThresholds",
     "Rendered",
+    "Resolved",
     "Templates",
     "article_metrics",
     "batch_metrics",
-    "describe_validation_error",
     "load_presets",
+    "parse_overrides",
     "postprocess",
     *_LAZY,
 ]
@@ -64,4 +71,4 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'generator' has no attribute {name!r}")
+    raise AttributeError(f"module 'articlegen.generator' has no attribute {name!r}")

@@ -13,12 +13,18 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from articlegen.errors import TemplateError
-from generator.decoding import DecodingConfig
-from generator.engine import Engine, Generation, GenerationFailure, GenerationRequest
-from generator.metrics import ArticleMetrics, QualityThresholds, article_metrics, batch_metrics
-from generator.postprocess import PostprocessConfig, ProcessedText, postprocess
-from generator.templates import Templates
+from articlegen.core.errors import TemplateError
+from articlegen.generator.decoding import DecodingConfig
+from articlegen.generator.engine import Engine
+from articlegen.generator.metrics import (
+    ArticleMetrics,
+    QualityThresholds,
+    article_metrics,
+    batch_metrics,
+)
+from articlegen.generator.postprocess import PostprocessConfig, ProcessedText, postprocess
+from articlegen.generator.requests import Generation, GenerationFailure, GenerationRequest
+from articlegen.generator.templates import Templates
 
 __all__ = ["ArticleFailure", "ArticleInput", "ArticleWriter", "WriteResult", "WrittenArticle"]
 

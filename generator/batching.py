@@ -21,9 +21,11 @@ from pathlib import Path
 
 import torch
 
-from generator.decoding import DecodingConfig
-from generator.engine import Engine, GenerationRequest
-from generator.loading import LoadedModel
+from articlegen.core.bounds import MAX_BATCH_SIZE
+from articlegen.generator.decoding import DecodingConfig
+from articlegen.generator.engine import Engine
+from articlegen.generator.loading import LoadedModel
+from articlegen.generator.requests import GenerationRequest
 
 __all__ = [
     "CPU_CACHE_MB",
@@ -34,7 +36,6 @@ __all__ = [
 ]
 
 GAIN = 1.10  # a doubling must buy 10% more throughput to be worth its memory
-MAX_BATCH = 512
 # The default key/value cache budget of one batch on the CPU. On the 2-core build machine (64
 # mixed prompts x 128 tokens, GPT-2 small, fp32), 768 MiB ran at ~147 tokens/s and 1.9 GiB peak,
 # no budget (a 2 GiB cache) at ~156 and 3.1 GiB: a CPU gains little from the larger batches.
@@ -98,7 +99,7 @@ def cache_tokens(loaded: LoadedModel, budget_mb: int | None = None) -> int:
 def memory_limit(loaded: LoadedModel, budget_mb: int | None = None) -> int:
     """The largest batch the probe tries: its rows' cache must fit `cache_tokens`."""
     rows = cache_tokens(loaded, budget_mb) // (len(loaded.tokenizer(_PROMPT)["input_ids"]) + _STEPS)
-    return max(1, min(MAX_BATCH, rows))
+    return max(1, min(MAX_BATCH_SIZE, rows))
 
 
 def _rate(engine: Engine, size: int) -> float:

@@ -1,23 +1,19 @@
-"""Decoding configuration: one validated model, named presets, and their merge.
+"""Decoding configuration: the settings of one article, and overrides of some of them.
 
-A prompt's decoding settings are its overrides merged over its preset, merged over the field
-defaults below. The result is a frozen `DecodingConfig`; an impossible combination never gets
-that far (it raises `ConfigError`), a harmless contradiction warns once with `DecodingWarning`.
+A prompt's decoding settings are overrides (the run's over the prompt's own) merged over its
+preset (`generator.presets`), merged over the field defaults of `DecodingConfig`. Overrides are
+checked field by field where they enter (a CSV cell, `--set`, a flow parameter) and carried as
+a typed `DecodingOverrides`; the merged `DecodingConfig` checks how the fields relate: an
+impossible combination raises, a harmless contradiction warns with `DecodingWarning`.
 """
 
 from __future__ import annotations
 
-import difflib
-import functools
 import json
-import tomllib
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib.resources import files
-from importlib.resources.abc import Traversable
-from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import (
     AfterValidator,
@@ -25,25 +21,28 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    TypeAdapter,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
     ValidationError,
+    create_model,
+    model_serializer,
     model_validator,
 )
-from pydantic_core import ErrorDetails
+from pydantic.fields import FieldInfo
 
-from articlegen.errors import ConfigError
+from articlegen.core.bounds import MAX_NEW_TOKENS, MAX_SEED
+from articlegen.core.describe import describe_validation_error
+from articlegen.core.errors import ConfigError
 
 __all__ = [
     "DECODING_FIELDS",
     "DEFAULT_PRESET",
     "DecodingConfig",
+    "DecodingOverrides",
     "DecodingWarning",
-    "Preset",
-    "PresetCatalog",
-    "describe_error",
-    "describe_validation_error",
-    "load_presets",
-    "validate_overrides",
+    "Resolved",
+    "parse_overrides",
+    "settle",
 ]
 
 DEFAULT_PRESET = "nucleus"
@@ -71,8 +70,8 @@ def _parse_stop_strings(value: object) -> object:
     return value
 
 
-def _no_empty_stop_string(value: tuple[str, ...]) -> tuple[str, ...]:
-    if any(s == "" for s in value):
+def _no_empty_stop_string(value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    if value is not None and any(s == "" for s in value):
         raise ValueError("an empty stop string would stop every article at once")
     return value
 
@@ -160,13 +159,13 @@ class DecodingConfig(BaseModel):
     max_new_tokens: int = Field(
         default=256,
         ge=1,
-        le=8192,
+        le=MAX_NEW_TOKENS,
         description="Most tokens to generate per article. 256 tokens are about 190 words.",
     )
     min_new_tokens: int = Field(
         default=0,
         ge=0,
-        le=8192,
+        le=MAX_NEW_TOKENS,
         description="Fewest tokens to generate before end-of-text is allowed.",
     )
     stop_strings: StopStrings = Field(
@@ -178,7 +177,7 @@ class DecodingConfig(BaseModel):
     seed: int | None = Field(
         default=None,
         ge=0,
-        le=2**63 - 1,
+        le=MAX_SEED,
         description="Base seed; each article's seed derives from it and the article's identity. "
         "Unset: a fresh seed per article, recorded with it.",
     )
@@ -286,155 +285,73 @@ class DecodingConfig(BaseModel):
 DECODING_FIELDS: tuple[str, ...] = tuple(DecodingConfig.model_fields)
 
 
-def validate_overrides(values: Mapping[str, Any]) -> dict[str, Any]:
-    """Check each setting alone (name, type, range) and return them typed, as JSON values.
+class _Overrides(BaseModel):
+    """Some decoding settings, each checked alone (name, type, range); the rest unset.
 
-    Relations between settings wait for the merge with a preset: `num_beams = 4` is fine for
-    a prompt on the `beam` preset, impossible on `nucleus`. Raises `ConfigError`.
+    Relations between settings wait for the merge with a preset: `num_beams = 4` is fine for a
+    prompt on the `beam` preset, impossible on `nucleus`.
     """
-    problems, typed = [], {}
-    for name, value in values.items():
-        if name not in DecodingConfig.model_fields:
-            close = difflib.get_close_matches(name, DECODING_FIELDS, n=1)
-            hint = f" (did you mean `{close[0]}`?)" if close else ""
-            problems.append(f"`{name}`: unknown setting{hint}")
-            continue
-        try:
-            typed[name] = _field_adapter(name).dump_python(
-                _field_adapter(name).validate_python(value), mode="json"
-            )
-        except ValidationError as exc:
-            problems += [describe_error({**e, "loc": (name,)}) for e in exc.errors()]
-    if problems:
-        raise ConfigError("; ".join(problems))
-    return typed
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @model_serializer(mode="wrap")
+    def _only_what_was_set(
+        self, handler: SerializerFunctionWrapHandler, info: SerializationInfo
+    ) -> dict[str, Any]:
+        # Stored and sent on as what the user gave, never as seventeen nulls: an override left
+        # out must not override anything when it is read back.
+        dumped: dict[str, Any] = handler(self)
+        return {k: v for k, v in dumped.items() if k in self.model_fields_set}
+
+    def settings(self) -> dict[str, Any]:
+        """The settings given, as JSON values."""
+        return self.model_dump(mode="json")
+
+    def __bool__(self) -> bool:
+        return bool(self.model_fields_set)
 
 
-@functools.cache
-def _field_adapter(name: str) -> TypeAdapter[Any]:
-    field = DecodingConfig.model_fields[name]
-    # The field's type with its constraints (ranges, lengths), as one validator.
-    return TypeAdapter(Annotated[field.annotation, field])  # type: ignore[arg-type]
+# Every field of DecodingConfig, optional, with the same type, bounds and description: the bounds
+# are written once, above. mypy sees the base class, which is all the callers use.
+if TYPE_CHECKING:
+    DecodingOverrides = _Overrides
+else:
+    DecodingOverrides = create_model(
+        "DecodingOverrides",
+        __base__=_Overrides,
+        __module__=__name__,
+        **{
+            name: (field.annotation | None, FieldInfo.merge_field_infos(field, default=None))
+            for name, field in DecodingConfig.model_fields.items()
+        },
+    )
 
 
-def describe_error(err: ErrorDetails, known: Sequence[str] = DECODING_FIELDS) -> str:
-    """Phrase one pydantic error as "`field`: what is wrong, got VALUE" for a user to read."""
-    field = ".".join(str(part) for part in err["loc"])
-    # pydantic prefixes custom messages with "Value error, "; the rest already reads well.
-    message = err["msg"].removeprefix("Value error, ")
-    message = message[:1].lower() + message[1:]
-    if err["type"] == "extra_forbidden":
-        close = difflib.get_close_matches(field, known, n=1)
-        hint = f" (did you mean `{close[0]}`?)" if close else ""
-        return f"`{field}`: unknown setting{hint}"
-    return f"`{field}`: {message}, got {err['input']!r}" if field else message
-
-
-def describe_validation_error(
-    exc: ValidationError, known: Sequence[str] = DECODING_FIELDS
-) -> list[str]:
-    """`describe_error` for each error of `exc`."""
-    return [describe_error(err, known) for err in exc.errors()]
+def parse_overrides(values: Mapping[str, Any] | _Overrides, where: str = "") -> _Overrides:
+    """`values` as typed overrides; `ConfigError` naming every bad setting (after `where`)."""
+    if isinstance(values, _Overrides):
+        return values
+    try:
+        return DecodingOverrides.model_validate(dict(values))
+    except ValidationError as exc:
+        problems = "; ".join(describe_validation_error(exc, DECODING_FIELDS))
+        raise ConfigError(where + problems) from None
 
 
 @dataclass(frozen=True)
-class Preset:
-    """A named set of decoding overrides, with the description shown by `articlegen presets`."""
+class Resolved:
+    """A merged, validated configuration and the harmless contradictions it contains, phrased
+    for the user (each setting that is ignored, and why)."""
 
-    name: str
-    description: str
-    values: Mapping[str, Any]
-
-
-class PresetCatalog:
-    """The presets known to this process: bundled ones, overridden by name by the user's."""
-
-    def __init__(self, presets: Mapping[str, Preset]) -> None:
-        self._presets = dict(presets)
-
-    def __iter__(self) -> Iterator[Preset]:
-        return iter(self._presets.values())
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._presets
-
-    def names(self) -> list[str]:
-        """Preset names, in definition order."""
-        return list(self._presets)
-
-    def get(self, name: str) -> Preset:
-        """The preset called `name`; `ConfigError` with the closest name when there is none."""
-        try:
-            return self._presets[name]
-        except KeyError:
-            close = difflib.get_close_matches(name, self._presets, n=1)
-            hint = f"did you mean `{close[0]}`? " if close else ""
-            raise ConfigError(
-                f"unknown preset `{name}`: {hint}known presets are "
-                f"{', '.join(self._presets)} (add your own with ARTICLEGEN_PRESETS_FILE)"
-            ) from None
-
-    def merge(
-        self, preset: str | None = None, overrides: Mapping[str, Any] | None = None
-    ) -> dict[str, Any]:
-        """The raw settings: `overrides` over the preset (default `nucleus`), not yet validated."""
-        return {**self.get(preset or DEFAULT_PRESET).values, **(overrides or {})}
-
-    def resolve(
-        self, preset: str | None = None, overrides: Mapping[str, Any] | None = None
-    ) -> DecodingConfig:
-        """Merge `overrides` over the preset over the field defaults, and validate.
-
-        Raises `ConfigError` naming each bad field; warns `DecodingWarning` on moot settings.
-        """
-        try:
-            return DecodingConfig.model_validate(self.merge(preset, overrides))
-        except ValidationError as exc:
-            raise ConfigError(
-                f"decoding settings (preset `{preset or DEFAULT_PRESET}`): "
-                + "; ".join(describe_validation_error(exc))
-            ) from exc
+    config: DecodingConfig
+    warnings: tuple[str, ...] = ()
 
 
-def _read_preset_file(path: Traversable, origin: str) -> dict[str, Preset]:
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(
-            f"presets file {origin} does not exist: fix ARTICLEGEN_PRESETS_FILE or unset it"
-        ) from None
-    except OSError as exc:  # a directory, no permission, ...
-        raise ConfigError(
-            f"cannot read presets file {origin}: {exc.strerror}; point ARTICLEGEN_PRESETS_FILE "
-            "at a TOML file"
-        ) from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"presets file {origin} is not valid TOML: {exc}") from exc
-    presets = {}
-    for name, table in data.items():
-        if not isinstance(table, dict):
-            raise ConfigError(
-                f"presets file {origin}: `{name}` must be a table such as [{name}], not a value"
-            )
-        values = dict(table)
-        description = str(values.pop("description", ""))
-        # Validate now, so a broken preset fails at start-up and not on the 900th prompt.
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DecodingWarning)
-                DecodingConfig.model_validate(values)
-        except ValidationError as exc:
-            raise ConfigError(
-                f"presets file {origin}, preset [{name}]: "
-                + "; ".join(describe_validation_error(exc))
-            ) from exc
-        presets[name] = Preset(name=name, description=description, values=values)
-    return presets
-
-
-def load_presets(user_file: Path | None = None) -> PresetCatalog:
-    """The bundled presets, plus those of `user_file` (which win on a shared name)."""
-    presets = _read_preset_file(files("generator") / "presets.toml", "generator/presets.toml")
-    if user_file is not None:
-        presets.update(_read_preset_file(user_file, str(user_file)))
-    return PresetCatalog(presets)
+def settle(values: Mapping[str, Any]) -> Resolved:
+    """Validate merged settings as one configuration, collecting its `DecodingWarning`s as
+    text rather than emitting them. Raises pydantic's `ValidationError`."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DecodingWarning)
+        config = DecodingConfig.model_validate(values)
+    notes = [str(w.message) for w in caught if issubclass(w.category, DecodingWarning)]
+    return Resolved(config, tuple(dict.fromkeys(notes)))

@@ -24,7 +24,7 @@ from transformers import (
 from transformers.utils import logging as transformers_logging
 from transformers.utils.hub import extract_commit_hash
 
-from articlegen.errors import ModelError
+from articlegen.core.errors import ModelError
 
 __all__ = [
     "LoadedModel",

@@ -18,7 +18,7 @@ import numpy as np
 from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 from pydantic import BaseModel, ConfigDict, Field
 
-from generator.postprocess import find_terminal_loop, words
+from articlegen.generator.postprocess import find_terminal_loop, words
 
 __all__ = [
     "ArticleMetrics",

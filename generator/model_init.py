@@ -17,7 +17,7 @@ from tokenizers import ByteLevelBPETokenizer
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 from transformers.utils import logging as transformers_logging
 
-from articlegen.errors import InputError, ModelError
+from articlegen.core.errors import InputError, ModelError
 
 __all__ = ["EOS_TOKEN", "SIZES", "InitReport", "default_corpus", "init_model"]
 
@@ -63,8 +63,7 @@ class InitReport:
 
 def default_corpus() -> str:
     """The text bundled with articlegen (examples/corpus.txt) for training tokenizers."""
-    bundled = Path(str(files("generator"))).parent / "examples" / "corpus.txt"
-    return bundled.read_text(encoding="utf-8")
+    return (files("articlegen.examples") / "corpus.txt").read_text(encoding="utf-8")
 
 
 def init_model(

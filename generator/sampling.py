@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from generator.decoding import DecodingConfig
+from articlegen.generator.decoding import DecodingConfig
 
 __all__ = ["RowSettings", "choose_tokens", "process_logits", "warp"]
 

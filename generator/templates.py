@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -18,12 +19,11 @@ from typing import Any
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
-import generator
-from articlegen.errors import TemplateError
+from articlegen.core.errors import TemplateError
 
 __all__ = ["BUNDLED_TEMPLATES", "Rendered", "Templates"]
 
-BUNDLED_TEMPLATES = Path(generator.__file__).resolve().parent.parent / "templates"
+BUNDLED_TEMPLATES = Path(str(files("articlegen.templates")))
 
 
 @dataclass(frozen=True)

@@ -34,10 +34,10 @@ from click.testing import CliRunner, Result
 from sqlalchemy import func, select
 
 from articlegen.cli import cli
-from db import Article, Database, Job, Prompt
-from generator import PresetCatalog, load_presets
-from generator.loading import LoadedModel, ModelSpec, load_model
-from generator.model_init import EOS_TOKEN, init_model
+from articlegen.db import Article, Database, Job, Prompt
+from articlegen.generator import PresetCatalog, load_presets
+from articlegen.generator.loading import LoadedModel, ModelSpec, load_model
+from articlegen.generator.model_init import EOS_TOKEN, init_model
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "ARTICLEGEN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"

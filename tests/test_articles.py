@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from generator import DecodingConfig
-from generator.articles import ArticleFailure, ArticleInput, ArticleWriter, WrittenArticle
-from generator.engine import Engine
-from generator.loading import LoadedModel
-from generator.postprocess import words
-from generator.templates import Templates
+from articlegen.generator import DecodingConfig
+from articlegen.generator.articles import (
+    ArticleFailure,
+    ArticleInput,
+    ArticleWriter,
+    WrittenArticle,
+)
+from articlegen.generator.engine import Engine
+from articlegen.generator.loading import LoadedModel
+from articlegen.generator.postprocess import words
+from articlegen.generator.templates import Templates
 
 CONFIG = DecodingConfig(top_p=0.9, max_new_tokens=40)
 

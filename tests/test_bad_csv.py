@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from db import Database
+from articlegen.db import Database
 
 from .conftest import CliHarness, row_counts
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from db import Database
+from articlegen.db import Database
 
 from .conftest import CliHarness, row_counts
 

@@ -8,19 +8,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from articlegen.runner import GenerateParams, choose_batch_size
-from articlegen.settings import Settings
-from generator.batching import (
+from articlegen.core.bounds import MAX_BATCH_SIZE
+from articlegen.core.settings import Settings
+from articlegen.generator.batching import (
     _PROMPT,
     _STEPS,
-    MAX_BATCH,
     auto_batch_size,
     cache_bytes_per_token,
     cache_tokens,
     memory_limit,
 )
-from generator.kv_cache import InPlaceCache
-from generator.loading import LoadedModel
+from articlegen.generator.kv_cache import InPlaceCache
+from articlegen.generator.loading import LoadedModel
+from articlegen.runs import GenerateParams, choose_batch_size
 
 
 def test_the_probe_picks_a_size_and_caches_it(tiny_model: LoadedModel, tmp_path: Path) -> None:
@@ -56,10 +56,10 @@ def test_the_cache_budget_counts_what_the_cache_really_takes(tiny_model: LoadedM
     assert cache_tokens(tiny_model, budget_mb=1) == (1 << 20) // per_token
     # The probe's batches fit the budget too.
     assert memory_limit(tiny_model, budget_mb=1) == min(
-        MAX_BATCH,
+        MAX_BATCH_SIZE,
         cache_tokens(tiny_model, 1) // (len(tiny_model.tokenizer(_PROMPT)["input_ids"]) + _STEPS),
     )
-    assert 1 <= memory_limit(tiny_model) <= MAX_BATCH
+    assert 1 <= memory_limit(tiny_model) <= MAX_BATCH_SIZE
 
 
 def test_a_run_takes_the_explicit_size_or_the_cached_one(

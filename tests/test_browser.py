@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from generator.templates import Templates
+from articlegen.generator.templates import Templates
 
 PAYLOAD = '<script>document.body.setAttribute("data-pwned", "script")</script>'
 IMG = "<img src=x onerror=\"document.body.setAttribute('data-pwned', 'img')\">"

@@ -16,8 +16,8 @@ from click.testing import CliRunner
 
 from articlegen import __version__
 from articlegen.cli import cli
-from articlegen.settings import Settings
-from generator import DECODING_FIELDS
+from articlegen.core.settings import Settings
+from articlegen.generator import DECODING_FIELDS
 
 from .conftest import CliHarness
 

@@ -11,9 +11,9 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
-from articlegen.errors import DatabaseError
-from db import Article, Base, Database, Job, JobStatus, Prompt, PromptStatus
-from db.migrate import current_revision, head_revision
+from articlegen.core.errors import DatabaseError
+from articlegen.db import Article, Base, Database, Job, JobStatus, Prompt, PromptStatus
+from articlegen.db.migrate import current_revision, head_revision
 
 
 def _prompt(**values: object) -> Prompt:
@@ -174,7 +174,7 @@ def test_sqlite_file_in_missing_directory(tmp_path: Path) -> None:
 def test_upgrade_from_0001_keeps_prompts_and_articles(database_url: str) -> None:
     from sqlalchemy import create_engine
 
-    from db.migrate import upgrade
+    from articlegen.db.migrate import upgrade
 
     engine = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://"))
     upgrade(engine, "0001")

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from articlegen.errors import ConfigError
-from generator import DecodingConfig, DecodingWarning, PresetCatalog, load_presets
+from articlegen.core.errors import ConfigError
+from articlegen.generator import (
+    DecodingConfig,
+    DecodingOverrides,
+    DecodingWarning,
+    PresetCatalog,
+    load_presets,
+    parse_overrides,
+)
 
 VALID: list[dict[str, Any]] = [
     {},
@@ -158,3 +166,44 @@ def test_stop_strings_from_text() -> None:
     assert DecodingConfig.model_validate({"stop_strings": "END"}).stop_strings == ("END",)
     parsed = DecodingConfig.model_validate({"stop_strings": '["\\n\\n", "END"]'})
     assert parsed.stop_strings == ("\n\n", "END")
+
+
+def test_overrides_keep_only_what_was_given_typed() -> None:
+    overrides = parse_overrides({"temperature": "0.8", "do_sample": "false", "seed": None})
+    # Typed as the decoder reads them; an explicit null (a fresh seed) is kept, the rest unset.
+    assert overrides.settings() == {"temperature": 0.8, "do_sample": False, "seed": None}
+    assert DecodingOverrides().settings() == {}
+    assert not DecodingOverrides()
+    # Stored and read back (a job's parameters, a prompt's column) they stay the same.
+    again = parse_overrides(json.loads(json.dumps(overrides.settings())))
+    assert again.settings() == overrides.settings()
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"temprature": 1}, "`temprature`: unknown setting (did you mean `temperature`?)"),
+        ({"top_p": "1.5"}, "`top_p`: input should be less than or equal to 1, got '1.5'"),
+        ({"max_new_tokens": 9000}, "`max_new_tokens`: input should be less than or equal to 8192"),
+        ({"stop_strings": [""]}, "`stop_strings`: an empty stop string would stop every article"),
+    ],
+)
+def test_overrides_are_checked_one_by_one_where_they_enter(
+    values: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_overrides(values, where="--set: ")
+    assert str(caught.value).startswith("--set: " + message)
+
+
+def test_relations_wait_for_the_preset(catalog: PresetCatalog) -> None:
+    # Beams are fine alone; with the sampling preset they are impossible, with beam they fit.
+    overrides = parse_overrides({"num_beams": 4})
+    with pytest.raises(ConfigError, match="beam sampling"):
+        catalog.resolve_with_warnings("nucleus", overrides)
+    assert catalog.resolve_with_warnings("beam", overrides).config.num_beams == 4
+    noted = catalog.resolve_with_warnings("greedy", parse_overrides({"top_p": 0.5}))
+    assert noted.warnings == (
+        "`top_p` is set but decoding is greedy or beam search (`do_sample` is false), so it is "
+        "ignored: use a sampling preset such as `nucleus`, or drop `top_p`",
+    )

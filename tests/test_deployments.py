@@ -19,9 +19,9 @@ from prefect.settings import PREFECT_API_URL
 from sqlalchemy import select
 
 from articlegen.cli import cli
-from articlegen.runner import close_databases
-from db import Article, Database, Prompt, PromptStatus
-from flows.import_prompts import import_prompts
+from articlegen.db import Article, Database, Prompt, PromptStatus
+from articlegen.flows.import_prompts import import_prompts
+from articlegen.runs import close_contexts
 
 from .test_flows import prefect_server  # noqa: F401  (the session's Prefect server)
 
@@ -126,7 +126,7 @@ def test_import_flow_drains_a_drop_folder(
     (drop / "a.csv").write_text(GOOD, encoding="utf-8")
     (drop / "b.csv").write_text("topic,top_p\nBad,1.5\n", encoding="utf-8")
     results = import_prompts(str(drop))
-    close_databases()
+    close_contexts()
     assert results[0] == {
         "file": "a.csv",
         "inserted": 3,
@@ -142,4 +142,4 @@ def test_import_flow_drains_a_drop_folder(
     assert (drop / "imported" / "a.csv").exists()
     assert (drop / "rejected" / "b.csv").exists()
     assert import_prompts(str(drop)) == []  # drained: nothing left to import
-    close_databases()
+    close_contexts()

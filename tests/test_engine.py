@@ -10,10 +10,12 @@ from typing import Any
 import pytest
 import torch
 
-from generator import DecodingConfig, PresetCatalog
-from generator.engine import Engine, Generation, GenerationFailure, GenerationRequest, _chunks
-from generator.loading import LoadedModel
-from generator.sampling import RowSettings, warp
+from articlegen.generator import DecodingConfig, PresetCatalog
+from articlegen.generator.decode_loop import chunks as _chunks
+from articlegen.generator.engine import Engine
+from articlegen.generator.loading import LoadedModel
+from articlegen.generator.requests import Generation, GenerationFailure, GenerationRequest
+from articlegen.generator.sampling import RowSettings, warp
 
 MICRO_PROMPTS = ["alpha beta", "gamma", "delta eps zeta eta", "theta iota kappa", "mu nu xi omi mu"]
 TINY_PROMPTS = [
@@ -292,7 +294,7 @@ def test_token_logprobs_match_a_teacher_forced_pass(
 @pytest.fixture
 def eos_model(tiny_model_dir: Any) -> LoadedModel:
     """The tiny model, altered so that end-of-text is always the most likely next token."""
-    from generator.loading import ModelSpec, _load_uncached
+    from articlegen.generator.loading import ModelSpec, _load_uncached
 
     loaded = _load_uncached(ModelSpec(str(tiny_model_dir), device="cpu", dtype="float32"))
     eos = loaded.tokenizer.eos_token_id
@@ -379,7 +381,7 @@ def test_out_of_memory_splits_the_batch(tiny_model: LoadedModel) -> None:
 
 def test_padded_vocabulary_rows_are_never_generated(tiny_model_dir: Any) -> None:
     """Models often have more embedding rows than tokens; those ids decode to nothing."""
-    from generator.loading import ModelSpec, _load_uncached
+    from articlegen.generator.loading import ModelSpec, _load_uncached
 
     loaded = _load_uncached(ModelSpec(str(tiny_model_dir), device="cpu", dtype="float32"))
     vocab = len(loaded.tokenizer)
@@ -469,7 +471,7 @@ def test_prompts_of_very_mixed_length_prefill_in_chunks_unchanged(
     words = " ".join(TINY_PROMPTS).split()
     prompts = [" ".join(words[: 1 + (n * n) % 90] * 3) for n in range(24)]
     engine = Engine(tiny_model, batch_size=24)
-    lengths = sorted(len(engine._encode(p)) for p in prompts)
+    lengths = sorted(len(engine.encode(p)) for p in prompts)
     assert len(_chunks(lengths)) >= 3, lengths  # the case under test: several chunks
     config = catalog.resolve(preset, {"max_new_tokens": 16})
     seeds = [500 + i for i in range(len(prompts))]
@@ -513,7 +515,7 @@ def test_a_cache_budget_cuts_batches_without_changing_articles(
     engine = Engine(tiny_model, batch_size=16, cache_tokens=budget)
     budgeted = engine.generate(requests)
     whole = Engine(tiny_model, batch_size=16).generate(requests)
-    lengths = [len(engine._encode(p)) for p in prompts]
+    lengths = [len(engine.encode(p)) for p in prompts]
     sizes = set()
     for outcome, reference, length in zip(budgeted, whole, lengths, strict=True):
         assert isinstance(outcome, Generation)

@@ -11,12 +11,12 @@ from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settin
 from prefect.testing.utilities import prefect_test_harness
 from sqlalchemy import select
 
-from articlegen.errors import ConfigError, DatabaseError, ModelError
+from articlegen.core.errors import ConfigError, DatabaseError, ModelError
+from articlegen.db import Article, Database, Job, JobStatus, Prompt, PromptStatus
+from articlegen.flows.generate import generate_articles
+from articlegen.generator import PresetCatalog
 from articlegen.importing import import_prompts_csv
-from articlegen.runner import GenerateParams, close_databases
-from db import Article, Database, Job, JobStatus, Prompt, PromptStatus
-from flows.generate import generate_articles
-from generator import PresetCatalog
+from articlegen.runs import GenerateParams, close_contexts
 
 from .test_runner import PROMPTS_CSV
 
@@ -51,7 +51,7 @@ def flow_env(
     import_prompts_csv(db, path, catalog)
     yield db
     db.close()
-    close_databases()
+    close_contexts()
 
 
 def _artifact_keys(job_id: int) -> set[str]:
@@ -62,10 +62,10 @@ def _artifact_keys(job_id: int) -> set[str]:
 
 def test_generate_articles_flow(flow_env: Database) -> None:
     result = generate_articles(GenerateParams(batch_size=4, overrides={"max_new_tokens": 24}))
-    assert result["status"] == JobStatus.COMPLETED_WITH_ERRORS.value
-    assert (result["total"], result["done"], result["failed"]) == (16, 15, 1)
+    assert result.status == JobStatus.COMPLETED_WITH_ERRORS.value
+    assert (result.total, result.done, result.failed) == (16, 15, 1)
     # Where the time went: every batch stage, and the orchestration around them.
-    assert set(result["seconds"]) == {
+    assert set(result.seconds) == {
         "loading",
         "prompting",
         "generation",
@@ -74,9 +74,9 @@ def test_generate_articles_flow(flow_env: Database) -> None:
         "write-back",
         "orchestration",
     }
-    assert result["seconds"]["generation"] > 0
+    assert result.seconds["generation"] > 0
     with flow_env.session(write=False) as session:
-        job = session.get_one(Job, result["job"])
+        job = session.get_one(Job, result.job)
         prompts = list(session.scalars(select(Prompt)))
         articles = list(session.scalars(select(Article)))
     assert job.flow_run_id
@@ -96,12 +96,12 @@ def test_generate_articles_flow(flow_env: Database) -> None:
     assert run.name == f"generate-articles-job-{job.id}"
 
     again = generate_articles(GenerateParams(batch_size=4))
-    assert (again["total"], again["done"], again["status"]) == (0, 0, "completed")
+    assert (again.total, again.done, again.status) == (0, 0, "completed")
 
 
 def test_dry_run_flow_claims_nothing(flow_env: Database) -> None:
     result = generate_articles(GenerateParams(limit=2, dry_run=True))
-    assert result == {"job": result["job"], "dry_run": True, "prompts": 2, "total": 3}
+    assert (result.dry_run, result.prompts, result.total) == (True, 2, 3)
     with flow_env.session(write=False) as session:
         assert {p.status for p in session.scalars(select(Prompt))} == {PromptStatus.PENDING}
         assert session.scalars(select(Article)).all() == []
@@ -119,13 +119,13 @@ def test_dry_run_flow_claims_nothing(flow_env: Database) -> None:
 def test_retries_are_for_transient_failures_only(error: Exception, retried: bool) -> None:
     from prefect.states import Failed
 
-    from flows.generate import _transient
+    from articlegen.flows.generate import _transient
 
     assert _transient(None, None, Failed(data=error)) is retried
 
 
 def test_a_failed_run_releases_its_prompts(flow_env: Database) -> None:
-    from articlegen.errors import ModelError
+    from articlegen.core.errors import ModelError
 
     with pytest.raises(ModelError, match="model directory /nonexistent/model does not exist"):
         generate_articles(GenerateParams(model="/nonexistent/model", limit=4, batch_size=2))
@@ -142,7 +142,7 @@ def test_a_failed_run_releases_its_prompts(flow_env: Database) -> None:
 def test_a_dry_run_job_is_finished(flow_env: Database) -> None:
     result = generate_articles(GenerateParams(dry_run=True))
     with flow_env.session(write=False) as session:
-        job = session.get_one(Job, result["job"])
+        job = session.get_one(Job, result.job)
     assert job.status is JobStatus.COMPLETED
     assert job.parameters["dry_run"] is True
 

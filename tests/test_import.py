@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
+from articlegen.db import Database, Prompt, PromptStatus
+from articlegen.generator import PresetCatalog
 from articlegen.importing import import_prompts_csv, read_prompts_csv
-from db import Database, Prompt, PromptStatus
-from generator import PresetCatalog
 
 from .conftest import row_counts
 
@@ -247,7 +247,7 @@ def test_sqlite_lock_held_too_long_is_a_database_error(
 ) -> None:
     import sqlite3
 
-    from articlegen.errors import DatabaseError
+    from articlegen.core.errors import DatabaseError
 
     Database.open(sqlite_url).close()  # migrated
     holder = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)

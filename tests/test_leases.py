@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from articlegen.errors import JobStateError
-from db import Article, Database, Job, JobStatus, Prompt, PromptStatus
-from db.articles import PromptFailure, record_batch
-from db.claims import Shard, claim, reconcile, release, renew
-from db.jobs import check_resumable, create_job, request_cancel, start_job
-from db.models import utcnow
+from articlegen.core.errors import JobStateError
+from articlegen.db import Article, Database, Job, JobStatus, Prompt, PromptStatus
+from articlegen.db.articles import ArticleRow, PromptFailure, record_batch
+from articlegen.db.claims import Shard, claim, reconcile, release, renew
+from articlegen.db.jobs import check_resumable, create_job, request_cancel, start_job
+from articlegen.db.models import utcnow
 
 LEASE = timedelta(minutes=5)
 
@@ -29,21 +29,32 @@ def _seed(db: Database, n: int) -> list[int]:
 
 def _job(session: Session) -> int:
     job = create_job(session, {}, "tiny")
-    start_job(session, job.id, 0, None, None, LEASE)
+    start_job(session, job.id, 0, None, LEASE)
     return job.id
 
 
-def _article(prompt_id: int, variant: int = 1) -> dict[str, Any]:
-    return {
-        "prompt_id": prompt_id,
-        "variant": variant,
-        "version": 1,
-        "raw_text": "text",
-        "title": "Title",
-        "body": "Body.",
-        "seed": 1,
-        "model_name": "tiny",
-    }
+def _article(prompt_id: int, variant: int = 1) -> ArticleRow:
+    return ArticleRow(
+        prompt_id=prompt_id,
+        variant=variant,
+        version=1,
+        raw_text="text",
+        title="Title",
+        body="Body.",
+        rendered={},
+        seed=1,
+        decoding={},
+        model_name="tiny",
+        model_revision=None,
+        template_name=None,
+        template_version=None,
+        prompt_tokens=0,
+        tokens_generated=0,
+        generation_seconds=0.0,
+        timings={},
+        finish_reason=None,
+        metrics={},
+    )
 
 
 def _expire(db: Database, job_id: int) -> None:
@@ -210,3 +221,48 @@ def test_job_states_refuse_what_they_rule_out(database: Database) -> None:
         session.get_one(Job, running).status = JobStatus.COMPLETED
         with pytest.raises(JobStateError, match=rf"job {running} is completed: .*nothing"):
             check_resumable(session, running)
+
+
+def test_a_tagged_claim_takes_only_tagged_prompts_up_to_its_limit(database: Database) -> None:
+    ids = _seed(database, 8)
+    with database.session() as session:
+        for prompt in session.scalars(select(Prompt)):
+            index = ids.index(prompt.id)
+            prompt.tags = ["rail", "night"] if index % 2 else ["food"]
+    with database.session() as session:
+        taken = claim(session, _job(session), LEASE, limit=3, tags=["night", "sea"])
+        assert [p.id for p in taken] == [ids[1], ids[3], ids[5]]
+        assert claim(session, _job(session), LEASE, tags=["sea"]) == []
+
+
+def test_a_tagged_claim_locks_only_the_rows_it_takes(postgres_url: str) -> None:
+    """On PostgreSQL, `FOR UPDATE` locks every row the query returns: with the tag filter and
+    the limit in SQL, a claim of one tagged prompt leaves every other row free."""
+    db = Database.open(postgres_url)
+    try:
+        ids = _seed(db, 6)
+        with db.session() as session:
+            for prompt in session.scalars(select(Prompt)):
+                prompt.tags = ["rail"]
+        with db.session() as claiming:
+            (taken,) = claim(claiming, _job(claiming), LEASE, limit=1, tags=["rail"])
+            # While that claim's transaction is open, another connection may lock the rest.
+            with db.engine.connect() as other:
+                free = other.scalars(
+                    select(Prompt.id).order_by(Prompt.id).with_for_update(skip_locked=True)
+                ).all()
+        assert taken.id == ids[0]
+        assert free == ids[1:]
+    finally:
+        db.close()
+
+
+def test_text_with_nul_bytes_is_stored(database: Database) -> None:
+    (prompt_id,) = _seed(database, 1)
+    with database.session() as session:
+        job_id = _job(session)
+        claim(session, job_id, LEASE)
+    nul = replace(_article(prompt_id), raw_text="a\x00b", title="T\x00", body="b\x00ody")
+    with database.session() as session:
+        (stored,) = record_batch(session, job_id, [nul], []).articles
+        assert (stored.raw_text, stored.title, stored.body) == ("a\ufffdb", "T\ufffd", "b\ufffdody")

@@ -8,9 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from articlegen.errors import ModelError
-from generator.loading import ModelSpec, _load_uncached, load_model, resolve_device, resolve_dtype
-from generator.model_init import SIZES, init_model
+from articlegen.core.errors import ModelError
+from articlegen.generator.loading import (
+    ModelSpec,
+    _load_uncached,
+    load_model,
+    resolve_device,
+    resolve_dtype,
+)
+from articlegen.generator.model_init import SIZES, init_model
 
 
 def test_a_model_is_loaded_once_per_process(tiny_model_dir: Path) -> None:

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from generator.metrics import (
+from articlegen.generator.metrics import (
     QualityThresholds,
     article_metrics,
     batch_metrics,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from generator.postprocess import (
+from articlegen.generator.postprocess import (
     PostprocessConfig,
     cut_to_sentence,
     find_terminal_loop,

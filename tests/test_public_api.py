@@ -7,7 +7,20 @@ import importlib
 import pytest
 
 
-@pytest.mark.parametrize("package", ["articlegen", "db", "generator", "flows"])
+@pytest.mark.parametrize(
+    "package",
+    [
+        "articlegen",
+        "articlegen.cli",
+        "articlegen.core",
+        "articlegen.db",
+        "articlegen.export",
+        "articlegen.flows",
+        "articlegen.generator",
+        "articlegen.importing",
+        "articlegen.runs",
+    ],
+)
 def test_every_exported_name_resolves(package: str) -> None:
     module = importlib.import_module(package)
     for name in module.__all__:

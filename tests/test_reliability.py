@@ -17,10 +17,10 @@ from prefect.settings import PREFECT_API_URL
 from sqlalchemy import func, select
 
 from articlegen.cli import cli
-from articlegen.runner import close_databases
-from articlegen.specs import PromptSpec
-from db import Article, Database, Job, JobStatus, Prompt, PromptStatus
-from db.prompts import apply_upsert, plan_upsert
+from articlegen.db import Article, Database, Job, JobStatus, Prompt, PromptStatus
+from articlegen.db.prompts import apply_upsert, plan_upsert
+from articlegen.importing import PromptSpec
+from articlegen.runs import close_contexts
 
 from .test_flows import prefect_server  # noqa: F401  (the session's Prefect server)
 
@@ -156,7 +156,7 @@ def test_a_killed_run_resumes_without_losing_or_repeating_an_article(
         result = CliRunner().invoke(
             cli, ["jobs", "resume", str(dead.id)], env=_env(database_url, tiny_model_dir)
         )
-        close_databases()
+        close_contexts()
         assert result.exit_code == 0, result.output
         remaining = articles - len(before)
         assert f"of {remaining} articles written, 0 failed" in result.output
@@ -191,7 +191,7 @@ def test_cancel_stops_a_run_between_batches(
         with db.session(write=False) as session:
             (job,) = session.scalars(select(Job)).all()
         result = CliRunner().invoke(cli, ["jobs", "cancel", str(job.id)], env=env)
-        close_databases()
+        close_contexts()
         assert result.exit_code == 0, result.output
         assert result.output == (
             f"Job {job.id} will stop before its next batch; the prompts it has not written go "
@@ -209,7 +209,7 @@ def test_cancel_stops_a_run_between_batches(
     assert 0 < job.done == written < 100
     assert counts == {PromptStatus.DONE: written, PromptStatus.PENDING: 100 - written}
     again = CliRunner().invoke(cli, ["jobs", "cancel", str(job.id)], env=env)
-    close_databases()
+    close_contexts()
     assert again.exit_code == 1
     assert again.output == (
         f"Error: job {job.id} has already ended (cancelled): nothing to cancel\n"
@@ -228,7 +228,7 @@ def test_resume_refuses_a_job_with_nothing_to_resume(
 ) -> None:
     from datetime import timedelta
 
-    from db.models import utcnow
+    from articlegen.db.models import utcnow
 
     db = Database.open(sqlite_url)
     with db.session() as session:
@@ -240,7 +240,7 @@ def test_resume_refuses_a_job_with_nothing_to_resume(
     result = CliRunner().invoke(
         cli, ["jobs", "resume", str(job_id)], env={"ARTICLEGEN_DATABASE_URL": sqlite_url}
     )
-    close_databases()
+    close_contexts()
     assert result.exit_code == 1
     assert result.output.startswith(f"Error: job {job_id} {message}")
     assert "Traceback" not in result.output

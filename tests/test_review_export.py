@@ -12,9 +12,9 @@ from click.testing import CliRunner, Result
 from sqlalchemy import select
 
 from articlegen.cli import cli
+from articlegen.db import Article, Database, PromptStatus
 from articlegen.export import neutralise_formula
-from articlegen.runner import close_databases
-from db import Article, Database, PromptStatus
+from articlegen.runs import close_contexts
 
 from .test_flows import prefect_server  # noqa: F401  (the session's Prefect server)
 
@@ -46,7 +46,7 @@ def run(
     source.write_text(CSV, encoding="utf-8")
     assert invoke("import", str(source)).exit_code == 0
     yield invoke
-    close_databases()
+    close_contexts()
 
 
 def test_generate_review_regenerate_export(run: Callable[..., Result], tmp_path: Path) -> None:
@@ -137,7 +137,7 @@ def test_demo_runs_the_main_job_offline(
     monkeypatch.chdir(tmp_path)
     env = {"ARTICLEGEN_DATABASE_URL": sqlite_url, "ARTICLEGEN_MODEL": None}
     result = CliRunner().invoke(cli, ["demo"], env=env, catch_exceptions=False)
-    close_databases()
+    close_contexts()
     assert result.exit_code == 0, result.output
     assert "Using a LOCAL DEMO MODEL with RANDOM WEIGHTS (models/demo)" in result.stderr
     assert (tmp_path / "models" / "demo" / "config.json").exists()
@@ -198,7 +198,7 @@ def test_drop_folder_rejects_stay_out_of_the_next_import(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from flows.import_prompts import import_prompts
+    from articlegen.flows.import_prompts import import_prompts
 
     monkeypatch.setenv("ARTICLEGEN_DATABASE_URL", sqlite_url)
     drop = tmp_path / "drop"
@@ -208,4 +208,30 @@ def test_drop_folder_rejects_stay_out_of_the_next_import(
     assert (result["inserted"], result["rejected"]) == (1, 1)
     assert (drop / "rejected" / "mixed.rejects.csv").exists()
     assert import_prompts(str(drop), skip_invalid=True) == []  # the rejects are not re-read
-    close_databases()
+    close_contexts()
+
+
+def test_generate_shows_each_decoding_warning_once(
+    run: Callable[..., Result], tmp_path: Path, sqlite_url: str
+) -> None:
+    invoke = run
+    source = tmp_path / "greedy.csv"
+    source.write_text(
+        "topic,preset,top_p\nGreedy one,greedy,0.5\nGreedy two,greedy,0.5\n", encoding="utf-8"
+    )
+    assert invoke("import", str(source)).exit_code == 0
+    result = invoke("generate", "--max-new-tokens", "4", "--batch-size", "1")
+    assert result.exit_code == 0, result.output
+    warning = (
+        "Warning: `top_p` is set but decoding is greedy or beam search (`do_sample` is false), "
+        "so it is ignored: use a sampling preset such as `nucleus`, or drop `top_p`\n"
+    )
+    # Two prompts in two batches say the same: the user reads it once.
+    assert result.stderr.count(warning) == 1, result.stderr
+    # The run writes the greedy prompts all the same.
+    db = Database.open(sqlite_url)
+    with db.session(write=False) as session:
+        greedy = [a for a in session.scalars(select(Article)) if a.prompt.preset == "greedy"]
+    db.close()
+    assert len(greedy) == 2
+    assert {a.decoding["do_sample"] for a in greedy} == {False}

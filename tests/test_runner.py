@@ -8,18 +8,19 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from articlegen.core.settings import Settings
+from articlegen.db import Article, Database, Job, JobStatus, Prompt, PromptStatus
+from articlegen.generator import PresetCatalog
 from articlegen.importing import import_prompts_csv
-from articlegen.runner import (
+from articlegen.runs import (
     GenerateParams,
+    RunResult,
     claim_batches,
-    close_databases,
+    close_contexts,
     finish_run,
     open_job,
     write_batch,
 )
-from articlegen.settings import Settings
-from db import Article, Database, Job, JobStatus, Prompt, PromptStatus
-from generator import PresetCatalog
 
 # 12 prompts of mixed length, with variants, presets and overrides; one far too long.
 PROMPTS_CSV = """external_id,topic,prompt,preset,variants,max_new_tokens,seed,x_audience
@@ -41,7 +42,7 @@ p12,Too long,"{long}",,1,,,
 @pytest.fixture
 def settings(database_url: str, tiny_model_dir: Path) -> Iterator[Settings]:
     yield Settings(database_url=database_url, model=str(tiny_model_dir), device="cpu")
-    close_databases()
+    close_contexts()
 
 
 @pytest.fixture
@@ -54,7 +55,7 @@ def imported(settings: Settings, catalog: PresetCatalog, tmp_path: Path) -> Iter
     db.close()
 
 
-def _run(settings: Settings, params: GenerateParams) -> dict[str, object]:
+def _run(settings: Settings, params: GenerateParams) -> RunResult:
     job_id = open_job(settings, params)
     plan = claim_batches(settings, job_id, params)
     for batch in plan.batches:
@@ -67,8 +68,8 @@ def test_a_run_writes_every_article_with_its_metadata(
 ) -> None:
     params = GenerateParams(batch_size=4, overrides={"max_new_tokens": 40})
     result = _run(settings, params)
-    assert result["status"] == JobStatus.COMPLETED_WITH_ERRORS.value
-    assert (result["total"], result["done"], result["failed"]) == (16, 15, 1)
+    assert result.status == JobStatus.COMPLETED_WITH_ERRORS.value
+    assert (result.total, result.done, result.failed) == (16, 15, 1)
 
     with imported.session(write=False) as session:
         prompts = {p.external_id: p for p in session.scalars(select(Prompt))}
@@ -115,8 +116,8 @@ def test_a_second_run_finds_nothing_to_do(settings: Settings, imported: Database
     params = GenerateParams(batch_size=8, overrides={"max_new_tokens": 8})
     _run(settings, params)
     again = _run(settings, params)
-    assert (again["total"], again["done"], again["failed"]) == (0, 0, 0)
-    assert again["status"] == JobStatus.COMPLETED.value
+    assert (again.total, again.done, again.failed) == (0, 0, 0)
+    assert again.status == JobStatus.COMPLETED.value
 
 
 def test_limit_tags_and_dry_run(settings: Settings, imported: Database) -> None:
@@ -172,5 +173,43 @@ def test_batches_group_similar_lengths_within_a_priority(
 
 def test_run_overrides_are_checked_one_by_one() -> None:
     # Valid for prompts on the beam preset: relations wait for each prompt's own preset.
-    assert GenerateParams(overrides={"num_beams": "4"}).overrides == {"num_beams": 4}
-    assert GenerateParams(overrides={"min_new_tokens": 300}).overrides == {"min_new_tokens": 300}
+    overrides = GenerateParams(overrides={"num_beams": "4"}).overrides
+    assert overrides.settings() == {"num_beams": 4}
+    overrides = GenerateParams(overrides={"min_new_tokens": 300}).overrides
+    assert overrides.settings() == {"min_new_tokens": 300}
+
+
+def test_a_run_keeps_the_presets_it_started_with_and_records_its_model(
+    database_url: str, tiny_model_dir: Path, catalog: PresetCatalog, tmp_path: Path
+) -> None:
+    """Presets are read once per process: editing the file mid-run changes no later batch."""
+    presets = tmp_path / "presets.toml"
+    presets.write_text("[house]\ntemperature = 0.6\n", encoding="utf-8")
+    settings = Settings(
+        database_url=database_url, model=str(tiny_model_dir), device="cpu", presets_file=presets
+    )
+    source = tmp_path / "four.csv"
+    source.write_text("topic\nAlpha\nBravo\nCharlie\nDelta\n", encoding="utf-8")
+    db = Database.open(database_url)
+    try:
+        assert import_prompts_csv(db, source, catalog).inserted == 4
+        params = GenerateParams(batch_size=2, preset="house", overrides={"max_new_tokens": 6})
+        job_id = open_job(settings, params)
+        plan = claim_batches(settings, job_id, params)
+        assert len(plan.batches) == 2
+        write_batch(settings, job_id, plan.batches[0], params)
+        presets.write_text("[house]\ntemperature = 1.7\n", encoding="utf-8")
+        write_batch(settings, job_id, plan.batches[1], params)
+        finish_run(settings, job_id)
+        with db.session(write=False) as session:
+            articles = list(session.scalars(select(Article)))
+            job = session.get_one(Job, job_id)
+        assert len(articles) == 4
+        assert {a.decoding["temperature"] for a in articles} == {0.6}
+        assert job.model == str(tiny_model_dir)
+        assert job.model_revision is not None
+        assert job.model_revision.startswith("sha256:")
+        assert {a.model_revision for a in articles} == {job.model_revision}
+    finally:
+        db.close()
+        close_contexts()

@@ -16,10 +16,10 @@ from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.settings import PREFECT_API_URL
 from sqlalchemy import select
 
-from articlegen.runner import GenerateParams, close_databases
-from db import Database, Job, JobStatus
-from flows.fan_out import fan_out
-from flows.generate import generate_articles
+from articlegen.db import Database, Job, JobStatus
+from articlegen.flows.fan_out import fan_out
+from articlegen.flows.generate import generate_articles
+from articlegen.runs import GenerateParams, close_contexts
 
 from .test_flows import prefect_server  # noqa: F401  (the session's Prefect server)
 from .test_reliability import _exactly_once, _seed
@@ -88,7 +88,7 @@ def test_fan_out_over_two_workers_writes_every_prompt_once(
         )
     finally:
         outputs = [_stop(worker) for worker in workers]
-        close_databases()
+        close_contexts()
     assert set(result["runs"].values()) == {"Completed"}, outputs
     assert len(result["runs"]) == 4
     # Both workers took runs: each logged submitting at least one of the four.

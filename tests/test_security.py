@@ -16,8 +16,8 @@ from prefect.client.orchestration import get_client
 from sqlalchemy import select
 
 from articlegen.cli import cli
-from articlegen.runner import close_databases
-from db import Article, Database, Job, Prompt
+from articlegen.db import Article, Database, Job, Prompt
+from articlegen.runs import close_contexts
 
 from .test_flows import prefect_server  # noqa: F401  (the session's Prefect server)
 from .test_reliability import _seed
@@ -51,7 +51,7 @@ def test_the_database_password_never_shows(
         ["generate", "--model", "/no/such/model"],  # an error, reported with its context
     ):
         result = CliRunner().invoke(cli, args, env=env)
-        close_databases()
+        close_contexts()
         outputs.append(result.output)
     assert "Job 1 completed" in outputs[0]
     assert outputs[-1].startswith("Error: model directory /no/such/model does not exist")

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from articlegen.errors import TemplateError
-from generator.templates import BUNDLED_TEMPLATES, Templates
+from articlegen.core.errors import TemplateError
+from articlegen.generator.templates import BUNDLED_TEMPLATES, Templates
 
 
 def _article(**overrides: Any) -> dict[str, Any]:

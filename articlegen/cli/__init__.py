@@ -1,9 +1,19 @@
 """The `articlegen` command line: parse, call the library, render.
 
-`base` holds the group and what commands share; each other module adds one family of commands.
+`base` holds the group and what commands share, `options` the option bundles, `output` the
+table/CSV/JSON rendering; each other module adds one family of commands.
 """
 
-from articlegen.cli import data, demo, models, review, runs  # noqa: F401  (registers the commands)
+from articlegen.cli import (  # noqa: F401  (registers the commands)
+    articles,
+    data,
+    demo,
+    generate,
+    jobs,
+    models,
+    review,
+    serve,
+)
 from articlegen.cli.base import cli, main
 
 __all__ = ["cli", "main"]

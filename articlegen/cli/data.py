@@ -6,14 +6,15 @@ from pathlib import Path
 
 import click
 
-from articlegen.cli.base import CONTEXT, App, Group, cli, format_option, pass_app
+from articlegen.cli.base import CONTEXT, App, Group, cli, pass_app
+from articlegen.cli.options import format_option
+from articlegen.cli.output import render
+from articlegen.db import Database
+from articlegen.db.migrate import current_revision, head_revision, upgrade
+from articlegen.db.models import PromptStatus
+from articlegen.db.prompts import list_prompts
+from articlegen.export.records import prompt_record
 from articlegen.importing import ImportReport, import_prompts_csv
-from articlegen.output import render
-from articlegen.records import prompt_record
-from db.migrate import current_revision, head_revision, upgrade
-from db.models import PromptStatus
-from db.prompts import list_prompts
-from db.session import Database
 
 # --- db ---------------------------------------------------------------------------------------
 

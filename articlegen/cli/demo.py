@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import os
+from importlib.resources import files
 from pathlib import Path
 
 import click
 
 from articlegen.cli.base import CONTEXT, App, cli, pass_app
-from articlegen.cli.runs import generate
-from articlegen.export import export_articles
+from articlegen.cli.generate import generate
+from articlegen.cli.output import render
+from articlegen.db.articles import list_articles
+from articlegen.export import ARTICLE_COLUMNS, article_record, export_articles
 from articlegen.importing import import_prompts_csv
-from articlegen.output import render
-from articlegen.records import ARTICLE_COLUMNS, article_record
-from db.articles import list_articles
 
 __all__: list[str] = []
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "prompts.csv"
+EXAMPLES = Path(str(files("articlegen.examples") / "prompts.csv"))
 DEMO_MODEL = Path("models/demo")
 # Enough words to read, few enough that GPT-2 on two CPU cores finishes in minutes.
 DEMO_TOKENS = 120
@@ -25,8 +25,8 @@ DEMO_TOKENS = 120
 
 def _choose_model(configured: str, explicit: bool) -> str:
     """ARTICLEGEN_MODEL if set; else gpt2 when cached or the Hub answers; else a local model."""
-    from generator.loading import hub_model_available
-    from generator.model_init import init_model
+    from articlegen.generator.loading import hub_model_available
+    from articlegen.generator.model_init import init_model
 
     if explicit:
         return configured
@@ -69,9 +69,7 @@ def demo(app: App, ctx: click.Context, out: Path) -> None:
     ctx.invoke(generate, model=model, max_new_tokens=DEMO_TOKENS)
     with app.database.session(write=False) as session:
         records = [article_record(a) for a in list_articles(session)]
-    from generator.templates import Templates
-
-    templates = Templates(app.settings.templates_dir)
+    templates = app.templates
     export_articles(records, "csv", out / "articles.csv", templates)
     export_articles(records, "md", out / "md", templates)
     export_articles(records, "html", out / "html", templates)

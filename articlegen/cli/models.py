@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import click
 
-from articlegen.cli.base import CONTEXT, App, Group, cli, parse_overrides, pass_app
-from articlegen.errors import InputError
-from articlegen.runner import model_spec
+from articlegen.cli.base import CONTEXT, App, Group, cli, pass_app
+from articlegen.cli.options import preset_option, set_option
+from articlegen.core.bounds import MAX_SEED
+from articlegen.core.errors import InputError
 
 # --- preview ----------------------------------------------------------------------------------
 
@@ -17,17 +17,11 @@ from articlegen.runner import model_spec
 @cli.command("preview", context_settings=CONTEXT)
 @click.argument("topic")
 @click.option("--prompt", help="Text for the model to continue  [default: from prompt.txt.j2]")
-@click.option("--preset", help="Decoding preset (articlegen presets list)  [default: nucleus]")
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="NAME=VALUE",
-    help="Override one decoding setting, e.g. --set temperature=0.8; repeatable.",
-)
+@preset_option("Decoding preset (articlegen presets list)  [default: nucleus]")
+@set_option("Override one decoding setting, e.g. --set temperature=0.8; repeatable.")
 @click.option(
     "--seed",
-    type=click.IntRange(min=0, max=2**63 - 1),
+    type=click.IntRange(min=0, max=MAX_SEED),
     help="The article's seed  [default: random]",
 )
 @click.option("--template", help="Article template stem  [default: article]")
@@ -45,7 +39,7 @@ def preview(
     topic: str,
     prompt: str | None,
     preset: str | None,
-    overrides: tuple[str, ...],
+    overrides: dict[str, str],
     seed: int | None,
     template: str | None,
     fmt: str,
@@ -59,23 +53,20 @@ def preview(
     """
     # Imported here: torch and transformers take seconds to import, and most commands need
     # neither.
-    from generator.articles import ArticleFailure, ArticleInput, ArticleWriter
-    from generator.decoding import DEFAULT_PRESET, DecodingWarning
-    from generator.engine import Engine, derive_seed, fresh_seed
-    from generator.loading import load_model
-    from generator.templates import Templates
+    from articlegen.generator.articles import ArticleFailure, ArticleInput, ArticleWriter
+    from articlegen.generator.decoding import DEFAULT_PRESET
+    from articlegen.generator.engine import Engine
+    from articlegen.generator.seeding import derive_seed, fresh_seed
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", DecodingWarning)
-        config = app.presets.resolve(preset, parse_overrides(overrides))
-    for warning in caught:
-        click.echo(f"Warning: {warning.message}", err=True)
+    # The settings typed and checked together, in one step: `--set` values over the preset.
+    resolved = app.presets.resolve_with_warnings(preset, overrides)
+    for warning in resolved.warnings:
+        click.echo(f"Warning: {warning}", err=True)
+    config = resolved.config
     if seed is None:
         seed = derive_seed(config.seed, topic) if config.seed is not None else fresh_seed()
-    settings = app.settings
-    templates = Templates(settings.templates_dir)
-    loaded = load_model(model_spec(settings))
-    writer = ArticleWriter(Engine(loaded, batch_size=1), templates)
+    loaded = app.context.model()
+    writer = ArticleWriter(Engine(loaded, batch_size=1), app.templates)
     item = ArticleInput(
         key=0,
         topic=topic,
@@ -142,7 +133,7 @@ def model_init(directory: Path, size: str, corpus: Path | None, seed: int) -> No
     """
     # Imported here: torch and transformers take seconds to import, and most commands need
     # neither.
-    from generator.model_init import init_model
+    from articlegen.generator.model_init import init_model
 
     report = init_model(directory, size=size, corpus=corpus, seed=seed)  # type: ignore[arg-type]
     click.echo(

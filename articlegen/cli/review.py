@@ -6,14 +6,12 @@ from pathlib import Path
 
 import click
 
-from articlegen.cli.base import CONTEXT, App, Group, cli, parse_overrides, pass_app
-from articlegen.errors import ConfigError, InputError
-from articlegen.export import EXPORT_FORMATS, export_articles
-from articlegen.records import article_record
-from db.articles import get_article, list_articles, queue_regeneration, review
-from db.models import ArticleReviewStatus, PromptStatus
-from generator.decoding import validate_overrides
-from generator.templates import Templates
+from articlegen.cli.base import CONTEXT, App, Group, cli, pass_app
+from articlegen.cli.options import preset_option, set_option, typed_overrides
+from articlegen.core.errors import ConfigError, InputError
+from articlegen.db.articles import get_article, list_articles, queue_regeneration, review
+from articlegen.db.models import ArticleReviewStatus, PromptStatus
+from articlegen.export import EXPORT_FORMATS, article_record, export_articles
 
 __all__: list[str] = []
 
@@ -60,17 +58,11 @@ def reject(app: App, ids: tuple[int, ...], reason: str) -> None:
 
 @review_group.command("regenerate")
 @click.argument("ids", nargs=-1, type=int, required=True)
-@click.option("--preset", help="Decoding preset for the new version.")
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="NAME=VALUE",
-    help="Decoding setting for the new version, e.g. --set temperature=0.7; repeatable.",
-)
+@preset_option("Decoding preset for the new version.")
+@set_option("Decoding setting for the new version, e.g. --set temperature=0.7; repeatable.")
 @pass_app
 def regenerate(
-    app: App, ids: tuple[int, ...], preset: str | None, overrides: tuple[str, ...]
+    app: App, ids: tuple[int, ...], preset: str | None, overrides: dict[str, str]
 ) -> None:
     """Queue articles to be written again; the next `generate` adds a new version of each.
 
@@ -78,7 +70,7 @@ def regenerate(
 
     Example: articlegen review regenerate 5 --preset precise --set temperature=0.7
     """
-    typed = validate_overrides(parse_overrides(overrides))
+    typed = typed_overrides(overrides)
     with app.database.session() as session:
         for article_id in ids:
             prompt = get_article(session, article_id).prompt
@@ -89,10 +81,10 @@ def regenerate(
                 )
             # Check the prompt's own settings with the new ones now, not in the next run.
             try:
-                app.presets.resolve(preset or prompt.preset, {**prompt.decoding, **typed})
+                app.presets.resolve(preset or prompt.preset, prompt.decoding, typed)
             except ConfigError as exc:
                 raise ConfigError(f"article {article_id}: {exc}") from None
-        prompts = queue_regeneration(session, ids, preset, typed)
+        prompts = queue_regeneration(session, ids, preset, typed.settings())
     click.echo(
         f"Queued {len(ids)} article(s) of {len(prompts)} prompt(s) for a new version. "
         "Run `articlegen generate` to write them."
@@ -129,5 +121,5 @@ def export(app: App, status: str, job_id: int | None, fmt: str, out: Path) -> No
     verdict = None if status == "all" else ArticleReviewStatus(status)
     with app.database.session(write=False) as session:
         records = [article_record(a) for a in list_articles(session, verdict, job_id)]
-    written = export_articles(records, fmt, out, Templates(app.settings.templates_dir))  # type: ignore[arg-type]
+    written = export_articles(records, fmt, out, app.templates)  # type: ignore[arg-type]
     click.echo(f"Exported {len(records)} article(s) to {out} ({len(written)} file(s)).")

@@ -16,8 +16,8 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from articlegen.errors import InputError
-from generator.templates import Templates
+from articlegen.core.errors import InputError
+from articlegen.generator.templates import Templates
 
 __all__ = ["EXPORT_FORMATS", "export_articles", "neutralise_formula"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from db.models import Article, Job, Prompt
+from articlegen.db.models import Article, Job, Prompt
 
 __all__ = ["ARTICLE_COLUMNS", "JOB_COLUMNS", "article_record", "job_record", "prompt_record"]
 

@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from articlegen.errors import ConfigError
+from articlegen.core.errors import ConfigError
 
 __all__ = ["Settings", "load_settings"]
 

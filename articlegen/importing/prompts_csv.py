@@ -10,7 +10,6 @@ from __future__ import annotations
 import difflib
 import io
 import re
-import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,18 +20,13 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 from sqlalchemy.exc import IntegrityError
 
-from articlegen.errors import ConfigError, DatabaseError, ImportRejected, InputError
-from articlegen.specs import BASE_COLUMNS, EXTRA_PREFIX, PromptSpec
-from db.prompts import UpsertPlan, apply_upsert, plan_upsert
-from db.session import Database, driver_message
-from generator.decoding import (
-    DECODING_FIELDS,
-    DecodingConfig,
-    DecodingWarning,
-    PresetCatalog,
-    describe_error,
-    describe_validation_error,
-)
+from articlegen.core.describe import describe_error, describe_validation_error
+from articlegen.core.errors import ConfigError, DatabaseError, ImportRejected, InputError
+from articlegen.db import Database, driver_message
+from articlegen.db.prompts import UpsertPlan, apply_upsert, plan_upsert
+from articlegen.generator.decoding import DECODING_FIELDS, DecodingOverrides, settle
+from articlegen.generator.presets import PresetCatalog
+from articlegen.importing.specs import BASE_COLUMNS, EXTRA_PREFIX, PromptSpec
 
 __all__ = ["ImportReport", "ParsedCsv", "RejectedRow", "import_prompts_csv", "read_prompts_csv"]
 
@@ -309,7 +303,6 @@ def _validate_row(
 ) -> tuple[PromptSpec | None, list[str], list[str]]:
     """Build one row's spec; return it (or None), every problem it has, and its warnings."""
     values = {name: value.strip() for name, value in cells.items()}
-    overrides = {k: v for k, v in values.items() if k in DECODING_FIELDS and v}
     problems: list[str] = []
     # A cell a spreadsheet would run as a formula (=HYPERLINK(...), =cmd|...) is refused here,
     # before it reaches the database, templates and exports: no prompt starts with "=" on
@@ -321,20 +314,21 @@ def _validate_row(
                 f"`{name}`: starts with `=` ({shown}), which a spreadsheet runs as a formula: "
                 "reword the cell so it does not start with `=`"
             )
-    typed: dict[str, object] = {}
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", DecodingWarning)
-        try:
-            config = DecodingConfig.model_validate(
-                catalog.merge(values.get("preset") or None, overrides)
-            )
-            # Store the overrides typed ("0.9" -> 0.9), exactly as the decoder will read them.
-            typed = config.model_dump(mode="json", include=set(overrides))
-        except ConfigError as exc:  # an unknown preset
-            problems.append(f"`preset`: {exc}")
-        except ValidationError as exc:
-            problems += describe_validation_error(exc)
-    data: dict[str, object] = {"topic": values.get("topic", ""), "decoding": typed}
+    overrides: DecodingOverrides | dict[str, str] = {}
+    notes: tuple[str, ...] = ()
+    try:
+        preset = catalog.merge(values.get("preset") or None)  # an unknown preset, alone
+        # Each setting alone (typed as the decoder reads it: "0.9" is 0.9), then all of them
+        # over the row's preset: the relations between them, and what they make moot.
+        overrides = DecodingOverrides.model_validate(
+            {k: v for k, v in values.items() if k in DECODING_FIELDS and v}
+        )
+        notes = settle({**preset, **overrides.settings()}).warnings
+    except ConfigError as exc:  # an unknown preset
+        problems.append(f"`preset`: {exc}")
+    except ValidationError as exc:
+        problems += describe_validation_error(exc, DECODING_FIELDS)
+    data: dict[str, object] = {"topic": values.get("topic", ""), "decoding": overrides}
     data |= {k: v for k, v in values.items() if k in BASE_COLUMNS and k != "topic" and v}
     data["extra"] = {
         k.removeprefix(EXTRA_PREFIX): v
@@ -347,7 +341,7 @@ def _validate_row(
         problems = [_field_problem(err) for err in exc.errors()] + problems
     if problems:
         return None, problems, []
-    return spec, [], [str(w.message) for w in caught if issubclass(w.category, DecodingWarning)]
+    return spec, [], list(notes)
 
 
 def _field_problem(err: ErrorDetails) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["FORMATS", "render"]
+__all__ = ["FORMATS", "render", "show"]
 
 FORMATS = ("table", "csv", "json")
 # A table cell longer than this is cut with "…" so rows stay one line on a terminal.
@@ -73,3 +73,11 @@ def _ljust(value: object, width: int) -> str:
 def _cut(value: object) -> str:
     text = " ".join(str(value).split())  # newlines inside a cell would break the table
     return text if len(text) <= _TABLE_CELL_WIDTH else text[: _TABLE_CELL_WIDTH - 1] + "…"
+
+
+def show(record: Mapping[str, Any], fmt: str) -> str:
+    """One record: a field/value table, or one CSV row, or one JSON object."""
+    if fmt == "table":
+        return render([{"field": k, "value": v} for k, v in record.items()], "table")
+    text = render([record], fmt)
+    return text.strip()[1:-1].strip() if fmt == "json" else text

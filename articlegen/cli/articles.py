@@ -1,0 +1,64 @@
+"""Commands to read generated articles: list and show."""
+
+from __future__ import annotations
+
+import click
+
+from articlegen.cli.base import CONTEXT, App, Group, cli, pass_app
+from articlegen.cli.options import format_option
+from articlegen.cli.output import render, show
+from articlegen.db.articles import get_article, list_articles
+from articlegen.db.models import ArticleReviewStatus
+from articlegen.export.records import ARTICLE_COLUMNS, article_record
+
+__all__: list[str] = []
+
+
+@cli.group(cls=Group, context_settings=CONTEXT)
+def articles() -> None:
+    """Inspect generated articles.
+
+    Example: articlegen articles list --status pending_review
+    """
+
+
+@articles.command("list")
+@click.option(
+    "--status",
+    type=click.Choice([s.value for s in ArticleReviewStatus]),
+    help="Only articles with this review status.",
+)
+@click.option("--job", "job_id", type=int, help="Only articles of this job.")
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many.")
+@format_option
+@pass_app
+def articles_list(
+    app: App, status: str | None, job_id: int | None, limit: int | None, fmt: str
+) -> None:
+    """List articles, oldest first.
+
+    Example: articlegen articles list --job 1 --format csv
+    """
+    verdict = ArticleReviewStatus(status) if status else None
+    with app.database.session(write=False) as session:
+        records = [article_record(a) for a in list_articles(session, verdict, job_id, limit)]
+    click.echo(render(records, fmt, table_columns=ARTICLE_COLUMNS, empty="No articles."))
+
+
+@articles.command("show")
+@click.argument("article_id", type=int)
+@format_option
+@pass_app
+def articles_show(app: App, article_id: int, fmt: str) -> None:
+    """Show one article: the text as Markdown, then its metadata (table), or every field.
+
+    Example: articlegen articles show 3 --format json
+    """
+    with app.database.session(write=False) as session:
+        record = article_record(get_article(session, article_id))
+    if fmt == "table":
+        click.echo(record["markdown"] or record["body"])
+        fields = {k: v for k, v in record.items() if k not in ("body", "markdown", "html")}
+        click.echo(show(fields, fmt))
+    else:
+        click.echo(show(record, fmt))

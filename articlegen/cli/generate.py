@@ -1,0 +1,187 @@
+"""Commands that run generation: `generate` (in this process) and `fan-out` (on a work pool)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from typing import Any
+
+import click
+from pydantic import ValidationError
+
+from articlegen.cli.base import CONTEXT, App, cli, pass_app
+from articlegen.cli.options import run_options, typed_overrides
+from articlegen.cli.prefect_env import quiet_prefect
+from articlegen.core.bounds import MAX_SHARDS
+from articlegen.core.describe import describe_error
+from articlegen.core.errors import ConfigError
+from articlegen.db.jobs import get_job
+from articlegen.db.models import PromptStatus
+from articlegen.db.prompts import count_prompts
+from articlegen.runs import GenerateParams, open_job
+
+__all__ = ["run_in_process"]
+
+
+def _checked_params(
+    app: App,
+    *,
+    overrides: dict[str, str],
+    max_new_tokens: int | None,
+    tags: tuple[str, ...],
+    **options: Any,
+) -> GenerateParams:
+    """The run's parameters from the options, with what can be checked before Prefect starts
+    checked now: a message at once, not 25 failed prompts."""
+    typed = typed_overrides(overrides, max_new_tokens)
+    try:
+        params = GenerateParams(overrides=typed, tags=list(tags), **options)
+    except ValidationError as exc:
+        raise ConfigError("; ".join(describe_error(e) for e in exc.errors())) from None
+    if params.preset is not None:
+        app.presets.get(params.preset)
+    template = params.template
+    if template is not None:
+        names = app.templates.names()
+        missing = [
+            f"{template}{s}" for s in (".md.j2", ".html.j2") if f"{template}{s}" not in names
+        ]
+        if missing:
+            raise ConfigError(
+                f"--template {template}: no {' or '.join(missing)} in the templates "
+                f"(available: {', '.join(names)})"
+            )
+    return params
+
+
+@cli.command("generate", context_settings=CONTEXT)
+@run_options
+@click.option("--dry-run", is_flag=True, help="Report what would be generated; claim nothing.")
+@pass_app
+def generate(app: App, /, dry_run: bool, **options: Any) -> None:
+    """Generate articles for pending prompts with the generate-articles Prefect flow.
+
+    Runs locally (Prefect starts a temporary server) unless PREFECT_API_URL points at one.
+    Each prompt's own decoding settings apply; --set and --max-new-tokens override them.
+
+    Example: articlegen generate --limit 10 --preset precise --max-new-tokens 200
+    """
+    params = _checked_params(app, dry_run=dry_run, **options)
+    if not dry_run:
+        # The model loaded here is the one the in-process run uses: one load per process.
+        app.context.model(params.model)
+    run_in_process(app, params)
+
+
+@cli.command("fan-out", context_settings=CONTEXT)
+@run_options
+@click.option(
+    "--shards",
+    type=click.IntRange(1, MAX_SHARDS),
+    default=4,
+    show_default=True,
+    help="Runs to start.",
+)
+@click.option(
+    "--deployment",
+    default="generate-articles/articlegen",
+    show_default=True,
+    help="The generate-articles deployment whose work pool runs the shards.",
+)
+@pass_app
+def fan_out(app: App, /, shards: int, deployment: str, **options: Any) -> None:
+    """Split the pending prompts into shards and generate each in its own run of a
+    generate-articles deployment, which the work pool's workers pick up (on one machine or
+    many); wait for them. Needs PREFECT_API_URL (see the README, "Running on several
+    machines"). --limit applies per shard.
+
+    Example: articlegen fan-out --shards 4 --max-new-tokens 200
+    """
+    params = _checked_params(app, **options)
+    if not os.environ.get("PREFECT_API_URL"):
+        raise ConfigError(
+            "fan-out starts runs on a work pool, which needs a Prefect server: set "
+            "PREFECT_API_URL (e.g. http://127.0.0.1:4200/api) and start workers, as the README's "
+            '"Running on several machines" shows'
+        )
+    quiet_prefect("WARNING")
+    from articlegen.flows.fan_out import fan_out as fan_out_flow
+
+    result = fan_out_flow(params=params, shards=shards, deployment=deployment)
+    click.echo(f"Fan-out: {shards} shard runs of {deployment} completed.")
+    for run_id, state in result["runs"].items():
+        click.echo(f"  {run_id}  {state}")
+    click.echo("Next: articlegen jobs list")
+
+
+def _follow(app: App, job_id: int, done: threading.Event) -> None:
+    """Draw a progress bar from the job row's live counts until `done` is set."""
+    db = app.database
+
+    def counts() -> tuple[int, int]:
+        with db.session(write=False) as session:
+            job = get_job(session, job_id)
+            return job.total, job.done + job.failed
+
+    total = 0
+    while not total:  # the total is known once the run has claimed its prompts
+        if done.wait(0.3):
+            return
+        total = counts()[0]
+    with click.progressbar(length=total, label=f"Job {job_id}", file=sys.stderr) as bar:
+        while True:
+            stop = done.wait(0.5)
+            bar.update(counts()[1] - bar.pos)
+            if stop:
+                return
+
+
+def run_in_process(app: App, params: GenerateParams) -> None:
+    """Run generate-articles in this process with a progress bar, and report the outcome."""
+    quiet_prefect()
+    # Imported here: Prefect takes seconds to import, and most commands never need it.
+    from articlegen.flows.generate import generate_articles
+
+    job_id = open_job(app.settings, params)
+    done = threading.Event()
+    follower = threading.Thread(target=_follow, args=(app, job_id, done), daemon=True)
+    started = time.perf_counter()
+    follower.start()
+    try:
+        result = generate_articles(params=params, job_id=job_id)
+    finally:
+        done.set()
+        follower.join()
+    seconds = time.perf_counter() - started
+    for warning in result.warnings:
+        click.echo(f"Warning: {warning}", err=True)
+    if result.dry_run:
+        click.echo(
+            f"Dry run: {result.prompts} pending prompts would become {result.total} "
+            "articles. Nothing was claimed."
+        )
+        return
+    if not result.total:
+        if params.resume_job is not None:
+            click.echo(
+                f"Nothing to resume: job {params.resume_job} left no pending prompts (other "
+                "runs may have written them)."
+            )
+            return
+        with app.database.session(write=False) as session:
+            counts = count_prompts(session)
+        which = f" tagged {', '.join(params.tags)}" if params.tags else ""
+        click.echo(
+            f"Nothing to generate: no pending prompts{which} ({counts[PromptStatus.PENDING]} "
+            f"pending, {counts[PromptStatus.DONE]} done, {counts[PromptStatus.FAILED]} failed). "
+            "Import more with `articlegen import FILE`."
+        )
+        return
+    resumed = f" (resuming job {params.resume_job})" if params.resume_job else ""
+    click.echo(
+        f"Job {job_id} {result.status}{resumed}: {result.done} of {result.total} "
+        f"articles written, {result.failed} failed, in {seconds:.1f} s.\n"
+        f"Next: articlegen articles list --job {job_id}"
+    )

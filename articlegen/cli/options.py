@@ -1,0 +1,130 @@
+"""Option bundles that several commands share, declared once: output format, decoding
+settings (`--set`), the model and preset, and the options of a generation run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from articlegen.cli.output import FORMATS
+from articlegen.core.bounds import MAX_BATCH_SIZE, MAX_NEW_TOKENS, MAX_RUN_LIMIT, MAX_VARIANTS
+from articlegen.core.errors import ConfigError
+from articlegen.generator.decoding import DecodingOverrides, parse_overrides
+
+__all__ = [
+    "format_option",
+    "model_option",
+    "preset_option",
+    "run_options",
+    "set_option",
+    "typed_overrides",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _split_pairs(
+    ctx: click.Context, param: click.Parameter, pairs: tuple[str, ...]
+) -> dict[str, str]:
+    overrides = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise click.UsageError(
+                f"--set takes NAME=VALUE, e.g. --set temperature=0.8; got {pair!r}", ctx
+            )
+        overrides[name.strip()] = value.strip()
+    return overrides
+
+
+def set_option(help: str) -> Callable[[F], F]:
+    """`--set NAME=VALUE`, repeatable; the command receives `overrides`, a dict of text values
+    (malformed pairs are usage errors), and types them itself (`typed_overrides`)."""
+    return click.option(
+        "--set",
+        "overrides",
+        multiple=True,
+        metavar="NAME=VALUE",
+        callback=_split_pairs,
+        help=help,
+    )
+
+
+def typed_overrides(pairs: dict[str, str], max_new_tokens: int | None = None) -> DecodingOverrides:
+    """`--set` values (and `--max-new-tokens`) as typed overrides; `ConfigError` names the
+    option and each bad setting."""
+    values: dict[str, Any] = dict(pairs)
+    if max_new_tokens is not None:
+        values["max_new_tokens"] = max_new_tokens
+    try:
+        return parse_overrides(values, where="--set: ")
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}; see `articlegen presets list` for the settings") from None
+
+
+def format_option(func: F) -> F:
+    """The `--format` option every list and show command shares."""
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(FORMATS),
+        default="table",
+        show_default=True,
+        help="Output format: an aligned table, CSV, or JSON (an array of objects).",
+    )(func)
+
+
+def model_option(func: F) -> F:
+    """`--model`: a Hub id or a local directory, instead of ARTICLEGEN_MODEL."""
+    return click.option("--model", help="Hub id or local directory  [default: ARTICLEGEN_MODEL]")(
+        func
+    )
+
+
+def preset_option(help: str) -> Callable[[F], F]:
+    """`--preset NAME`: a decoding preset (`articlegen presets list`)."""
+    return click.option("--preset", help=help)
+
+
+_RUN_OPTIONS: list[Callable[[F], F]] = [
+    click.option(
+        "--limit", type=click.IntRange(1, MAX_RUN_LIMIT), help="At most this many prompts."
+    ),
+    model_option,
+    preset_option("Preset for prompts that name none  [default: nucleus]"),
+    click.option(
+        "--batch-size",
+        type=click.IntRange(1, MAX_BATCH_SIZE),
+        help="Articles generated together  [default: chosen from the hardware, measured once "
+        "per model and machine]",
+    ),
+    click.option(
+        "--max-new-tokens",
+        type=click.IntRange(1, MAX_NEW_TOKENS),
+        help="Token limit for every article (overrides prompts and presets).",
+    ),
+    click.option("--template", help="Article template stem for prompts that name none."),
+    click.option(
+        "--variants",
+        type=click.IntRange(1, MAX_VARIANTS),
+        help="Articles per prompt, instead of each prompt's own count.",
+    ),
+    set_option("Override a decoding setting for every article; repeatable."),
+    click.option("--tag", "tags", multiple=True, help="Only prompts with this tag; repeatable."),
+    click.option(
+        "--order",
+        type=click.Choice(["priority", "fifo"]),
+        default="priority",
+        show_default=True,
+        help="Highest priority first, or oldest first.",
+    ),
+]
+
+
+def run_options(command: F) -> F:
+    """The options of a generation run, shared by `generate` and `fan-out`."""
+    for option in reversed(_RUN_OPTIONS):
+        command = option(command)
+    return command

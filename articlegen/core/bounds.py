@@ -1,0 +1,43 @@
+"""Bounds that more than one layer checks, each defined once.
+
+The decoding configuration, the run parameters, the CSV columns, the database's column widths
+and the CLI's options all read them from here, so a `--max-new-tokens` the CLI accepts is one
+the decoder accepts, and a topic the import accepts fits its column.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "MAX_BATCH_SIZE",
+    "MAX_EXTERNAL_ID",
+    "MAX_NAME",
+    "MAX_NEW_TOKENS",
+    "MAX_PROMPT",
+    "MAX_RUN_LIMIT",
+    "MAX_SEED",
+    "MAX_SHARDS",
+    "MAX_TAGS",
+    "MAX_TOPIC",
+    "MAX_VARIANTS",
+    "PRIORITY_RANGE",
+    "SEED_BITS",
+]
+
+# Generation.
+MAX_NEW_TOKENS = 8192  # tokens per article: past every context length we load today
+MAX_BATCH_SIZE = 512  # rows per batch: where an H200 stopped gaining (bench/README.md)
+SEED_BITS = 63  # seeds fit a signed 64-bit integer column on every backend
+MAX_SEED = 2**SEED_BITS - 1
+
+# Runs.
+MAX_RUN_LIMIT = 1_000_000  # prompts one run may claim
+MAX_SHARDS = 1024
+MAX_VARIANTS = 100  # articles per prompt
+
+# Prompts, as imported and as stored (the database's column widths follow these).
+MAX_TOPIC = 500
+MAX_PROMPT = 20_000
+MAX_EXTERNAL_ID = 200
+MAX_NAME = 100  # preset and template names
+MAX_TAGS = 50
+PRIORITY_RANGE = (-1_000_000, 1_000_000)

@@ -1,0 +1,22 @@
+"""Articles out: rows as plain records (`records`), and files to hand over (`files`: CSV,
+JSON Lines, Markdown or HTML folders)."""
+
+from articlegen.export.files import EXPORT_FORMATS, export_articles, neutralise_formula
+from articlegen.export.records import (
+    ARTICLE_COLUMNS,
+    JOB_COLUMNS,
+    article_record,
+    job_record,
+    prompt_record,
+)
+
+__all__ = [
+    "ARTICLE_COLUMNS",
+    "EXPORT_FORMATS",
+    "JOB_COLUMNS",
+    "article_record",
+    "export_articles",
+    "job_record",
+    "neutralise_formula",
+    "prompt_record",
+]

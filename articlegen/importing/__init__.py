@@ -1,0 +1,27 @@
+"""Prompts in: a client's CSV becomes validated `PromptSpec`s, then stored prompts.
+
+- `specs`: `PromptSpec`, one validated prompt, whatever its source;
+- `prompts_csv`: reading and validating a prompts CSV, and importing it all or nothing.
+"""
+
+from articlegen.importing.prompts_csv import (
+    KNOWN_COLUMNS,
+    ImportReport,
+    ParsedCsv,
+    RejectedRow,
+    import_prompts_csv,
+    read_prompts_csv,
+)
+from articlegen.importing.specs import BASE_COLUMNS, EXTRA_PREFIX, PromptSpec
+
+__all__ = [
+    "BASE_COLUMNS",
+    "EXTRA_PREFIX",
+    "KNOWN_COLUMNS",
+    "ImportReport",
+    "ParsedCsv",
+    "PromptSpec",
+    "RejectedRow",
+    "import_prompts_csv",
+    "read_prompts_csv",
+]

@@ -1,0 +1,45 @@
+"""The steps of a generation run, each one call the `generate-articles` flow makes as a task.
+
+open a job → fix the batch size → claim pending prompts and plan batches → write each batch
+(generate, post-process, render, record in one transaction) → finish the job. Nothing here
+imports Prefect, so every step runs and is tested on its own.
+
+- `params`: `GenerateParams`, what a run does;
+- `context`: the per-process `RunContext` (database, presets, templates, models, budgets);
+- `plan`: claiming and batching; `batch`: writing one batch; `lifecycle`: the job around them;
+- `reports`: `BatchReport` and `RunResult`; `artifacts`: their text for Prefect.
+"""
+
+from articlegen.runs.artifacts import plan_markdown, summary_markdown
+from articlegen.runs.batch import write_batch
+from articlegen.runs.context import RunContext, close_contexts, context_for
+from articlegen.runs.lifecycle import (
+    cancel_requested,
+    choose_batch_size,
+    finish_run,
+    leases_kept,
+    open_job,
+)
+from articlegen.runs.params import GenerateParams
+from articlegen.runs.plan import RunPlan, claim_batches
+from articlegen.runs.reports import BatchReport, RunResult, stage_seconds
+
+__all__ = [
+    "BatchReport",
+    "GenerateParams",
+    "RunContext",
+    "RunPlan",
+    "RunResult",
+    "cancel_requested",
+    "choose_batch_size",
+    "claim_batches",
+    "close_contexts",
+    "context_for",
+    "finish_run",
+    "leases_kept",
+    "open_job",
+    "plan_markdown",
+    "stage_seconds",
+    "summary_markdown",
+    "write_batch",
+]

@@ -1,0 +1,94 @@
+"""A job's life around its batches: open it, fix the batch size, keep its leases, stop it on
+request, finish it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import timedelta
+
+from articlegen.core.settings import Settings
+from articlegen.db.claims import release, renew
+from articlegen.db.jobs import create_job, finish_job, get_job
+from articlegen.runs.context import context_for
+from articlegen.runs.params import GenerateParams
+from articlegen.runs.reports import RunResult
+
+_log = logging.getLogger(__name__)
+
+__all__ = ["cancel_requested", "choose_batch_size", "finish_run", "leases_kept", "open_job"]
+
+
+def open_job(settings: Settings, params: GenerateParams) -> int:
+    """Create the run's job row (queued) and return its id."""
+    with context_for(settings).database.session() as session:
+        job = create_job(session, params.model_dump(mode="json"), params.model or settings.model)
+        return job.id
+
+
+def choose_batch_size(settings: Settings, params: GenerateParams) -> GenerateParams:
+    """`params` with a concrete batch size: the one given, else the hardware's (measured once
+    per model and machine by `generator.batching`, then read from ARTICLEGEN_CACHE_DIR)."""
+    if params.batch_size is not None:
+        return params
+    from articlegen.generator.batching import auto_batch_size
+
+    loaded = context_for(settings).model(params.model)
+    size = auto_batch_size(loaded, settings.cache_dir, settings.kv_cache_mb)
+    return params.model_copy(update={"batch_size": size})
+
+
+@contextmanager
+def leases_kept(settings: Settings, job_id: int) -> Iterator[None]:
+    """Renew the job's lease and its prompts' while the block runs, every third of
+    ARTICLEGEN_LEASE_SECONDS, from a background thread: a batch may take longer than a lease.
+
+    A renewal that fails (the database is briefly unreachable) is logged and tried again at the
+    next beat; if the lease runs out meanwhile, another run may take the prompts, and this run's
+    write-back then skips them (`db.claims.held_by`).
+    """
+    stop = threading.Event()
+    lease = timedelta(seconds=settings.lease_seconds)
+    database = context_for(settings).database
+
+    def beat() -> None:
+        while not stop.wait(settings.lease_seconds / 3):
+            try:
+                with database.session() as session:
+                    renew(session, job_id, lease)
+            except Exception as exc:  # a beat must never kill the run
+                _log.warning("job %s: could not renew its lease: %s", job_id, exc)
+
+    thread = threading.Thread(target=beat, name=f"articlegen-lease-job-{job_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def cancel_requested(settings: Settings, job_id: int) -> bool:
+    """Whether `articlegen jobs cancel` asked the job to stop."""
+    with context_for(settings).database.session(write=False) as session:
+        return get_job(session, job_id).cancel_requested
+
+
+def finish_run(
+    settings: Settings,
+    job_id: int,
+    error: str | None = None,
+    unwritten: Sequence[int] = (),
+    cancelled: bool = False,
+) -> RunResult:
+    """Close the job and return its final counts; a failed or cancelled run gives back the
+    prompts it claimed and could not write, so the next run takes them."""
+    with context_for(settings).database.session() as session:
+        release(session, job_id, unwritten)
+        job = finish_job(session, job_id, error, cancelled)
+        return RunResult(
+            job=job.id, status=job.status.value, total=job.total, done=job.done, failed=job.failed
+        )

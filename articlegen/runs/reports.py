@@ -1,0 +1,51 @@
+"""What runs report: each batch (`BatchReport`) and the whole run (`RunResult`)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from articlegen.db.articles import PromptFailure
+
+__all__ = ["BatchReport", "RunResult", "stage_seconds"]
+
+
+@dataclass
+class BatchReport:
+    """What one batch wrote: rows for the run's table artifact, its failures, the decoding
+    warnings of its prompts, and where its time went (seconds per stage: loading, prompting,
+    generation, post-processing, rendering, write-back)."""
+
+    written: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[PromptFailure] = field(default_factory=list)
+    lost: list[int] = field(default_factory=list)  # prompts another run took over: not written
+    warnings: list[str] = field(default_factory=list)
+    batch_metrics: dict[str, float | None] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """How a `generate-articles` run ended: the flow's return value, and what the CLI shows."""
+
+    job: int
+    status: str
+    total: int  # articles planned (a dry run: that it would write)
+    done: int = 0
+    failed: int = 0
+    prompts: int = 0  # prompts claimed (a dry run: that it would claim)
+    dry_run: bool = False
+    seconds: dict[str, float] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()  # each distinct decoding warning of its prompts, once
+
+
+def stage_seconds(reports: Sequence[BatchReport], wall: float) -> dict[str, float]:
+    """Where a run's time went: each batch stage summed over its batches, and `orchestration`,
+    everything else (claiming, Prefect's task runs, artifacts, opening and closing the job)."""
+    total: defaultdict[str, float] = defaultdict(float)
+    for report in reports:
+        for stage, seconds in report.seconds.items():
+            total[stage] += seconds
+    return {**total, "orchestration": max(0.0, wall - sum(total.values()))}

@@ -1,0 +1,203 @@
+"""Greedy and sampled decoding of one batch: prefill the prompts, then one token per step.
+
+Every step handles all rows at once, each with its own settings (`generator.sampling`) and its
+own uniforms drawn in advance from its seed (`generator.seeding`), so an article's text does not
+depend on its batch. Finished rows stay in the batch, idle, until the last row ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from transformers import StaticCache, StopStringCriteria
+from transformers.cache_utils import Cache
+
+from articlegen.generator.decoding import DecodingConfig
+from articlegen.generator.inputs import ModelInputs
+from articlegen.generator.kv_cache import InPlaceCache
+from articlegen.generator.requests import Decoded, FinishReason, Prepared
+from articlegen.generator.sampling import RowSettings, choose_tokens, process_logits
+from articlegen.generator.seeding import draw
+
+__all__ = ["chunks", "decode_batch"]
+
+# Prompt chunks: a chunk's padding may add at most this share to its real tokens, and a chunk
+# is never cut below this many rows for padding (tiny chunks use the hardware poorly).
+_PAD_SHARE = 0.25
+_MIN_CHUNK = 8
+# A chunk's padded tokens stay within this: the prompt pass's activations (attention scores,
+# the MLP's 4x-wide hidden states) grow with a chunk's tokens, and at 4,096 tokens the matrix
+# products are already large enough to keep a CPU or a GPU busy.
+_CHUNK_TOKENS = 4096
+_REASONS: dict[int, FinishReason] = {1: "eos", 2: "length", 3: "stop_string"}
+
+
+def chunks(lengths: Sequence[int]) -> list[tuple[int, int]]:
+    """Cut rows sorted by length into (start, stop) runs of similar length."""
+    if not lengths:
+        return []
+    cuts: list[tuple[int, int]] = []
+    start = 0
+    for stop in range(1, len(lengths)):
+        rows = stop + 1 - start  # the run's rows if row `stop` joined it
+        padded = rows * lengths[stop]
+        too_padded = rows > _MIN_CHUNK and padded > (1 + _PAD_SHARE) * sum(
+            lengths[start : stop + 1]
+        )
+        if too_padded or padded > _CHUNK_TOKENS:
+            cuts.append((start, stop))
+            start = stop
+    cuts.append((start, len(lengths)))
+    return cuts
+
+
+def prefill(
+    model: Any, embeds: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, length: int
+) -> tuple[Cache, torch.Tensor]:
+    """Run the prompts through the model and return a cache of `length` positions holding
+    their keys and values (left-padded, as the batch is), and each row's last logits.
+
+    Rows come sorted by length. A batch of mixed lengths padded to its longest prompt would
+    spend most of its prompt arithmetic on padding, so the prompts run in chunks of similar
+    length, each padded only to its own longest, and each chunk writes its keys and values
+    straight into its rows of the batch's cache (`InPlaceCache.rows`).
+    """
+    batch_size, width = mask.shape
+    lengths = mask.sum(dim=1).tolist()
+    # Only plain attention layers can be written in place and chunk by chunk (not
+    # sliding-window or linear-attention ones): other models use transformers' static cache
+    # and prefill in one piece.
+    layer_types = getattr(model.config, "layer_types", None) or ["full_attention"]
+    if set(layer_types) != {"full_attention"}:
+        static = StaticCache(config=model.config, max_cache_len=length)
+        out = model(
+            inputs_embeds=embeds,
+            attention_mask=mask,
+            position_ids=positions,
+            cache=static,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        return static, out.logits[:, -1, :]
+    layers = model.config.get_text_config(decoder=True).num_hidden_layers
+    cache = InPlaceCache.allocate(layers, batch_size, length)
+    logits: list[torch.Tensor] = []
+    for start, stop in chunks(lengths):
+        w = max(lengths[start:stop])  # this chunk's own width: its rows' last w positions
+        out = model(
+            inputs_embeds=embeds[start:stop, width - w :],
+            attention_mask=mask[start:stop, width - w :],
+            position_ids=positions[start:stop, width - w :],
+            cache=cache.rows(start, stop, offset=width - w),
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        logits.append(out.logits[:, -1, :])
+    cache.written(width)
+    return cache, torch.cat(logits)
+
+
+def decode_batch(
+    inputs: ModelInputs, batch: Sequence[Prepared], keep_step_logits: bool = False
+) -> list[Decoded]:
+    """Greedy and sampled decoding with a key/value cache; the batch shares its stop strings
+    and n-gram blocking (`generator.scheduling` groups it so), nothing else."""
+    model = inputs.model
+    device = inputs.device
+    config0 = batch[0].request.config
+    ids, mask = inputs.left_pad(batch)
+    batch_size, width = ids.shape
+    settings = RowSettings.stack([p.request.config for p in batch], device)
+    uniforms, noise = draw(batch, width, inputs.embedding_dim, inputs.embedding_rms, device)
+    steps = uniforms.shape[1]
+    every_step = any(p.request.config.noise_every_step for p in batch)
+    step_noise = noise if every_step else None
+    no_repeat = _no_repeat_processor(config0)
+    stop = (
+        StopStringCriteria(inputs.loaded.tokenizer, list(config0.stop_strings))
+        if config0.stop_strings
+        else None
+    )
+    vocab = inputs.vocab_size
+
+    # Which tokens each row has seen, for the repetition penalty (pads excluded).
+    seen = torch.zeros((batch_size, vocab + 1), dtype=torch.bool, device=device)
+    seen.scatter_(1, torch.where(mask.bool(), ids, vocab), True)
+    seen = seen[:, :vocab]
+
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    cache, last_logits = prefill(model, inputs.embed(ids, noise), mask, positions, width + steps)
+    generated = torch.full((batch_size, steps), inputs.pad_id, dtype=torch.long, device=device)
+    logprobs = torch.zeros((batch_size, steps), device=device)
+    lengths = torch.zeros(batch_size, dtype=torch.long, device=device)
+    finished = torch.zeros(batch_size, dtype=torch.bool, device=device)
+    reasons = torch.zeros(batch_size, dtype=torch.long, device=device)  # keys of _REASONS
+    kept: list[torch.Tensor] = []
+    for step in range(steps):
+        logits = last_logits.float()
+        if inputs.vocab_limit < vocab:
+            logits[:, inputs.vocab_limit :] = float("-inf")
+        if keep_step_logits:
+            kept.append(logits.cpu())
+        scores = process_logits(logits, settings, seen, step, inputs.eos_id)
+        if no_repeat is not None:
+            history = torch.cat([ids, generated[:, :step]], dim=1)
+            scores = no_repeat(history, scores)
+        token = choose_tokens(scores, settings, uniforms[:, step])
+        token = torch.where(finished, inputs.pad_id, token)
+        generated[:, step] = token
+        logprobs[:, step] = logits.log_softmax(-1).gather(1, token[:, None]).squeeze(1)
+        lengths += (~finished).long()
+        running = ~finished
+        if inputs.eos_id is not None:
+            ended = running & (token == inputs.eos_id)
+            reasons = torch.where(ended, 1, reasons)
+            finished = finished | ended
+        # A stop string completed by the last allowed token is a stop, not a truncation.
+        if stop is not None:
+            history = torch.cat([ids, generated[:, : step + 1]], dim=1)
+            stopped = ~finished & stop(history, scores)
+            reasons = torch.where(stopped, 3, reasons)
+            finished = finished | stopped
+        full = ~finished & (lengths >= settings.max_new_tokens)
+        reasons = torch.where(full, 2, reasons)
+        finished = finished | full
+        if bool(finished.all()):
+            break
+        seen[torch.arange(batch_size, device=device), token] = True
+        mask = torch.cat([mask, mask.new_ones((batch_size, 1))], dim=1)
+        # Finished rows idle in place: their positions must not run past the context while
+        # longer rows of the batch go on.
+        positions = torch.where(finished[:, None], positions[:, -1:], positions[:, -1:] + 1)
+        embeds = inputs.embeddings(token[:, None])
+        if step_noise is not None:
+            embeds = embeds + step_noise[:, width + step : width + step + 1].to(embeds.dtype)
+        last_logits = model(
+            inputs_embeds=embeds,
+            attention_mask=mask,
+            position_ids=positions,
+            cache=cache,
+            use_cache=True,
+        ).logits[:, -1, :]
+    rows: list[Decoded] = []
+    for row in range(batch_size):
+        n = int(lengths[row])
+        rows.append(
+            Decoded(
+                ids=generated[row, :n].tolist(),
+                logprobs=logprobs[row, :n].tolist(),
+                reason=_REASONS.get(int(reasons[row]), "length"),
+                step_logits=tuple(k[row] for k in kept[:n]),
+            )
+        )
+    return rows
+
+
+def _no_repeat_processor(config: DecodingConfig) -> Any:
+    if not config.no_repeat_ngram_size:
+        return None
+    from transformers import NoRepeatNGramLogitsProcessor
+
+    return NoRepeatNGramLogitsProcessor(config.no_repeat_ngram_size)

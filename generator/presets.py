@@ -1,0 +1,148 @@
+"""Decoding presets: named sets of settings, bundled (`presets.toml`) or the user's own.
+
+`PresetCatalog.resolve` merges overrides over a preset over the field defaults and validates the
+result: the one place a prompt's settings become a `DecodingConfig`.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from importlib.resources import files
+from importlib.resources.abc import Traversable
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from articlegen.core.describe import closest, describe_validation_error
+from articlegen.core.errors import ConfigError
+from articlegen.generator.decoding import (
+    DECODING_FIELDS,
+    DEFAULT_PRESET,
+    DecodingConfig,
+    DecodingOverrides,
+    Resolved,
+    settle,
+)
+
+__all__ = ["Preset", "PresetCatalog", "load_presets"]
+
+Layer = Mapping[str, Any] | DecodingOverrides
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named set of decoding settings, with the description shown by `articlegen presets`."""
+
+    name: str
+    description: str
+    values: Mapping[str, Any]
+
+
+class PresetCatalog:
+    """The presets known to this process: bundled ones, overridden by name by the user's."""
+
+    def __init__(self, presets: Mapping[str, Preset]) -> None:
+        self._presets = dict(presets)
+
+    def __iter__(self) -> Iterator[Preset]:
+        return iter(self._presets.values())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._presets
+
+    def names(self) -> list[str]:
+        """Preset names, in definition order."""
+        return list(self._presets)
+
+    def get(self, name: str) -> Preset:
+        """The preset called `name`; `ConfigError` with the closest name when there is none."""
+        try:
+            return self._presets[name]
+        except KeyError:
+            hint = closest(name, list(self._presets)).strip(" ()")
+            raise ConfigError(
+                f"unknown preset `{name}`: {hint + ' ' if hint else ''}known presets are "
+                f"{', '.join(self._presets)} (add your own with ARTICLEGEN_PRESETS_FILE)"
+            ) from None
+
+    def merge(self, preset: str | None = None, *layers: Layer | None) -> dict[str, Any]:
+        """The raw settings: each layer over the one before, over the preset (default
+        `nucleus`); not validated as a whole yet."""
+        merged = dict(self.get(preset or DEFAULT_PRESET).values)
+        for layer in layers:
+            if isinstance(layer, DecodingOverrides):
+                merged.update(layer.settings())
+            elif layer:
+                merged.update(layer)
+        return merged
+
+    def resolve_with_warnings(self, preset: str | None = None, *layers: Layer | None) -> Resolved:
+        """Merge and validate; the moot settings come back as text, for the caller to show.
+
+        Raises `ConfigError` naming each bad field.
+        """
+        try:
+            return settle(self.merge(preset, *layers))
+        except ValidationError as exc:
+            raise _invalid(preset, exc) from exc
+
+    def resolve(self, preset: str | None = None, *layers: Layer | None) -> DecodingConfig:
+        """Merge and validate; raises `ConfigError` naming each bad field, and warns
+        `DecodingWarning` once for each moot setting."""
+        try:
+            return DecodingConfig.model_validate(self.merge(preset, *layers))
+        except ValidationError as exc:
+            raise _invalid(preset, exc) from exc
+
+
+def _invalid(preset: str | None, exc: ValidationError) -> ConfigError:
+    return ConfigError(
+        f"decoding settings (preset `{preset or DEFAULT_PRESET}`): "
+        + "; ".join(describe_validation_error(exc, DECODING_FIELDS))
+    )
+
+
+def _read_preset_file(path: Traversable, origin: str) -> dict[str, Preset]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"presets file {origin} does not exist: fix ARTICLEGEN_PRESETS_FILE or unset it"
+        ) from None
+    except OSError as exc:  # a directory, no permission, ...
+        raise ConfigError(
+            f"cannot read presets file {origin}: {exc.strerror}; point ARTICLEGEN_PRESETS_FILE "
+            "at a TOML file"
+        ) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"presets file {origin} is not valid TOML: {exc}") from exc
+    presets = {}
+    for name, table in data.items():
+        if not isinstance(table, dict):
+            raise ConfigError(
+                f"presets file {origin}: `{name}` must be a table such as [{name}], not a value"
+            )
+        values = dict(table)
+        description = str(values.pop("description", ""))
+        # Validate now, so a broken preset fails at start-up and not on the 900th prompt.
+        try:
+            settle(values)
+        except ValidationError as exc:
+            raise ConfigError(
+                f"presets file {origin}, preset [{name}]: "
+                + "; ".join(describe_validation_error(exc, DECODING_FIELDS))
+            ) from exc
+        presets[name] = Preset(name=name, description=description, values=values)
+    return presets
+
+
+def load_presets(user_file: Path | None = None) -> PresetCatalog:
+    """The bundled presets, plus those of `user_file` (which win on a shared name)."""
+    bundled = files("articlegen.generator") / "presets.toml"
+    presets = _read_preset_file(bundled, "generator/presets.toml")
+    if user_file is not None:
+        presets.update(_read_preset_file(user_file, str(user_file)))
+    return PresetCatalog(presets)

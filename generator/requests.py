@@ -1,0 +1,88 @@
+"""What the engine takes and gives back: requests, finished generations, failures.
+
+A request carries everything that decides its article: the prompt, the decoding configuration
+and the seed. The engine hands each one back with the caller's `key`, in request order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+
+from articlegen.generator.decoding import DecodingConfig
+
+__all__ = [
+    "Decoded",
+    "FinishReason",
+    "Generation",
+    "GenerationFailure",
+    "GenerationRequest",
+    "Outcome",
+    "Prepared",
+]
+
+FinishReason = Literal["eos", "length", "stop_string"]
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One article to generate. `key` is the caller's, handed back with the outcome."""
+
+    key: Hashable
+    prompt: str
+    config: DecodingConfig
+    seed: int
+
+
+@dataclass(frozen=True)
+class Generation:
+    """A generated continuation and its measurements."""
+
+    key: Hashable
+    text: str
+    token_ids: tuple[int, ...]
+    token_logprobs: tuple[float, ...]  # log p(token) under the model, before any filtering
+    prompt_tokens: int
+    finish_reason: FinishReason
+    seconds: float  # this article's share of its batch's wall time, by tokens generated
+    batch_size: int  # how many articles its batch held (smaller after an out-of-memory split)
+    step_logits: tuple[torch.Tensor, ...] = field(default=(), repr=False)
+
+    @property
+    def tokens_generated(self) -> int:
+        """Tokens produced, the end-of-text token included."""
+        return len(self.token_ids)
+
+
+@dataclass(frozen=True)
+class GenerationFailure:
+    """A request that could not be generated, and why, in words for the user."""
+
+    key: Hashable
+    reason: str
+
+
+Outcome = Generation | GenerationFailure
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A request with its prompt tokenised, and its place among the requests of a call."""
+
+    index: int
+    request: GenerationRequest
+    ids: list[int]
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """One row as a decoder returns it: the new tokens, their log-probabilities, why the row
+    ended, and (only when asked for) the raw logits of every step."""
+
+    ids: list[int]
+    logprobs: list[float]
+    reason: FinishReason
+    step_logits: tuple[torch.Tensor, ...] = ()

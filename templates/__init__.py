@@ -1,0 +1,4 @@
+"""The bundled Jinja templates, installed as package data (`articlegen.templates`).
+
+Read through `importlib.resources`; `articlegen.generator.templates` loads them.
+"""
