@@ -1,4 +1,4 @@
-"""Article use cases: record a batch of results, list and show articles, review them."""
+"""Article use cases: record a batch of results, list and show articles (review: `db.review`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, joinedload
 
 from articlegen.core.errors import NotFoundError
 from articlegen.db.claims import held_by
-from articlegen.db.models import Article, ArticleReviewStatus, Job, Prompt, PromptStatus, utcnow
+from articlegen.db.models import Article, ArticleReviewStatus, Job, Prompt, PromptStatus
 
 __all__ = [
     "ArticleRow",
@@ -21,9 +21,7 @@ __all__ = [
     "get_article",
     "list_articles",
     "next_versions",
-    "queue_regeneration",
     "record_batch",
-    "review",
 ]
 
 
@@ -59,13 +57,25 @@ class ArticleRow:
     timings: dict[str, Any]
     finish_reason: str | None
     metrics: dict[str, Any]
+    preset: str | None = None
+    prompt_text: str | None = None
 
-    def values(self, job_id: int) -> dict[str, Any]:
-        """Its column values, for the job that wrote it."""
-        values = {**asdict(self), "job_id": job_id}
-        for name in ("raw_text", "title", "body"):
+    def values(self, job_id: int | None) -> dict[str, Any]:
+        """Its column values, for the job that wrote it, with the measures the review queue
+        sorts and filters on copied out of `metrics`."""
+        flags = list(self.metrics.get("flags", []))
+        values = {
+            **asdict(self),
+            "job_id": job_id,
+            "perplexity": self.metrics.get("perplexity"),
+            "word_count": self.metrics.get("word_count"),
+            "flags": flags,
+            "flag_count": len(flags),
+        }
+        for name in ("raw_text", "title", "body", "prompt_text"):
             # Byte-level tokenizers can produce a NUL byte, which PostgreSQL text refuses.
-            values[name] = values[name].replace("\x00", "\ufffd")
+            if values[name] is not None:
+                values[name] = values[name].replace("\x00", "\ufffd")
         return values
 
 
@@ -165,38 +175,3 @@ def list_articles(
     if limit is not None:
         query = query.limit(limit)
     return list(session.scalars(query))
-
-
-def review(
-    session: Session, article_ids: Sequence[int], verdict: ArticleReviewStatus, note: str | None
-) -> list[Article]:
-    """Approve or reject articles; all ids must exist, or nothing changes."""
-    articles = [get_article(session, article_id) for article_id in article_ids]
-    for article in articles:
-        article.review_status = verdict
-        article.reviewer_note = note
-        article.reviewed_at = utcnow()
-    return articles
-
-
-def queue_regeneration(
-    session: Session,
-    article_ids: Sequence[int],
-    preset: str | None = None,
-    overrides: dict[str, Any] | None = None,
-) -> list[Prompt]:
-    """Send the articles' prompts back to `pending` so the next run writes each article's
-    variant again, as a new version; the old versions stay. A new preset or decoding
-    overrides (already validated) apply from then on."""
-    articles = [get_article(session, article_id) for article_id in article_ids]
-    prompts: dict[int, Prompt] = {}
-    for article in articles:
-        prompt = prompts.setdefault(article.prompt_id, article.prompt)
-        prompt.regenerate = sorted({*prompt.regenerate, article.variant})
-        prompt.status = PromptStatus.PENDING
-        prompt.last_error = None
-        if preset is not None:
-            prompt.preset = preset
-        if overrides:
-            prompt.decoding = {**prompt.decoding, **overrides}
-    return list(prompts.values())

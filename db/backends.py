@@ -6,15 +6,28 @@ build on it, so neither needs the other's internals.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Engine, event
+from sqlalchemy import ColumnElement, Engine, and_, cast, event, func, or_, select, type_coerce
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, array
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.types import Text
 
 from articlegen.core.errors import DatabaseError
 
-__all__ = ["SQLITE_BEGIN", "WRITE", "configure_sqlite", "driver_message", "parse_url", "safe_url"]
+__all__ = [
+    "SQLITE_BEGIN",
+    "WRITE",
+    "configure_sqlite",
+    "driver_message",
+    "json_has_any",
+    "parse_url",
+    "safe_url",
+]
 
 # The execution option naming how SQLite transactions begin. Writers pass WRITE, so they take
 # the write lock up front (see `configure_sqlite`).
@@ -77,3 +90,23 @@ def configure_sqlite(engine: Engine, busy_timeout_s: float) -> None:
         # never wait.
         mode = connection.get_execution_options().get(SQLITE_BEGIN, "DEFERRED")
         connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+def json_has_any(
+    dialect: str, column: ColumnElement[Any] | InstrumentedAttribute[Any], values: Sequence[str]
+) -> ColumnElement[bool]:
+    """Whether the JSON array of strings in `column` holds at least one of `values`, in SQL."""
+    wanted = sorted(set(values))
+    if dialect == "postgresql":
+        # JSONB's `?|`: does the array hold any of these strings (a GIN index can serve it).
+        has_any: ColumnElement[bool] = cast(column, JSONB).has_any(cast(array(wanted), ARRAY(Text)))
+        return has_any
+    # SQLite: json_each parses every row's array, slow over 100,000 rows; a LIKE on the JSON
+    # text as SQLAlchemy writes it (each string quoted and escaped by json.dumps) first keeps
+    # only the rows that may hold one. LIKE ignores ASCII case, so it never drops a match;
+    # json_each then decides exactly.
+    as_text = type_coerce(column, Text)  # the stored JSON text, no CAST in the SQL
+    maybe = or_(*(as_text.contains(json.dumps(v), autoescape=True) for v in wanted))
+    element = func.json_each(column).table_valued("value")
+    exact = select(1).select_from(element).where(element.c.value.in_(wanted)).exists()
+    return and_(maybe, exact)

@@ -15,11 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import ColumnElement, and_, cast, func, or_, select, update
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB, array
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
-from sqlalchemy.types import Text
 
+from articlegen.db.backends import json_has_any
 from articlegen.db.models import Job, JobStatus, Prompt, PromptStatus, utcnow
 from articlegen.db.session import in_chunks
 
@@ -68,7 +67,8 @@ def claim(
     else:
         query = query.order_by(Prompt.id)
     if tags:
-        query = query.where(_has_any_tag(session, tags))
+        dialect = session.get_bind().dialect.name
+        query = query.where(json_has_any(dialect, Prompt.tags, tags))
     if limit is not None:
         query = query.limit(limit)
     # Concurrent runs must not take the same prompts: PostgreSQL locks the rows it returns
@@ -83,20 +83,6 @@ def claim(
         prompt.attempts += 1
     session.flush()
     return claimed
-
-
-def _has_any_tag(session: Session, tags: Sequence[str]) -> ColumnElement[bool]:
-    """Whether a prompt's JSON `tags` hold at least one of `tags`, in SQL."""
-    wanted = sorted(set(tags))
-    if session.get_bind().dialect.name == "postgresql":
-        # JSONB's `?|`: does the array hold any of these strings (a GIN index can serve it).
-        has_any: ColumnElement[bool] = cast(Prompt.tags, JSONB).has_any(
-            cast(array(wanted), ARRAY(Text))
-        )
-        return has_any
-    # SQLite: a row per array element from json_each, any of them one of ours.
-    element = func.json_each(Prompt.tags).table_valued("value")
-    return select(1).select_from(element).where(element.c.value.in_(wanted)).exists()
 
 
 def renew(session: Session, job_id: int, lease: timedelta) -> int:

@@ -40,6 +40,10 @@ __all__ = [
     "JobStatus",
     "Prompt",
     "PromptStatus",
+    "ReviewAction",
+    "ReviewEvent",
+    "Reviewer",
+    "ReviewerRole",
 ]
 
 
@@ -70,6 +74,22 @@ class ArticleReviewStatus(enum.StrEnum):
     PENDING_REVIEW = "pending_review"
     APPROVED = "approved"
     REJECTED = "rejected"
+
+
+class ReviewAction(enum.StrEnum):
+    """What a reviewer did to an article (a row of the audit trail)."""
+
+    APPROVE = "approve"
+    REJECT = "reject"
+    EDIT = "edit"  # the editor's text saved beside the generated one (and approved)
+    REGENERATE = "regenerate"  # a new version queued
+
+
+class ReviewerRole(enum.StrEnum):
+    """What a reviewer account may do: editors act, viewers read."""
+
+    EDITOR = "editor"
+    VIEWER = "viewer"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -211,13 +231,25 @@ class Job(Base):
 
 
 class Article(Base):
-    """One generated article and everything needed to judge and reproduce it."""
+    """One generated article and everything needed to judge and reproduce it.
+
+    Full-text search keeps its own objects beside this table (`db.search`): FTS5 tables on
+    SQLite, a generated `search_vector` column on PostgreSQL.
+    """
 
     __tablename__ = "articles"
     __table_args__ = (
         # The exactly-once guarantee: a second write of the same article is impossible.
         UniqueConstraint("prompt_id", "variant", "version"),
-        Index("ix_articles_review_status", "review_status"),
+        # The review queue: a status, newest first, 50 a page; and its sorts and filters.
+        Index("ix_articles_review_status_id", "review_status", "id"),
+        Index("ix_articles_job_id", "job_id"),
+        Index("ix_articles_model_name", "model_name"),
+        Index("ix_articles_preset", "preset"),
+        Index("ix_articles_perplexity", "perplexity"),
+        Index("ix_articles_word_count", "word_count"),
+        Index("ix_articles_flag_count", "flag_count"),
+        Index("ix_articles_flags", "flags", postgresql_using="gin"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -225,6 +257,8 @@ class Article(Base):
     job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
     variant: Mapped[int] = mapped_column(default=1)
     version: Mapped[int] = mapped_column(default=1)
+    # The exact text the model continued (articles written before 0.1 have none).
+    prompt_text: Mapped[str | None] = mapped_column(Text)
     raw_text: Mapped[str] = mapped_column(Text)
     title: Mapped[str] = mapped_column(Text)
     body: Mapped[str] = mapped_column(Text)
@@ -241,12 +275,74 @@ class Article(Base):
     timings: Mapped[dict[str, Any]] = mapped_column(default=dict)
     finish_reason: Mapped[str | None] = mapped_column(String(32))
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The preset the article was written with, and copies of the measures the review queue
+    # sorts and filters on: columns with indexes, where `metrics` is one JSON document.
+    preset: Mapped[str | None] = mapped_column(String(MAX_NAME))
+    perplexity: Mapped[float | None] = mapped_column(Float)
+    word_count: Mapped[int | None]
+    flags: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    flag_count: Mapped[int] = mapped_column(default=0)
     review_status: Mapped[ArticleReviewStatus] = mapped_column(
         _enum(ArticleReviewStatus, "review_status"), default=ArticleReviewStatus.PENDING_REVIEW
     )
     reviewer_note: Mapped[str | None] = mapped_column(Text)
+    reviewed_by: Mapped[str | None] = mapped_column(String(MAX_NAME))
     reviewed_at: Mapped[datetime | None]
+    # An editor's text, kept beside the generated one and never over it; exports (and
+    # fine-tuning) use it when it is there. `edited_rendered` holds its renderings.
+    edited_title: Mapped[str | None] = mapped_column(Text)
+    edited_body: Mapped[str | None] = mapped_column(Text)
+    edited_rendered: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    edited_by: Mapped[str | None] = mapped_column(String(MAX_NAME))
+    edited_at: Mapped[datetime | None]
+    # Raised by every review action: two editors acting on one article, the second finds the
+    # number moved and is told who changed it, instead of overwriting it.
+    lock_version: Mapped[int] = mapped_column(default=1, server_default="1")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     prompt: Mapped[Prompt] = relationship(back_populates="articles")
     job: Mapped[Job | None] = relationship(back_populates="articles")
+    events: Mapped[list[ReviewEvent]] = relationship(
+        back_populates="article", order_by="ReviewEvent.id", cascade="all, delete-orphan"
+    )
+
+
+class ReviewEvent(Base):
+    """One review action on one article: the audit trail, never edited."""
+
+    __tablename__ = "review_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    article_id: Mapped[int] = mapped_column(
+        ForeignKey("articles.id", ondelete="CASCADE"), index=True
+    )
+    actor: Mapped[str] = mapped_column(String(MAX_NAME))
+    action: Mapped[ReviewAction] = mapped_column(_enum(ReviewAction, "review_action"))
+    note: Mapped[str | None] = mapped_column(Text)
+    status_before: Mapped[ArticleReviewStatus] = mapped_column(
+        _enum(ArticleReviewStatus, "review_event_before")
+    )
+    status_after: Mapped[ArticleReviewStatus] = mapped_column(
+        _enum(ArticleReviewStatus, "review_event_after")
+    )
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    article: Mapped[Article] = relationship(back_populates="events")
+
+
+class Reviewer(Base):
+    """An account of the review workspace. Only a hash of its password is stored."""
+
+    __tablename__ = "reviewers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(MAX_NAME), unique=True)
+    role: Mapped[ReviewerRole] = mapped_column(_enum(ReviewerRole, "reviewer_role"))
+    password_hash: Mapped[str] = mapped_column(String(200))
+    # Failed logins in a row, and the last one's time: each further try waits longer.
+    failed_logins: Mapped[int] = mapped_column(default=0)
+    last_failed_at: Mapped[datetime | None]
+    # Part of every session cookie; raising it (log out everywhere) ends every session.
+    session_epoch: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -22,11 +22,25 @@ from articlegen.generator.metrics import (
     article_metrics,
     batch_metrics,
 )
-from articlegen.generator.postprocess import PostprocessConfig, ProcessedText, postprocess
+from articlegen.generator.postprocess import (
+    PostprocessConfig,
+    ProcessedText,
+    postprocess,
+    split_paragraphs,
+)
 from articlegen.generator.requests import Generation, GenerationFailure, GenerationRequest
 from articlegen.generator.templates import Templates
 
-__all__ = ["ArticleFailure", "ArticleInput", "ArticleWriter", "WriteResult", "WrittenArticle"]
+__all__ = [
+    "DEFAULT_TEMPLATE",
+    "ArticleFailure",
+    "ArticleInput",
+    "ArticleWriter",
+    "WriteResult",
+    "WrittenArticle",
+    "article_context",
+    "render_article",
+]
 
 DEFAULT_TEMPLATE = "article"
 PROMPT_TEMPLATE = "prompt.txt.j2"
@@ -153,33 +167,22 @@ class ArticleWriter:
             generated.finish_reason,
             self.thresholds,
         )
-        context: dict[str, Any] = {
-            "title": text.title,
-            "topic": item.topic,
-            "prompt": prompt,
-            "body": text.body,
-            "paragraphs": list(text.paragraphs),
-            "extra": dict(item.extra),
-            "meta": {
-                "model": self.engine.loaded.name,
-                "revision": self.engine.loaded.revision,
-                "preset": item.preset,
-                "seed": item.seed,
-                "words": metrics.word_count,
-                "perplexity": metrics.perplexity,
-                "flags": list(metrics.flags),
-                "tokens": generated.tokens_generated,
-                "finish_reason": generated.finish_reason,
-            },
+        meta = {
+            "model": self.engine.loaded.name,
+            "revision": self.engine.loaded.revision,
+            "preset": item.preset,
+            "seed": item.seed,
+            "words": metrics.word_count,
+            "perplexity": metrics.perplexity,
+            "flags": list(metrics.flags),
+            "tokens": generated.tokens_generated,
+            "finish_reason": generated.finish_reason,
         }
+        context = article_context(text.title, text.body, item.topic, prompt, item.extra, meta)
         stem = item.template or DEFAULT_TEMPLATE
         seconds["post-processing"] += time.perf_counter() - started
         started = time.perf_counter()
-        rendered, versions = {}, []
-        for fmt, suffix in FORMATS.items():
-            result = self.templates.render(stem + suffix, context)
-            rendered[fmt] = result.text
-            versions.append(result.version)
+        rendered, version = render_article(self.templates, stem, context)
         seconds["rendering"] += time.perf_counter() - started
         return WrittenArticle(
             key=item.key,
@@ -189,5 +192,42 @@ class ArticleWriter:
             metrics=metrics,
             rendered=rendered,
             template_name=stem,
-            template_version="-".join(v[:6] for v in versions),
+            template_version=version,
         )
+
+
+def article_context(
+    title: str,
+    body: str,
+    topic: str,
+    prompt: str,
+    extra: Mapping[str, str],
+    meta: Mapping[str, Any],
+) -> dict[str, Any]:
+    """What article templates see: `title`, `topic`, `prompt`, `body`, `paragraphs`, `extra`
+    and `meta` (model, revision, preset, seed, words, perplexity, flags, tokens, finish
+    reason)."""
+    return {
+        "title": title,
+        "topic": topic,
+        "prompt": prompt,
+        "body": body,
+        "paragraphs": split_paragraphs(body),
+        "extra": dict(extra),
+        "meta": dict(meta),
+    }
+
+
+def render_article(
+    templates: Templates, stem: str, context: Mapping[str, Any]
+) -> tuple[dict[str, str], str]:
+    """The article in every output format, and the version of the templates that made it.
+
+    Raises `TemplateError` naming the template and line.
+    """
+    rendered, versions = {}, []
+    for fmt, suffix in FORMATS.items():
+        result = templates.render(stem + suffix, context)
+        rendered[fmt] = result.text
+        versions.append(result.version)
+    return rendered, "-".join(v[:6] for v in versions)

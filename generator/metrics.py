@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from articlegen.generator.postprocess import find_terminal_loop, words
 
 __all__ = [
+    "FLAGS",
     "ArticleMetrics",
     "QualityThresholds",
     "article_metrics",
@@ -30,6 +31,13 @@ __all__ = [
     "self_bleu",
     "zipf_coefficient",
 ]
+
+# The quality flags an article can carry, and what each means.
+FLAGS = {
+    "degenerate": "ends in a repetition loop, or repeats most of its word pairs",
+    "too_short": "fewer words than QualityThresholds.min_words",
+    "truncated": "stopped by max_new_tokens, not by the model",
+}
 
 
 class QualityThresholds(BaseModel):

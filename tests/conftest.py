@@ -8,6 +8,7 @@ under CI=true, where a missing server must never pass silently.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import uuid
 
@@ -31,6 +32,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from click.testing import CliRunner, Result
+from playwright.sync_api import Browser, Dialog, Page, sync_playwright
 from sqlalchemy import func, select
 
 from articlegen.cli import cli
@@ -74,6 +76,45 @@ def postgres_url(postgres_admin: str) -> Iterator[str]:
     yield f"{base}/{name}"
     with psycopg.connect(postgres_admin, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def chromium_path() -> str:
+    """Debian's Chromium, which the browser tests drive through Playwright: missing, they skip
+    locally and fail under CI=true (`.ci/run` installs it)."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("Chromium is not installed (CI=true: the browser tests must run)")
+        pytest.skip("Chromium is not installed (apt-get install chromium)")
+    return found
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Headless Chromium with JavaScript on, driven by Playwright, for one test module.
+
+    Not longer: while Playwright's synchronous API is open it keeps an event loop running in
+    this thread, and Prefect, seeing it, turns its synchronous calls into coroutines.
+    """
+    executable = chromium_path()
+    with sync_playwright() as playwright:
+        # --no-sandbox: the tests may run as root, where Chromium's sandbox refuses to start.
+        launched = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+def record_dialogs(page: Page) -> list[str]:
+    """The messages of every alert(), confirm() or prompt() the page opens (each dismissed):
+    a script that got through would most often show itself so."""
+    opened: list[str] = []
+
+    def dismiss(dialog: Dialog) -> None:
+        opened.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", dismiss)
+    return opened
 
 
 @pytest.fixture

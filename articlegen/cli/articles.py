@@ -7,9 +7,11 @@ import click
 from articlegen.cli.base import CONTEXT, App, Group, cli, pass_app
 from articlegen.cli.options import format_option
 from articlegen.cli.output import render, show
+from articlegen.core.bounds import MAX_ID
 from articlegen.db.articles import get_article, list_articles
 from articlegen.db.models import ArticleReviewStatus
-from articlegen.export.records import ARTICLE_COLUMNS, article_record
+from articlegen.db.review import events_of
+from articlegen.export.records import ARTICLE_COLUMNS, article_record, event_record
 
 __all__: list[str] = []
 
@@ -46,19 +48,24 @@ def articles_list(
 
 
 @articles.command("show")
-@click.argument("article_id", type=int)
+@click.argument("article_id", type=click.IntRange(1, MAX_ID), metavar="ARTICLE_ID")
 @format_option
 @pass_app
 def articles_show(app: App, article_id: int, fmt: str) -> None:
-    """Show one article: the text as Markdown, then its metadata (table), or every field.
+    """Show one article: the text as Markdown (the editor's, once edited), its metadata and
+    its review history (table); or every field of it as one CSV row or JSON object, like the
+    rows of `articles list`.
 
     Example: articlegen articles show 3 --format json
     """
     with app.database.session(write=False) as session:
         record = article_record(get_article(session, article_id))
-    if fmt == "table":
-        click.echo(record["markdown"] or record["body"])
-        fields = {k: v for k, v in record.items() if k not in ("body", "markdown", "html")}
-        click.echo(show(fields, fmt))
-    else:
+        history = [event_record(e) for e in events_of(session, article_id)]
+    if fmt != "table":
         click.echo(show(record, fmt))
+        return
+    click.echo(record["markdown"] or record["body"])
+    skip = ("body", "markdown", "html", "generated_body")
+    click.echo(show({k: v for k, v in record.items() if k not in skip}, fmt))
+    click.echo("\nHistory:")
+    click.echo(render(history, fmt, empty="  no review yet"))

@@ -18,7 +18,7 @@ from articlegen.core.settings import Settings, load_settings
 from articlegen.db import Database
 from articlegen.generator.presets import PresetCatalog
 from articlegen.generator.templates import Templates
-from articlegen.runs.context import RunContext, close_contexts, context_for
+from articlegen.runs.context import RunContext, context_for
 
 __all__ = ["CONTEXT", "App", "Group", "cli", "main", "pass_app"]
 
@@ -54,8 +54,10 @@ class App:
         return self.context.templates
 
     def close(self) -> None:
+        # This command's context alone: another one in this process (a test's, a web app's)
+        # stays open for its owner to close.
         if self._settings is not None:
-            close_contexts()
+            self.context.close()
 
 
 class Group(click.Group):

@@ -81,5 +81,8 @@ def demo(app: App, ctx: click.Context, out: Path) -> None:
         '  articlegen review approve 1 2 --note "ok"    # approve for export\n'
         '  articlegen review reject 3 --reason "..."    # or reject\n'
         "  articlegen review regenerate 3 --preset precise\n"
-        "  articlegen export --format html --out out/approved"
+        "  articlegen export --format html --out out/approved\n"
+        "Review them in the browser:\n"
+        "  articlegen reviewers add $USER              # prints your password, once\n"
+        "  articlegen web                             # then open http://127.0.0.1:8000"
     )

@@ -11,6 +11,7 @@ from articlegen.core.describe import closest, describe_error, describe_validatio
 from articlegen.core.errors import (
     ArticlegenError,
     ConfigError,
+    ConflictError,
     DatabaseError,
     ImportRejected,
     InputError,
@@ -24,6 +25,7 @@ from articlegen.core.settings import Settings, load_settings
 __all__ = [
     "ArticlegenError",
     "ConfigError",
+    "ConflictError",
     "DatabaseError",
     "ImportRejected",
     "InputError",

@@ -8,12 +8,16 @@ the decoder accepts, and a topic the import accepts fits its column.
 from __future__ import annotations
 
 __all__ = [
+    "MAX_ARTICLE_TEXT",
     "MAX_BATCH_SIZE",
     "MAX_EXTERNAL_ID",
+    "MAX_ID",
     "MAX_NAME",
     "MAX_NEW_TOKENS",
+    "MAX_NOTE",
     "MAX_PROMPT",
     "MAX_RUN_LIMIT",
+    "MAX_SEARCH",
     "MAX_SEED",
     "MAX_SHARDS",
     "MAX_TAGS",
@@ -22,6 +26,9 @@ __all__ = [
     "PRIORITY_RANGE",
     "SEED_BITS",
 ]
+
+# Row ids: the `integer` columns of both backends stop here; a larger id names nothing.
+MAX_ID = 2**31 - 1
 
 # Generation.
 MAX_NEW_TOKENS = 8192  # tokens per article: past every context length we load today
@@ -41,3 +48,8 @@ MAX_EXTERNAL_ID = 200
 MAX_NAME = 100  # preset and template names
 MAX_TAGS = 50
 PRIORITY_RANGE = (-1_000_000, 1_000_000)
+
+# Review.
+MAX_NOTE = 2_000  # a reviewer's note or reason
+MAX_SEARCH = 200  # a search of the review queue
+MAX_ARTICLE_TEXT = 200_000  # an editor's text of one article

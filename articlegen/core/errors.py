@@ -10,6 +10,7 @@ its traceback.
     │   └── ImportRejected   a CSV import found invalid rows; nothing was written
     ├── NotFoundError        an id or name given by the user does not exist
     ├── JobStateError        a job can't do that in its state (resume a running job, ...)
+    ├── ConflictError        an article changed since it was read (another editor acted)
     ├── DatabaseError        the database cannot be reached, migrated or written
     ├── ModelError           a model or tokenizer cannot be loaded or built
     └── TemplateError        a Jinja template is missing, broken, or needs a missing variable
@@ -22,6 +23,7 @@ from __future__ import annotations
 __all__ = [
     "ArticlegenError",
     "ConfigError",
+    "ConflictError",
     "DatabaseError",
     "ImportRejected",
     "InputError",
@@ -62,6 +64,11 @@ class NotFoundError(ArticlegenError):
 class JobStateError(ArticlegenError):
     """Raised when a job is asked for what its state rules out: resuming a job that is still
     running or has completed, cancelling one that has ended."""
+
+
+class ConflictError(ArticlegenError):
+    """Raised when a review action finds its article changed since the reviewer read it
+    (another editor acted first); the message says who and when, and nothing was written."""
 
 
 class DatabaseError(ArticlegenError):

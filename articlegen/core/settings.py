@@ -98,6 +98,13 @@ class Settings(BaseSettings):
             "claimable and its job `crashed` this long after its last renewal."
         ),
     )
+    web_secret: str | None = Field(
+        default=None,
+        min_length=32,
+        description="Key that signs the review workspace's session cookies (`articlegen web`). "
+        "Unset: a random key made on first use and kept in ARTICLEGEN_CACHE_DIR/web-secret "
+        "(readable by its owner only), so sessions survive a restart.",
+    )
     templates_dir: Path | None = Field(
         default=None,
         description="A directory of your Jinja templates; they override the bundled ones by name.",

@@ -6,6 +6,7 @@ from articlegen.export.records import (
     ARTICLE_COLUMNS,
     JOB_COLUMNS,
     article_record,
+    event_record,
     job_record,
     prompt_record,
 )
@@ -15,6 +16,7 @@ __all__ = [
     "EXPORT_FORMATS",
     "JOB_COLUMNS",
     "article_record",
+    "event_record",
     "export_articles",
     "job_record",
     "neutralise_formula",

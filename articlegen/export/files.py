@@ -24,9 +24,9 @@ __all__ = ["EXPORT_FORMATS", "export_articles", "neutralise_formula"]
 EXPORT_FORMATS = ("csv", "jsonl", "md", "html")
 ExportFormat = Literal["csv", "jsonl", "md", "html"]
 CSV_COLUMNS = [
-    "id", "external_id", "topic", "title", "body", "review_status", "reviewer_note", "words",
-    "perplexity", "flags", "model", "model_revision", "seed", "job_id", "variant", "version",
-    "created_at",
+    "id", "external_id", "topic", "title", "body", "edited", "edited_by", "review_status",
+    "reviewer_note", "reviewed_by", "words", "perplexity", "flags", "model", "model_revision",
+    "preset", "seed", "job_id", "variant", "version", "created_at",
 ]  # fmt: skip
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 

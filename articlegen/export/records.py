@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from articlegen.db.models import Article, Job, Prompt
+from articlegen.db.models import Article, Job, Prompt, ReviewEvent
 
-__all__ = ["ARTICLE_COLUMNS", "JOB_COLUMNS", "article_record", "job_record", "prompt_record"]
+__all__ = [
+    "ARTICLE_COLUMNS",
+    "JOB_COLUMNS",
+    "article_record",
+    "event_record",
+    "job_record",
+    "prompt_record",
+]
 
 # What a table shows; CSV and JSON carry every field.
 ARTICLE_COLUMNS = [
@@ -60,27 +67,40 @@ def job_record(job: Job) -> dict[str, Any]:
 
 
 def article_record(article: Article) -> dict[str, Any]:
-    """An article with its prompt's identity and every field a reviewer or an export needs."""
+    """An article with its prompt's identity and every field a reviewer or an export needs.
+
+    `title`, `body`, `markdown` and `html` are the editor's when the article was edited (the
+    generated ones stay in `generated_title` and `generated_body`).
+    """
     metrics = article.metrics
+    rendered = article.edited_rendered or article.rendered
     return {
         "id": article.id,
         "prompt_id": article.prompt_id,
         "external_id": article.prompt.external_id,
         "topic": article.prompt.topic,
-        "title": article.title,
-        "body": article.body,
-        "markdown": article.rendered.get("markdown"),
-        "html": article.rendered.get("html"),
+        "title": article.edited_title or article.title,
+        "body": article.edited_body or article.body,
+        "markdown": rendered.get("markdown"),
+        "html": rendered.get("html"),
+        "edited": article.edited_body is not None,
+        "edited_by": article.edited_by,
+        "edited_at": article.edited_at,
+        "generated_title": article.title,
+        "generated_body": article.body,
         "review_status": article.review_status,
         "reviewer_note": article.reviewer_note,
+        "reviewed_by": article.reviewed_by,
         "seed": article.seed,
         "model": article.model_name,
         "model_revision": article.model_revision,
+        "preset": article.preset,
         "decoding": article.decoding,
         "metrics": metrics,
         "words": metrics.get("word_count"),
         "perplexity": round(metrics["perplexity"], 1) if metrics.get("perplexity") else None,
         "flags": metrics.get("flags", []),
+        "prompt_text": article.prompt_text,
         "tokens_generated": article.tokens_generated,
         "prompt_tokens": article.prompt_tokens,
         "finish_reason": article.finish_reason,
@@ -92,4 +112,17 @@ def article_record(article: Article) -> dict[str, Any]:
         "generation_seconds": article.generation_seconds,
         "created_at": article.created_at,
         "reviewed_at": article.reviewed_at,
+    }
+
+
+def event_record(event: ReviewEvent) -> dict[str, Any]:
+    """One row of an article's audit trail, in plain values (it nests inside a record)."""
+    return {
+        "when": event.created_at.isoformat(timespec="seconds"),
+        "actor": event.actor,
+        "action": event.action.value,
+        "status_before": event.status_before.value,
+        "status_after": event.status_after.value,
+        "note": event.note,
+        "details": event.details,
     }

@@ -172,4 +172,6 @@ def _row(article: WrittenArticle, item: ArticleInput, loaded: LoadedModel) -> Ar
         timings={"generation_seconds": g.seconds, "batch_size": g.batch_size},
         finish_reason=g.finish_reason,
         metrics=article.metrics.as_dict(),
+        preset=item.preset,
+        prompt_text=article.prompt_text,
     )
