@@ -2,11 +2,12 @@
 
 One installed name, floors whose imports only go down (`lint-imports` checks it):
 
-    cli                        the command line: parse, call the library, render
-    flows                      Prefect flows: orchestration only
-    runs | importing | export  a generation run's steps | prompts in | articles out
-    generator | db             models, decoding and templates | tables and use-case queries
-    core                       errors, settings, shared bounds, validation messages
+    cli                                 the command line: parse, call the library, render
+    web                                 the review workspace: the same, in a browser
+    flows                               Prefect flows: orchestration only
+    runs | importing | export | review  a run's steps | prompts in | articles out | reviewing
+    generator | db                      models, decoding and templates | tables and queries
+    core                                errors, settings, shared bounds, validation messages
 
 `templates` and `examples` are package data, read through `importlib.resources`.
 """

@@ -9,11 +9,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from articlegen.core.errors import JobStateError, NotFoundError
-from articlegen.db.models import Job, JobStatus, utcnow
+from articlegen.db.models import Job, JobStatus, Prompt, PromptStatus, utcnow
 
 __all__ = [
     "check_resumable",
     "create_job",
+    "failed_prompts",
     "finish_job",
     "get_job",
     "list_jobs",
@@ -121,6 +122,12 @@ def finish_job(
     job.finished_at = utcnow()
     job.lease_expires_at = None
     return job
+
+
+def failed_prompts(session: Session, job_id: int) -> list[Prompt]:
+    """The prompts the job failed, still failed (each has its reason in `last_error`)."""
+    query = select(Prompt).where(Prompt.claimed_by == job_id, Prompt.status == PromptStatus.FAILED)
+    return list(session.scalars(query.order_by(Prompt.id)))
 
 
 def list_jobs(session: Session, limit: int | None = None) -> list[Job]:

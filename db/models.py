@@ -7,6 +7,7 @@ models agree.
 from __future__ import annotations
 
 import enum
+import secrets
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -38,6 +39,7 @@ __all__ = [
     "Base",
     "Job",
     "JobStatus",
+    "LoginFailure",
     "Prompt",
     "PromptStatus",
     "ReviewAction",
@@ -118,6 +120,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def new_session_key() -> str:
+    """A random key for a reviewer's session cookies."""
+    return secrets.token_urlsafe(32)
+
+
 # JSONB on PostgreSQL (indexable, compact); JSON text elsewhere.
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
@@ -167,6 +174,8 @@ class Prompt(Base):
             postgresql_where=text("external_id IS NULL"),
         ),
         Index("ix_prompts_status_priority", "status", "priority"),
+        # The review queue's tag filter (a GIN index on PostgreSQL; SQLite scans it).
+        Index("ix_prompts_tags", "tags", postgresql_using="gin"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -335,14 +344,27 @@ class Reviewer(Base):
     """An account of the review workspace. Only a hash of its password is stored."""
 
     __tablename__ = "reviewers"
+    # SQLite would hand a removed account's id to the next one; its old cookies must not
+    # name the new account.
+    __table_args__ = {"sqlite_autoincrement": True}  # noqa: RUF012 (SQLAlchemy's own form)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(MAX_NAME), unique=True)
     role: Mapped[ReviewerRole] = mapped_column(_enum(ReviewerRole, "reviewer_role"))
     password_hash: Mapped[str] = mapped_column(String(200))
-    # Failed logins in a row, and the last one's time: each further try waits longer.
-    failed_logins: Mapped[int] = mapped_column(default=0)
-    last_failed_at: Mapped[datetime | None]
-    # Part of every session cookie; raising it (log out everywhere) ends every session.
-    session_epoch: Mapped[int] = mapped_column(default=0)
+    # A random key every session cookie of the account carries; a new one (logging out) ends
+    # them all.
+    session_key: Mapped[str] = mapped_column(String(64), default=new_session_key)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LoginFailure(Base):
+    """Failed logins in a row for a name from one client, whether or not an account has the
+    name: each further try waits longer, and a name that exists answers like one that does
+    not. Keyed by a digest of the two, so another client cannot lock the account out."""
+
+    __tablename__ = "login_failures"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(default=0)
+    last_failed_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,6 +1,6 @@
 """The review queue: articles filtered, searched, sorted and paged in SQL.
 
-`ArticleFilter` is validated once where it enters (the workspace's query string, the CLI); every
+`ArticleFilter` is validated once where it enters (the workspace's query string or form); every
 query of the queue is built from it by `_conditions`, so a page, the counts per status, an
 article's neighbours and the articles a bulk action takes always agree.
 """
@@ -26,6 +26,7 @@ __all__ = [
     "QueuePage",
     "count_matching",
     "matching",
+    "model_names",
     "neighbours",
     "page",
 ]
@@ -71,9 +72,11 @@ class ArticleFilter(BaseModel):
     @classmethod
     def _empty_is_any(cls, value: Any) -> Any:
         # An HTML form sends every field, the empty ones as "".
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("holds a NUL character, which no article has")
         return None if isinstance(value, str) and not value.strip() else value
 
-    def query_string(self, **changes: Any) -> dict[str, str]:
+    def as_params(self, **changes: Any) -> dict[str, str]:
         """The filter as query parameters (only those set), with `changes` applied."""
         values = {**self.model_dump(mode="json", exclude_defaults=True), **changes}
         return {k: str(v) for k, v in values.items() if v not in (None, "")}
@@ -113,9 +116,9 @@ def _conditions(session: Session, f: ArticleFilter, status: bool = True) -> list
     if f.tag is not None:
         on_prompt.append(json_has_any(dialect, Prompt.tags, [f.tag]))
     if f.prompt is not None:
-        by_id = (
-            [Prompt.id == int(f.prompt)] if f.prompt.isdigit() and int(f.prompt) <= MAX_ID else []
-        )
+        # Digits (ASCII ones: "²" is a digit to Python, not to int()) may be a prompt's id.
+        numeric = f.prompt.isascii() and f.prompt.isdigit() and int(f.prompt) <= MAX_ID
+        by_id = [Prompt.id == int(f.prompt)] if numeric else []
         on_prompt.append(or_(Prompt.external_id == f.prompt, *by_id))
     if on_prompt:
         where.append(Article.prompt_id.in_(select(Prompt.id).where(*on_prompt)))
@@ -168,7 +171,9 @@ def page(session: Session, f: ArticleFilter, number: int = 1) -> QueuePage:
     return QueuePage([by_id[i] for i in ids], number, total, counts)
 
 
-def neighbours(session: Session, f: ArticleFilter, article: Article) -> tuple[int | None, ...]:
+def neighbours(
+    session: Session, f: ArticleFilter, article: Article
+) -> tuple[int | None, int | None]:
     """The ids before and after `article` in the filter's order (None at either end, and
     for an article the filter does not hold)."""
     where = _conditions(session, f)
@@ -185,6 +190,12 @@ def neighbours(session: Session, f: ArticleFilter, article: Article) -> tuple[in
     # The nearest earlier row comes first in the reversed order.
     earlier = earlier.order_by(*(k.asc() if descending else k.desc() for k in keys)).limit(1)
     return session.scalar(earlier), session.scalar(following)
+
+
+def model_names(session: Session, most: int = 50) -> list[str]:
+    """The models articles were written with (an index answers it), for the queue's filter."""
+    query = select(Article.model_name).distinct().order_by(Article.model_name).limit(most)
+    return list(session.scalars(query))
 
 
 def matching(session: Session, f: ArticleFilter) -> Select[Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Select, String, Text, insert, literal, select, update
+from sqlalchemy import Select, insert, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from articlegen.core.errors import ConflictError, NotFoundError
@@ -24,10 +24,12 @@ from articlegen.db.models import (
     ReviewEvent,
     utcnow,
 )
+from articlegen.db.session import in_chunks
 
 __all__ = [
     "events_of",
     "lock_article",
+    "lock_matching",
     "queue_regeneration",
     "record",
     "review_many",
@@ -171,31 +173,29 @@ def queue_regeneration(
     return len(prompts)
 
 
+def lock_matching(session: Session, ids: Select[Any]) -> list[tuple[int, ArticleReviewStatus]]:
+    """The articles `ids` selects, with their statuses, locked until the transaction ends
+    (PostgreSQL; SQLite's write transaction already holds the whole database), by id."""
+    query = (
+        select(Article.id, Article.review_status)
+        .where(Article.id.in_(ids.scalar_subquery()))
+        .order_by(Article.id)
+        .with_for_update()
+    )
+    return [(article_id, status) for article_id, status in session.execute(query)]
+
+
 def review_many(
     session: Session,
-    ids: Select[Any],
+    articles: Sequence[tuple[int, ArticleReviewStatus]],
     verdict: ArticleReviewStatus,
     actor: str,
     note: str | None = None,
 ) -> int:
-    """Approve or reject every article `ids` selects, each with its audit-trail row, in two
-    statements whatever their number. Returns how many."""
+    """Approve or reject the articles (ids with their status before, locked by
+    `lock_matching`), each with its audit-trail row. Returns how many."""
     now = utcnow()
-    chosen = ids.scalar_subquery()
     action = _action(verdict)
-    # Typed literals: PostgreSQL cannot guess the type of a bare parameter in a SELECT list.
-    events = select(
-        Article.id,
-        literal(actor, String()),
-        literal(action.value, String()),
-        literal(note, Text()),
-        Article.review_status,
-        literal(verdict.value, String()),
-        literal({}, ReviewEvent.details.type),
-        literal(now, ReviewEvent.created_at.type),
-    ).where(Article.id.in_(chosen))
-    columns = ["article_id", "actor", "action", "note", "status_before", "status_after"]
-    session.execute(insert(ReviewEvent).from_select([*columns, "details", "created_at"], events))
     values: dict[str, Any] = {
         "review_status": verdict,
         "reviewed_by": actor,
@@ -204,11 +204,28 @@ def review_many(
     }
     if note is not None:
         values["reviewer_note"] = note
-    done = session.execute(
-        update(Article).where(Article.id.in_(chosen)).values(**values),
-        execution_options={"synchronize_session": False},
-    )
-    return int(done.rowcount or 0)  # type: ignore[attr-defined]
+    ids = [article_id for article_id, _ in articles]
+    for chunk in in_chunks(ids):
+        session.execute(
+            update(Article).where(Article.id.in_(chunk)).values(**values),
+            execution_options={"synchronize_session": False},
+        )
+    events: list[dict[str, Any]] = [
+        {
+            "article_id": article_id,
+            "actor": actor,
+            "action": action,
+            "note": note,
+            "status_before": before,
+            "status_after": verdict,
+            "details": {},
+            "created_at": now,
+        }
+        for article_id, before in articles
+    ]
+    if events:
+        session.execute(insert(ReviewEvent), events)
+    return len(ids)
 
 
 def _action(verdict: ArticleReviewStatus) -> ReviewAction:

@@ -5,8 +5,10 @@ SQLite answers from two FTS5 tables that triggers keep in step with `articles` a
 PostgreSQL from a generated `search_vector` column on each (`to_tsvector('simple', ...)` of the
 same columns, stored, so a search matching most articles reads vectors instead of parsing every
 text) with a GIN index. Migration 0004 creates both; they are not part of `db.models`, so
-autogenerate ignores them (`ignore_search_objects`). Either backend matches an article when
-every word of the search is in its title and text together, or every word is in its topic.
+autogenerate ignores them (`ignore_search_objects`). Both cut texts into the same words (runs of
+letters and digits, any case, accents kept; PostgreSQL needs a UTF-8 locale, its default, to
+know non-ASCII letters), and match an article when every word of the search is in its title and
+text together, or every word is in its topic.
 """
 
 from __future__ import annotations

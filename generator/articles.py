@@ -39,6 +39,7 @@ __all__ = [
     "WriteResult",
     "WrittenArticle",
     "article_context",
+    "article_meta",
     "render_article",
 ]
 
@@ -167,17 +168,17 @@ class ArticleWriter:
             generated.finish_reason,
             self.thresholds,
         )
-        meta = {
-            "model": self.engine.loaded.name,
-            "revision": self.engine.loaded.revision,
-            "preset": item.preset,
-            "seed": item.seed,
-            "words": metrics.word_count,
-            "perplexity": metrics.perplexity,
-            "flags": list(metrics.flags),
-            "tokens": generated.tokens_generated,
-            "finish_reason": generated.finish_reason,
-        }
+        meta = article_meta(
+            model=self.engine.loaded.name,
+            revision=self.engine.loaded.revision,
+            preset=item.preset,
+            seed=item.seed,
+            words=metrics.word_count,
+            perplexity=metrics.perplexity,
+            flags=metrics.flags,
+            tokens=generated.tokens_generated,
+            finish_reason=generated.finish_reason,
+        )
         context = article_context(text.title, text.body, item.topic, prompt, item.extra, meta)
         stem = item.template or DEFAULT_TEMPLATE
         seconds["post-processing"] += time.perf_counter() - started
@@ -194,6 +195,32 @@ class ArticleWriter:
             template_name=stem,
             template_version=version,
         )
+
+
+def article_meta(
+    *,
+    model: str,
+    revision: str | None,
+    preset: str | None,
+    seed: int,
+    words: int | None,
+    perplexity: float | None,
+    flags: Sequence[str],
+    tokens: int,
+    finish_reason: str | None,
+) -> dict[str, Any]:
+    """The `meta` an article template sees: how the article was written and what it measures."""
+    return {
+        "model": model,
+        "revision": revision,
+        "preset": preset,
+        "seed": seed,
+        "words": words,
+        "perplexity": perplexity,
+        "flags": list(flags),
+        "tokens": tokens,
+        "finish_reason": finish_reason,
+    }
 
 
 def article_context(

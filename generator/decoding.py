@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -32,7 +32,7 @@ from pydantic.fields import FieldInfo
 
 from articlegen.core.bounds import MAX_NEW_TOKENS, MAX_SEED
 from articlegen.core.describe import describe_validation_error
-from articlegen.core.errors import ConfigError
+from articlegen.core.errors import ConfigError, InputError
 
 __all__ = [
     "DECODING_FIELDS",
@@ -43,6 +43,7 @@ __all__ = [
     "Resolved",
     "parse_overrides",
     "settle",
+    "split_assignments",
 ]
 
 DEFAULT_PRESET = "nucleus"
@@ -325,6 +326,21 @@ else:
             for name, field in DecodingConfig.model_fields.items()
         },
     )
+
+
+def split_assignments(lines: Sequence[str]) -> dict[str, str]:
+    """`NAME=VALUE` lines (`--set` options, a form's settings box) as a dict of text values;
+    blank lines are skipped. `InputError` names the first line that is not an assignment (by
+    its number, from 1)."""
+    pairs = {}
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        name, sep, value = line.partition("=")
+        if not sep or not name.strip():
+            raise InputError(f"{number}: write NAME=VALUE, e.g. temperature=0.8; got {line!r}")
+        pairs[name.strip()] = value.strip()
+    return pairs
 
 
 def parse_overrides(values: Mapping[str, Any] | _Overrides, where: str = "") -> _Overrides:

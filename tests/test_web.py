@@ -6,20 +6,35 @@ What a person clicks is tested in a real browser in `test_web_browser.py`.
 
 from __future__ import annotations
 
+import base64
+import html
+import json
 import logging
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
+from itsdangerous import TimestampSigner
 from sqlalchemy import select, update
 
+from articlegen.core.settings import Settings
 from articlegen.db import Article, ArticleReviewStatus, Database, Prompt, PromptStatus
-from articlegen.db.models import ReviewAction, Reviewer, ReviewerRole, ReviewEvent, utcnow
+from articlegen.db.models import (
+    LoginFailure,
+    ReviewAction,
+    Reviewer,
+    ReviewerRole,
+    ReviewEvent,
+    utcnow,
+)
+from articlegen.review.accounts import try_login
 from articlegen.review.diff import word_diff
 from articlegen.runs import close_contexts
+from articlegen.web.security import secret_key
 
 from .conftest import row_counts
 from .webapp import XSS, account, flashes, login, seed, token, workspace
@@ -142,12 +157,20 @@ def test_failed_logins_slow_down(client: TestClient, db: Database) -> None:
     assert blocked.status_code == 429  # even the right password must wait now
     assert "too many failed logins in a row: wait" in blocked.text
     assert int(blocked.headers["retry-after"]) >= 1
-    unknown = client.post("/login", data={"name": "nobody", "password": "x", "csrf_token": csrf})
-    assert unknown.status_code == 401
-    assert "wrong name or password" in unknown.text  # the same words as a wrong password
-    with db.session() as session:  # the wait is over
-        session.execute(update(Reviewer).values(last_failed_at=utcnow().replace(year=2000)))
+    # A name no account has answers exactly as one that exists: nothing tells them apart.
+    unknown = [
+        client.post("/login", data={"name": "nobody", "password": "x", "csrf_token": csrf})
+        for _ in range(4)
+    ]
+    assert [u.status_code for u in unknown] == [401, 401, 401, 429]
+    assert "wrong name or password" in unknown[0].text
+    assert "too many failed logins in a row: wait" in unknown[3].text
+    with db.session() as session:  # the wait is over, after very many failures
+        long_ago = utcnow().replace(year=2000)
+        session.execute(update(LoginFailure).values(failures=10_000, last_failed_at=long_ago))
     assert attempt(password) == 303
+    with db.session(write=False) as session:  # a good login forgets its name's failures
+        assert session.get(LoginFailure, "maria") is None
 
 
 def test_a_post_without_its_csrf_token_is_refused(client: TestClient, db: Database) -> None:
@@ -180,7 +203,10 @@ def test_a_viewer_reads_but_cannot_act(client: TestClient, db: Database) -> None
     for path, data in [
         (f"/articles/{article_id}/approve", {"version": "1"}),
         (f"/articles/{article_id}/reject", {"version": "1", "reason": "no"}),
+        (f"/articles/{article_id}/edit", {"version": "1", "title": "T", "body": "B"}),
+        (f"/articles/{article_id}/regenerate", {"preset": "precise"}),
         ("/articles/bulk", {"do": "approve-selected", "ids": str(article_id)}),
+        ("/articles/bulk", {"do": "approve-all", "confirmed": "yes", "expected": "1"}),
     ]:
         answer = client.post(path, data={**data, "csrf_token": csrf}, follow_redirects=False)
         assert answer.status_code == 403
@@ -196,7 +222,7 @@ def test_a_viewer_reads_but_cannot_act(client: TestClient, db: Database) -> None
 def _shown(client: TestClient, query: str) -> list[int]:
     page = client.get(f"/articles?{query}")
     assert page.status_code == 200, page.text[:500]
-    return [int(i) for i in re.findall(r'name="ids" value="(\d+)"', page.text)]
+    return [int(i) for i in re.findall(r'name="ids" value="(\d+):\d+"', page.text)]
 
 
 def test_filters_search_sorts_and_counts(client: TestClient, db: Database) -> None:
@@ -363,6 +389,12 @@ def test_edit_then_approve_keeps_both_texts_and_exports_the_editors(
     assert "about trains" not in exported
 
 
+def _digest(page: str) -> str:
+    found = re.search(r'name="digest" value="([0-9a-f]+)"', page)
+    assert found is not None, page[:2000]
+    return found.group(1)
+
+
 def test_bulk_on_every_matching_article_confirms_the_count(
     client: TestClient, db: Database
 ) -> None:
@@ -377,17 +409,22 @@ def test_bulk_on_every_matching_article_confirms_the_count(
     stale = client.post(
         "/articles/bulk",
         data={"csrf_token": csrf, "flag": "too_short", "do": "approve-all", "expected": "3",
-              "confirmed": "yes"},
+              "digest": _digest(ask.text), "confirmed": "yes"},
     )  # fmt: skip
     assert flashes(stale.text) == [
-        "the filter now holds 4 articles, not the 3 you confirmed: check the list and confirm "
-        "again; nothing was changed"
+        "the filter now holds 4 articles, not the 3 you confirmed (or not the same ones): check "
+        "the list and confirm again; nothing was changed"
     ]
     assert _events(db) == []
+    again = client.post(
+        "/articles/bulk",
+        data={"csrf_token": csrf, "flag": "too_short", "do": "approve-all", "note": "batch ok"},
+    )
+    assert "<h1>Approve 4 article(s)?</h1>" in again.text
     done = client.post(
         "/articles/bulk",
         data={"csrf_token": csrf, "flag": "too_short", "do": "approve-all", "expected": "4",
-              "confirmed": "yes", "note": "batch ok"},
+              "digest": _digest(again.text), "confirmed": "yes", "note": "batch ok"},
     )  # fmt: skip
     assert flashes(done.text) == ["Approved: all 4 article(s) that matched."]
     approved = {ids[i] for i in (0, 3, 6)} | set(seed_more)
@@ -508,3 +545,142 @@ def test_word_diff_marks_what_changed() -> None:
     moved = word_diff("One. Two.", "One.\n\nTwo.")
     assert (moved.removed, moved.added) == (0, 0)
     assert [s.kind for s in moved.right] == ["same", "added", "same"]
+
+
+def test_a_removed_account_and_an_old_login_open_nothing(
+    client: TestClient, db: Database, run_cli: object, tmp_path: Path, database_url: str
+) -> None:
+    seed(db, 1)
+    login(client, "tom", account(db, "tom", ReviewerRole.VIEWER))
+    cookie = client.cookies.get("articlegen_session") or ""
+    assert run_cli("reviewers", "remove", "tom").exit_code == 0  # type: ignore[operator]
+    account(db, "maria")  # on SQLite, a new account could have taken tom's id
+    replay = workspace(database_url, tmp_path / "cache")
+    replay.cookies.set("articlegen_session", cookie)
+    assert replay.get("/articles", follow_redirects=False).status_code == 303
+    # A cookie signed with the workspace's own key, but for a login 13 hours ago: over.
+    with db.session(write=False) as session:
+        maria = session.scalars(select(Reviewer).where(Reviewer.name == "maria")).one()
+        data = {"reviewer": maria.id, "key": maria.session_key, "csrf": "x"}
+    key = secret_key(Settings(database_url=database_url, cache_dir=tmp_path / "cache"))
+
+    def signed(since: int) -> str:
+        payload = base64.b64encode(json.dumps({**data, "since": since}).encode())
+        return TimestampSigner(key).sign(payload).decode()
+
+    replay.cookies.set("articlegen_session", signed(int(time.time()) - 13 * 3600))
+    assert replay.get("/articles", follow_redirects=False).status_code == 303
+    replay.cookies.set("articlegen_session", signed(int(time.time()) - 3600))
+    assert replay.get("/articles", follow_redirects=False).status_code == 200
+
+
+def test_a_stale_selection_overwrites_no_other_verdict(client: TestClient, db: Database) -> None:
+    ids = seed(db, 3)
+    csrf = login(client, "maria", account(db, "maria"))
+    boxes = re.findall(r'name="ids" value="(\d+:\d+)"', client.get("/articles").text)
+    assert f"{ids[1]}:1" in boxes
+    with db.session() as session:  # Tom acts on article 1 while Maria's page is open
+        session.execute(update(Article).where(Article.id == ids[1]).values(lock_version=2))
+    selected = [f"{ids[0]}:1", f"{ids[1]}:1"]
+    answer = client.post(
+        "/articles/bulk", data={"csrf_token": csrf, "do": "approve-selected", "ids": selected}
+    )
+    assert flashes(answer.text)[0].startswith(f"article {ids[1]} changed since you opened it")
+    assert {_status(db, i) for i in ids} == {ArticleReviewStatus.PENDING_REVIEW}  # all or none
+    assert _events(db) == []
+
+
+def test_acting_on_all_needs_the_same_articles_not_as_many(
+    client: TestClient, db: Database
+) -> None:
+    ids = seed(db, 4)
+    csrf = login(client, "ed", account(db, "ed"))
+    form = {"csrf_token": csrf, "status": "pending_review", "do": "reject-all", "note": "no"}
+    ask = client.post("/articles/bulk", data=form).text
+    with db.session() as session:  # one leaves the filter, another comes in: still four
+        approved = ArticleReviewStatus.APPROVED
+        session.execute(update(Article).where(Article.id == ids[0]).values(review_status=approved))
+    seed(db, 1)
+    confirmed = {**form, "expected": "4", "digest": _digest(ask), "confirmed": "yes"}
+    stale = client.post("/articles/bulk", data=confirmed)
+    assert flashes(stale.text)[0].startswith(
+        "the filter now holds 4 articles, not the 4 you confirmed (or not the same ones)"
+    )
+    assert _events(db) == []
+
+
+def test_odd_requests_get_pages_not_tracebacks(client: TestClient, db: Database) -> None:
+    (article_id,) = seed(db, 1)
+    csrf = login(client, "ed", account(db, "ed"))
+    for query in ("prompt=%C2%B2", "q=%00", "tag=a%00b", "model=%00"):
+        answer = client.get(f"/articles?{query}")
+        assert answer.status_code in (200, 400), query
+        assert "text/html" in answer.headers["content-type"], query
+    assert "holds a NUL character" in client.get("/articles?tag=a%00b").text
+    missing = client.get("/no/such/page")
+    assert missing.status_code == 404
+    assert "text/html" in missing.headers["content-type"]
+    put = client.put("/articles")
+    assert put.status_code == 405
+    assert "text/html" in put.headers["content-type"]
+    saved = client.post(
+        f"/articles/{article_id}/edit",
+        data={"csrf_token": csrf, "version": "1", "title": "T", "body": "Bad \x00 byte"},
+    )
+    assert saved.status_code == 400
+    assert "the text holds a NUL character: remove it" in saved.text
+    assert "Bad" in saved.text  # the editor's text is still in the form
+    assert _events(db) == []
+
+
+def test_every_flash_message_is_shown(client: TestClient, db: Database) -> None:
+    ids = seed(db, 2)
+    csrf = login(client, "ed", account(db, "ed"))
+    for article_id in ids:
+        client.post(
+            f"/articles/{article_id}/approve",
+            data={"csrf_token": csrf, "version": "1"},
+            follow_redirects=False,
+        )
+    assert flashes(client.get("/articles").text) == [
+        f"Approved article {ids[0]}.",
+        f"Approved article {ids[1]}.",
+    ]
+
+
+def test_a_refused_edit_keeps_the_editors_text(client: TestClient, db: Database) -> None:
+    (article_id,) = seed(db, 1)
+    csrf = login(client, "ed", account(db, "ed"))
+    with db.session() as session:  # someone acted meanwhile
+        session.execute(update(Article).values(lock_version=5))
+    answer = client.post(
+        f"/articles/{article_id}/edit",
+        data={"csrf_token": csrf, "version": "1", "title": "Mine", "body": "My careful text."},
+    )
+    assert answer.status_code == 409
+    assert "changed since you opened it" in answer.text
+    assert "My careful text." in answer.text
+
+
+def test_failures_from_one_address_do_not_lock_out_another(db: Database) -> None:
+    password = account(db, "maria")
+    with db.session() as session:
+        for _ in range(3):
+            assert try_login(session, "maria", "wrong", "192.0.2.7").refused
+    with db.session() as session:
+        assert try_login(session, "maria", password, "192.0.2.7").retry_after > 0
+        assert try_login(session, "maria", password, "127.0.0.1").reviewer_id is not None
+
+
+def test_a_long_error_keeps_the_session_cookie_small(client: TestClient, db: Database) -> None:
+    (article_id,) = seed(db, 1)
+    csrf = login(client, "ed", account(db, "ed"))
+    answer = client.post(
+        f"/articles/{article_id}/regenerate",
+        data={"csrf_token": csrf, "settings": "temperature=" + "9" * 3980},
+        follow_redirects=False,
+    )
+    assert len(answer.headers["set-cookie"]) < 4096  # a browser would drop a larger one
+    (message,) = flashes(client.get(answer.headers["location"]).text)
+    assert message.startswith("settings: `temperature`: ")
+    assert len(html.unescape(message)) <= 300

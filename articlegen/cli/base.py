@@ -31,29 +31,35 @@ class App:
 
     @property
     def settings(self) -> Settings:
+        """The ARTICLEGEN_* settings, read once."""
         if self._settings is None:
             self._settings = load_settings()
         return self._settings
 
     @property
     def context(self) -> RunContext:
+        """The process's run context for these settings."""
         # The runs' own per-process context: a command and the run it starts in-process share
         # one database engine, one preset catalogue, one template environment.
         return context_for(self.settings)
 
     @property
     def database(self) -> Database:
+        """The application database, opened once."""
         return self.context.database
 
     @property
     def presets(self) -> PresetCatalog:
+        """The decoding presets, read once."""
         return self.context.presets
 
     @property
     def templates(self) -> Templates:
+        """The one template environment."""
         return self.context.templates
 
     def close(self) -> None:
+        """Close what this command opened."""
         # This command's context alone: another one in this process (a test's, a web app's)
         # stays open for its owner to close.
         if self._settings is not None:

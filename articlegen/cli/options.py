@@ -10,8 +10,8 @@ import click
 
 from articlegen.cli.output import FORMATS
 from articlegen.core.bounds import MAX_BATCH_SIZE, MAX_NEW_TOKENS, MAX_RUN_LIMIT, MAX_VARIANTS
-from articlegen.core.errors import ConfigError
-from articlegen.generator.decoding import DecodingOverrides, parse_overrides
+from articlegen.core.errors import ConfigError, InputError
+from articlegen.generator.decoding import DecodingOverrides, parse_overrides, split_assignments
 
 __all__ = [
     "format_option",
@@ -28,14 +28,16 @@ F = TypeVar("F", bound=Callable[..., Any])
 def _split_pairs(
     ctx: click.Context, param: click.Parameter, pairs: tuple[str, ...]
 ) -> dict[str, str]:
-    overrides = {}
+    overrides: dict[str, str] = {}
     for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name.strip():
+        try:
+            if not pair.strip():
+                raise InputError("empty")
+            overrides.update(split_assignments([pair]))
+        except InputError:
             raise click.UsageError(
                 f"--set takes NAME=VALUE, e.g. --set temperature=0.8; got {pair!r}", ctx
-            )
-        overrides[name.strip()] = value.strip()
+            ) from None
     return overrides
 
 

@@ -105,6 +105,12 @@ class Settings(BaseSettings):
         "Unset: a random key made on first use and kept in ARTICLEGEN_CACHE_DIR/web-secret "
         "(readable by its owner only), so sessions survive a restart.",
     )
+    web_secure_cookie: bool = Field(
+        default=False,
+        description="Mark the review workspace's session cookie `Secure`, so a browser sends "
+        "it over HTTPS only. Set it when the workspace is served through an HTTPS proxy; off "
+        "by default because `articlegen web` itself serves plain HTTP on loopback.",
+    )
     templates_dir: Path | None = Field(
         default=None,
         description="A directory of your Jinja templates; they override the bundled ones by name.",

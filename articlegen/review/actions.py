@@ -1,40 +1,53 @@
 """What a reviewer does to articles: approve, reject, edit then approve, regenerate, one at a
 time or many at once. The CLI and the web workspace call these same functions.
 
-Each action writes its row of the audit trail. An action on one article may name the version
-the reviewer saw; if another editor acted since, nothing is written and `ConflictError` says
-who acted and when.
+Each action writes its row of the audit trail. An action may name the version of each article
+the reviewer saw; if another editor acted since, nothing is written and `ConflictError` says who
+acted and when. Acting on every article a filter holds names the set the reviewer confirmed
+(`Snapshot`); if it moved since, nothing is written either.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from articlegen.core.bounds import MAX_ARTICLE_TEXT, MAX_ID, MAX_NOTE, MAX_TOPIC
 from articlegen.core.errors import ConfigError, InputError, NotFoundError
-from articlegen.db.models import Article, ArticleReviewStatus, PromptStatus
-from articlegen.db.queue import ArticleFilter, count_matching, matching
+from articlegen.db.models import Article, ArticleReviewStatus, Prompt, PromptStatus
+from articlegen.db.queue import ArticleFilter, matching
 from articlegen.db.review import (
     lock_article,
+    lock_matching,
     queue_regeneration,
     review_many,
     save_edit,
     set_verdict,
 )
-from articlegen.generator.articles import DEFAULT_TEMPLATE, article_context, render_article
+from articlegen.generator.articles import (
+    DEFAULT_TEMPLATE,
+    article_context,
+    article_meta,
+    render_article,
+)
 from articlegen.generator.decoding import DecodingOverrides
+from articlegen.generator.postprocess import words
 from articlegen.generator.presets import PresetCatalog
 from articlegen.generator.templates import Templates
 
 __all__ = [
+    "Snapshot",
     "approve",
     "edit_and_approve",
     "regenerate",
     "reject",
     "review_ids",
     "review_matching",
+    "snapshot",
     "unique_ids",
 ]
 
@@ -51,13 +64,21 @@ def unique_ids(ids: Iterable[int]) -> list[int]:
     return seen
 
 
+def _text(value: str, what: str, most: int) -> str:
+    """A reviewer's text, trimmed; `InputError` if it is too long or holds a NUL byte (which
+    PostgreSQL cannot store)."""
+    value = value.strip()
+    if "\x00" in value:
+        raise InputError(f"the {what} holds a NUL character: remove it")
+    if len(value) > most:
+        raise InputError(f"the {what} is {len(value):,} characters: keep it under {most:,}")
+    return value
+
+
 def _note(note: str | None, what: str = "note") -> str | None:
     if note is None:
         return None
-    note = note.strip()
-    if len(note) > MAX_NOTE:
-        raise InputError(f"the {what} is {len(note):,} characters: keep it under {MAX_NOTE:,}")
-    return note or None
+    return _text(note, what, MAX_NOTE) or None
 
 
 def _reason(reason: str | None) -> str:
@@ -75,8 +96,9 @@ def approve(
     seen_version: int | None = None,
 ) -> Article:
     """Approve one article; without a note, the one it has stays."""
+    text = _note(note)
     article = lock_article(session, article_id, seen_version)
-    set_verdict(session, article, ArticleReviewStatus.APPROVED, actor, _note(note))
+    set_verdict(session, article, ArticleReviewStatus.APPROVED, actor, text)
     return article
 
 
@@ -100,14 +122,34 @@ def review_ids(
     verdict: ArticleReviewStatus,
     actor: str,
     note: str | None = None,
+    seen: Mapping[int, int] | None = None,
 ) -> list[Article]:
-    """Approve or reject several articles: each id once, all or none (an unknown id changes
-    nothing). Rejecting needs a reason."""
+    """Approve or reject several articles: each id once, all or none (an unknown id, or one
+    changed since the version in `seen`, changes nothing). Rejecting needs a reason."""
     text = _reason(note) if verdict is ArticleReviewStatus.REJECTED else _note(note)
-    articles = [lock_article(session, article_id) for article_id in unique_ids(ids)]
+    versions = seen or {}
+    articles = [lock_article(session, i, versions.get(i)) for i in unique_ids(ids)]
     for article in articles:
         set_verdict(session, article, verdict, actor, text)
     return articles
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The articles a filter holds at one moment: how many, and a digest of their ids."""
+
+    count: int
+    digest: str
+
+
+def _digest(ids: Iterable[int]) -> str:
+    return hashlib.sha256(",".join(map(str, ids)).encode()).hexdigest()[:32]
+
+
+def snapshot(session: Session, f: ArticleFilter) -> Snapshot:
+    """What the filter holds now, for the reviewer to confirm."""
+    ids = list(session.scalars(matching(session, f).order_by(Article.id)))
+    return Snapshot(len(ids), _digest(ids))
 
 
 def review_matching(
@@ -115,19 +157,21 @@ def review_matching(
     f: ArticleFilter,
     verdict: ArticleReviewStatus,
     actor: str,
-    expected: int,
+    confirmed: Snapshot,
     note: str | None = None,
 ) -> int:
-    """Approve or reject every article the filter holds, once the reviewer has confirmed
-    their number: if it moved since (new articles, another editor), nothing is written."""
+    """Approve or reject every article the filter holds, if they are still the ones the
+    reviewer confirmed: new articles, or another editor's verdicts, write nothing."""
     text = _reason(note) if verdict is ArticleReviewStatus.REJECTED else _note(note)
-    count = count_matching(session, f)
-    if count != expected:
+    locked = lock_matching(session, matching(session, f))
+    now = Snapshot(len(locked), _digest(article_id for article_id, _ in locked))
+    if now != confirmed:
         raise InputError(
-            f"the filter now holds {count:,} articles, not the {expected:,} you confirmed: "
-            "check the list and confirm again; nothing was changed"
+            f"the filter now holds {now.count:,} articles, not the {confirmed.count:,} you "
+            "confirmed (or not the same ones): check the list and confirm again; nothing was "
+            "changed"
         )
-    return review_many(session, matching(session, f), verdict, actor, text)
+    return review_many(session, locked, verdict, actor, text)
 
 
 def edit_and_approve(
@@ -142,32 +186,28 @@ def edit_and_approve(
 ) -> Article:
     """Keep an editor's title and text beside the generated ones, render them with the
     article's own templates, and approve the article."""
-    title, body = " ".join(title.split()), body.strip().replace("\r\n", "\n")
+    title = " ".join(_text(title, "title", MAX_TOPIC).split())
+    body = _text(body.replace("\r\n", "\n"), "text", MAX_ARTICLE_TEXT)
     if not title or not body:
         raise InputError("an edited article needs a title and a text: neither may be empty")
-    if len(title) > MAX_TOPIC or len(body) > MAX_ARTICLE_TEXT:
-        raise InputError(
-            f"an edited article holds at most {MAX_TOPIC} characters of title and "
-            f"{MAX_ARTICLE_TEXT:,} of text; this one has {len(title):,} and {len(body):,}"
-        )
+    text = _note(note)
     article = lock_article(session, article_id, seen_version)
     prompt = article.prompt
-    meta = {
-        "model": article.model_name,
-        "revision": article.model_revision,
-        "preset": article.preset,
-        "seed": article.seed,
-        "words": len(body.split()),
-        "perplexity": article.perplexity,
-        "flags": list(article.flags),
-        "tokens": article.tokens_generated,
-        "finish_reason": article.finish_reason,
-        "edited_by": actor,
-    }
-    text = article.prompt_text or prompt.prompt or prompt.topic
-    context = article_context(title, body, prompt.topic, text, prompt.extra, meta)
+    meta = article_meta(
+        model=article.model_name,
+        revision=article.model_revision,
+        preset=article.preset,
+        seed=article.seed,
+        words=len(words(body)),
+        perplexity=article.perplexity,
+        flags=article.flags,
+        tokens=article.tokens_generated,
+        finish_reason=article.finish_reason,
+    )
+    sent = article.prompt_text or prompt.prompt or prompt.topic
+    context = article_context(title, body, prompt.topic, sent, prompt.extra, meta)
     rendered, _ = render_article(templates, article.template_name or DEFAULT_TEMPLATE, context)
-    save_edit(session, article, title, body, rendered, actor, _note(note))
+    save_edit(session, article, title, body, rendered, actor, text)
     return article
 
 
@@ -185,7 +225,13 @@ def regenerate(
     articles = []
     for article_id in unique_ids(ids):
         article = lock_article(session, article_id)
-        prompt = article.prompt
+        # Its prompt locked too: a run claiming it meanwhile would lose it to `pending`.
+        prompt = session.scalars(
+            select(Prompt)
+            .where(Prompt.id == article.prompt_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).one()
         if prompt.status is PromptStatus.CLAIMED:
             raise InputError(
                 f"article {article_id}: its prompt is being generated by a running job; "

@@ -10,24 +10,26 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from sqlalchemy.exc import DataError
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.staticfiles import StaticFiles
 
 from articlegen.core.describe import describe_error
-from articlegen.core.errors import ArticlegenError, ConflictError, NotFoundError
+from articlegen.core.errors import ArticlegenError, ConflictError, DatabaseError, NotFoundError
 from articlegen.core.settings import Settings
 from articlegen.runs.context import context_for
 from articlegen.web import article, jobs, login, queue
 from articlegen.web.pages import redirect, render, security_headers
-from articlegen.web.security import LoginRequired, secret_key
+from articlegen.web.security import SESSION_SECONDS, LoginRequired, current_reviewer, secret_key
 
-__all__ = ["SESSION_COOKIE", "SESSION_HOURS", "create_app"]
+__all__ = ["SESSION_COOKIE", "create_app"]
 
 SESSION_COOKIE = "articlegen_session"
-SESSION_HOURS = 12
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -41,8 +43,9 @@ def create_app(settings: Settings) -> FastAPI:
         SessionMiddleware,
         secret_key=secret_key(settings),
         session_cookie=SESSION_COOKIE,
-        max_age=SESSION_HOURS * 3600,
+        max_age=SESSION_SECONDS,
         same_site="lax",
+        https_only=settings.web_secure_cookie,
     )
     app.mount("/static", StaticFiles(packages=[("articlegen.web", "static")]), name="static")
     for module in (login, queue, article, jobs):
@@ -59,17 +62,19 @@ def _handle_errors(app: FastAPI) -> None:
         if request.method == "GET" and not request.url.path.endswith(".json"):
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return redirect(f"/login?next={quote(target, safe='')}")
-        return _error(request, 401, "Log in first: this needs a reviewer's session.")
+        return render(request, "error", None, 401, status_code=401,
+                      message="Log in first: this needs a reviewer's session.")  # fmt: skip
 
-    @app.exception_handler(HTTPException)
-    async def _http(request: Request, exc: HTTPException) -> Response:
-        return _error(request, exc.status_code, str(exc.detail))
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        # FastAPI's own HTTPException is a subclass: our 403s, and Starlette's 404 and 405.
+        return await _error(request, exc.status_code, str(exc.detail))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
         problems = "; ".join(describe_error(e) for e in exc.errors())
         on_path = any(e.get("loc", ("",))[0] == "path" for e in exc.errors())
-        return _error(request, 404 if on_path else 400, problems)
+        return await _error(request, 404 if on_path else 400, problems)
 
     @app.exception_handler(ArticlegenError)
     async def _ours(request: Request, exc: ArticlegenError) -> Response:
@@ -78,8 +83,19 @@ def _handle_errors(app: FastAPI) -> None:
             status = 404
         elif isinstance(exc, ConflictError):
             status = 409
-        return _error(request, status, str(exc))
+        elif isinstance(exc, DatabaseError):
+            status = 503
+        return await _error(request, status, str(exc))
+
+    @app.exception_handler(DataError)
+    async def _unstorable(request: Request, exc: DataError) -> Response:
+        # PostgreSQL refuses some characters SQLite keeps (a NUL byte, in a form or a URL).
+        return await _error(
+            request, 400, "the request holds a character the database cannot store (a NUL byte?)"
+        )
 
 
-def _error(request: Request, status: int, message: str) -> Response:
-    return render(request, "error", None, status, status_code=status, message=message)
+async def _error(request: Request, status: int, message: str) -> Response:
+    # The page keeps the reviewer's navigation when the session is good.
+    reviewer = await run_in_threadpool(current_reviewer, request)
+    return render(request, "error", reviewer, status, status_code=status, message=message)

@@ -10,17 +10,20 @@ from fastapi import APIRouter, Form, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from articlegen.core.bounds import MAX_ARTICLE_TEXT, MAX_ID, MAX_NOTE, MAX_TOPIC
-from articlegen.core.errors import ArticlegenError, InputError, NotFoundError
+from articlegen.core.errors import ArticlegenError, ConflictError, InputError, NotFoundError
 from articlegen.db.articles import get_article
+from articlegen.db.models import Article
 from articlegen.db.queue import ArticleFilter, neighbours
 from articlegen.db.review import events_of, versions_of
-from articlegen.generator.decoding import parse_overrides
+from articlegen.export.records import event_record
+from articlegen.generator.decoding import parse_overrides, split_assignments
+from articlegen.generator.postprocess import split_paragraphs
 from articlegen.review.actions import approve, edit_and_approve, regenerate, reject
 from articlegen.review.diff import word_diff
 from articlegen.runs.context import RunContext
-from articlegen.web.pages import article_row, event_row, flash, queue_url, redirect, render
+from articlegen.web.pages import article_row, flash, queue_url, redirect, render
 from articlegen.web.queue import parse_filter
-from articlegen.web.security import Editor, Reader
+from articlegen.web.security import CurrentReviewer, Editor, Reader
 
 __all__ = ["router"]
 
@@ -51,13 +54,12 @@ def article_page(request: Request, article_id: ArticleId, reviewer: Reader) -> R
         prompt = article.prompt
         view: dict[str, Any] = {
             **article_row(article),
-            "paragraphs": [p for p in (article.edited_body or article.body).split("\n\n") if p],
+            "paragraphs": split_paragraphs(article.edited_body or article.body),
             "generated_title": article.title,
-            "generated_paragraphs": [p for p in article.body.split("\n\n") if p],
+            "generated_paragraphs": split_paragraphs(article.body),
             "edited_by": article.edited_by,
             "edited_at": f"{article.edited_at:%Y-%m-%d %H:%M} UTC" if article.edited_at else None,
             "note": article.reviewer_note,
-            "reviewed_by": article.reviewed_by,
             "prompt_text": article.prompt_text or prompt.prompt,
             "extra": dict(prompt.extra),
             "tags": list(prompt.tags),
@@ -65,7 +67,9 @@ def article_page(request: Request, article_id: ArticleId, reviewer: Reader) -> R
             "metadata": _metadata(article),
             "decoding": dict(article.decoding),
         }
-        events = [event_row(e) for e in events_of(session, article_id)]
+        events = [event_record(e) for e in events_of(session, article_id)]
+        # The note was written by whoever last gave one (a verdict without a note keeps it).
+        view["note_by"] = next((e["actor"] for e in reversed(events) if e["note"]), None)
         versions = [
             {"id": v.id, "version": v.version, "status": v.review_status.value}
             for v in versions_of(session, article)
@@ -79,7 +83,7 @@ def article_page(request: Request, article_id: ArticleId, reviewer: Reader) -> R
     )  # fmt: skip
 
 
-def _metadata(article: Any) -> list[tuple[str, Any]]:
+def _metadata(article: Article) -> list[tuple[str, Any]]:
     metrics = article.metrics
     return [
         ("Model", article.model_name),
@@ -187,17 +191,28 @@ def edit_page(request: Request, article_id: ArticleId, reviewer: Reader) -> Resp
     """The editor: the current text (the editor's, once edited) in a form."""
     if not reviewer.can_act:
         raise HTTPException(403, f"{reviewer.name} is a viewer: only editors may edit.")
+    return _editor(request, reviewer, article_id, _queue(request))
+
+
+def _editor(
+    request: Request,
+    reviewer: CurrentReviewer,
+    article_id: int,
+    f: ArticleFilter,
+    typed: tuple[str, str] | None = None,
+    error: ArticlegenError | None = None,
+) -> Response:
+    """The edit form: the stored text, or (after a refused save) the editor's own, kept."""
     context: RunContext = request.app.state.context
-    f = _queue(request)
     with context.database.session(write=False) as session:
         article = get_article(session, article_id)
-        view = {
-            **article_row(article),
-            "body": article.edited_body or article.body,
-        }
+        view = {**article_row(article), "body": article.edited_body or article.body}
+    if typed is not None:
+        view["title"], view["body"] = typed
+    status = 409 if isinstance(error, ConflictError) else 400 if error else 200
     return render(
-        request, "edit", reviewer, a=view, queue=queue_url(f, path=""),
-        back=queue_url(f, f"/articles/{article_id}"),
+        request, "edit", reviewer, status, a=view, queue=queue_url(f, path=""),
+        back=queue_url(f, f"/articles/{article_id}"), error=str(error) if error else None,
     )  # fmt: skip
 
 
@@ -222,8 +237,8 @@ def save_edit(
                 note or None,
             )  # fmt: skip
     except ArticlegenError as exc:
-        flash(request, str(exc), "error")
-        return redirect(queue_url(f, f"/articles/{article_id}/edit"))
+        # The form again, with the editor's text in it: nothing typed is lost.
+        return _editor(request, reviewer, article_id, f, (title, body), exc)
     flash(request, f"Saved your text and approved article {article_id}.")
     return redirect(queue_url(f, f"/articles/{article_id}"))
 
@@ -241,7 +256,12 @@ def regenerate_article(
     context: RunContext = request.app.state.context
     f = _queue(request, queue)
     try:
-        pairs = _settings(settings)
+        try:
+            pairs = split_assignments(settings.splitlines())
+        except InputError as exc:
+            raise InputError(f"settings, line {exc}") from None
+        if "\x00" in settings:
+            raise InputError("the settings hold a NUL character: remove it")
         overrides = parse_overrides(pairs, where="settings: ")
         with context.database.session() as session:
             regenerate(
@@ -255,20 +275,6 @@ def regenerate_article(
         "scheduled run) writes it.",
     )
     return redirect(queue_url(f, f"/articles/{article_id}"))
-
-
-def _settings(text: str) -> dict[str, str]:
-    pairs = {}
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        name, sep, value = line.partition("=")
-        if not sep or not name.strip():
-            raise InputError(
-                f"settings, line {number}: write NAME=VALUE, e.g. temperature=0.8; got {line!r}"
-            )
-        pairs[name.strip()] = value.strip()
-    return pairs
 
 
 @router.get("/articles/{article_id}/diff")

@@ -7,11 +7,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy import select
 
 from articlegen.core.bounds import MAX_ID
-from articlegen.db.jobs import get_job, list_jobs
-from articlegen.db.models import Job, Prompt, PromptStatus
+from articlegen.db.jobs import failed_prompts, get_job, list_jobs
+from articlegen.db.models import Job
 from articlegen.runs.context import RunContext
 from articlegen.web.pages import render
 from articlegen.web.security import Reader
@@ -61,14 +60,9 @@ def job_page(
     context: RunContext = request.app.state.context
     with context.database.session(write=False) as session:
         job = get_job(session, job_id)
-        failed = session.scalars(
-            select(Prompt)
-            .where(Prompt.claimed_by == job_id, Prompt.status == PromptStatus.FAILED)
-            .order_by(Prompt.id)
-        )
         failures = [
             {"id": p.id, "external_id": p.external_id, "topic": p.topic, "error": p.last_error}
-            for p in failed
+            for p in failed_prompts(session, job_id)
         ]
         view = {
             **_row(job),

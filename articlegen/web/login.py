@@ -9,8 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
-from articlegen.db.reviewers import get_reviewer
-from articlegen.review.accounts import try_login
+from articlegen.review.accounts import end_sessions, try_login
 from articlegen.runs.context import RunContext
 from articlegen.web.pages import redirect, render
 from articlegen.web.security import Poster, check_csrf, start_session
@@ -46,7 +45,8 @@ def login(
     check_csrf(request, csrf)
     context: RunContext = request.app.state.context
     with context.database.session() as session:  # a failure is counted: commit it
-        outcome = try_login(session, name.strip(), password)
+        client = request.client.host if request.client else ""
+        outcome = try_login(session, name.strip(), password, client)
     if outcome.reviewer_id is None:
         time.sleep(FAILED_LOGIN_DELAY_S)
         status = 429 if outcome.retry_after else 401
@@ -56,7 +56,7 @@ def login(
         if outcome.retry_after:
             response.headers["Retry-After"] = str(int(outcome.retry_after) + 1)
         return response
-    start_session(request, outcome.reviewer_id, outcome.session_epoch)
+    start_session(request, outcome.reviewer_id, outcome.session_key)
     return redirect(safe_next(next))
 
 
@@ -65,8 +65,6 @@ def logout(request: Request, reviewer: Poster) -> Response:
     """End this account's sessions everywhere."""
     context: RunContext = request.app.state.context
     with context.database.session() as session:
-        account = get_reviewer(session, reviewer.id)
-        if account is not None:
-            account.session_epoch += 1
+        end_sessions(session, reviewer.id)
     request.session.clear()
     return redirect("/login")

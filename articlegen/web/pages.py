@@ -11,14 +11,14 @@ from urllib.parse import urlencode
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from articlegen.db.models import Article, ArticleReviewStatus, ReviewEvent
+from articlegen.db.models import Article, ArticleReviewStatus
 from articlegen.db.queue import ArticleFilter
+from articlegen.generator.postprocess import words
 from articlegen.runs.context import RunContext
 from articlegen.web.security import CurrentReviewer, csrf_token
 
 __all__ = [
     "article_row",
-    "event_row",
     "flash",
     "queue_url",
     "redirect",
@@ -26,6 +26,7 @@ __all__ = [
     "security_headers",
 ]
 
+MAX_FLASH = 300
 # Scripts, styles and images come from this server alone; forms post back to it; nothing
 # frames its pages. Prompt and model text is escaped anyway: this is the second wall.
 _CSP = (
@@ -49,7 +50,13 @@ async def security_headers(
 
 def flash(request: Request, message: str, kind: str = "info") -> None:
     """A message for the next page the reviewer sees (after a redirect)."""
-    request.session.setdefault("flash", []).append({"kind": kind, "text": message})
+    # Kept short: flashes travel in the session cookie, which a browser drops past 4 KB.
+    text = message if len(message) <= MAX_FLASH else message[: MAX_FLASH - 1] + "…"
+    # A new list, not an append: the session only notices keys that are assigned.
+    request.session["flash"] = [
+        *request.session.get("flash", [])[-4:],
+        {"kind": kind, "text": text},
+    ]
 
 
 def redirect(url: str) -> RedirectResponse:
@@ -79,7 +86,7 @@ def render(
 
 def queue_url(f: ArticleFilter, path: str = "/articles", **changes: Any) -> str:
     """The queue (or an article, with `path`) under filter `f`."""
-    query = urlencode(f.query_string(**changes))
+    query = urlencode(f.as_params(**changes))
     return f"{path}?{query}" if query else path
 
 
@@ -91,10 +98,8 @@ def article_row(article: Article) -> dict[str, Any]:
         "topic": article.prompt.topic,
         "external_id": article.prompt.external_id,
         "status": article.review_status.value,
-        "status_label": _STATUS_LABELS[article.review_status],
-        "words": len((article.edited_body or "").split())
-        if article.edited_body
-        else article.word_count,
+        "status_label": STATUS_LABELS[article.review_status],
+        "words": len(words(article.edited_body)) if article.edited_body else article.word_count,
         "perplexity": round(article.perplexity, 1) if article.perplexity is not None else None,
         "flags": list(article.flags),
         "model": article.model_name,
@@ -108,22 +113,8 @@ def article_row(article: Article) -> dict[str, Any]:
     }
 
 
-def event_row(event: ReviewEvent) -> dict[str, Any]:
-    """A row of an article's audit trail."""
-    return {
-        "when": f"{event.created_at:%Y-%m-%d %H:%M:%S} UTC",
-        "actor": event.actor,
-        "action": event.action.value,
-        "note": event.note,
-        "before": event.status_before.value,
-        "after": event.status_after.value,
-        "details": event.details,
-    }
-
-
-_STATUS_LABELS: Mapping[ArticleReviewStatus, str] = {
+STATUS_LABELS: Mapping[ArticleReviewStatus, str] = {
     ArticleReviewStatus.PENDING_REVIEW: "Pending review",
     ArticleReviewStatus.APPROVED: "Approved",
     ArticleReviewStatus.REJECTED: "Rejected",
 }
-STATUS_LABELS = _STATUS_LABELS

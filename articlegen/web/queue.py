@@ -9,14 +9,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
-from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
 
 from articlegen.core.describe import describe_validation_error
 from articlegen.core.errors import ArticlegenError, InputError
-from articlegen.db.models import Article, ArticleReviewStatus
-from articlegen.db.queue import SORTS, ArticleFilter, count_matching, page
+from articlegen.db.models import ArticleReviewStatus
+from articlegen.db.queue import SORTS, ArticleFilter, model_names, page
 from articlegen.generator.metrics import FLAGS
-from articlegen.review.actions import review_ids, review_matching
+from articlegen.review.actions import Snapshot, review_ids, review_matching, snapshot
 from articlegen.runs.context import RunContext
 from articlegen.web.pages import STATUS_LABELS, article_row, flash, queue_url, redirect, render
 from articlegen.web.security import CurrentReviewer, Editor, Reader
@@ -41,13 +41,13 @@ def parse_filter(values: dict[str, Any]) -> ArticleFilter:
 
 def _options(context: RunContext) -> dict[str, Any]:
     with context.database.session(write=False) as session:
-        models = list(session.scalars(select(Article.model_name).distinct().limit(50)))
+        models = model_names(session)
     return {
         "statuses": [(s.value, STATUS_LABELS[s]) for s in ArticleReviewStatus],
         "sorts": list(SORTS.items()),
         "flags": list(FLAGS),
         "presets": context.presets.names(),
-        "models": sorted(models),
+        "models": models,
     }
 
 
@@ -86,7 +86,7 @@ def queue(
         "next": queue_url(f, page=number + 1) if number < result.pages else None,
     }
     return render(
-        request, "queue", reviewer, error=None, f=f, filter_fields=f.query_string(),
+        request, "queue", reviewer, error=None, f=f, filter_fields=f.as_params(),
         rows=rows, result=result, counts=counts, pages=pages, all_count=result.total,
         **_options(context),
     )  # fmt: skip
@@ -97,6 +97,14 @@ async def bulk(request: Request, reviewer: Editor) -> Response:
     """Approve or reject the selected rows, or every article the filter holds."""
     form = await request.form()
     fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    selected = [v for v in form.getlist("ids") if isinstance(v, str)]
+    # The database work runs in a worker thread: thousands of rows must not hold up the server.
+    return await run_in_threadpool(_bulk, request, reviewer, fields, selected)
+
+
+def _bulk(
+    request: Request, reviewer: CurrentReviewer, fields: dict[str, str], selected: list[str]
+) -> Response:
     try:
         f = parse_filter(fields)
     except ArticlegenError as exc:
@@ -105,42 +113,45 @@ async def bulk(request: Request, reviewer: Editor) -> Response:
     back = queue_url(f)
     # One button per choice: approve-selected, reject-selected, approve-all, reject-all.
     verb, _, scope = fields.get("do", "").partition("-")
-    verdict = {"approve": ArticleReviewStatus.APPROVED, "reject": ArticleReviewStatus.REJECTED}
-    action = verdict.get(verb)
-    if action is None or scope not in ("selected", "all"):
+    verdicts = {"approve": ArticleReviewStatus.APPROVED, "reject": ArticleReviewStatus.REJECTED}
+    verdict = verdicts.get(verb)
+    if verdict is None or scope not in ("selected", "all"):
         flash(request, "choose one of the Approve or Reject buttons", "error")
         return redirect(back)
     note = fields.get("note") or None
-    if scope == "all":
-        return _all_matching(request, reviewer, f, action, note, fields)
-    try:
-        ids = [int(v) for v in form.getlist("ids") if isinstance(v, str)]
-    except ValueError:
-        flash(request, "the selection holds something that is not an article id", "error")
-        return redirect(back)
-    if not ids:
-        flash(request, "select at least one article, or act on all that match", "error")
-        return redirect(back)
-    return _selected(request, reviewer, ids, action, note, back)
-
-
-def _selected(
-    request: Request,
-    reviewer: CurrentReviewer,
-    ids: list[int],
-    verdict: ArticleReviewStatus,
-    note: str | None,
-    back: str,
-) -> Response:
     context: RunContext = request.app.state.context
     try:
+        if scope == "all":
+            return _all_matching(request, reviewer, f, verdict, note, fields)
+        ids, seen = _selection(selected)
         with context.database.session() as session:
-            done = review_ids(session, ids, verdict, reviewer.name, note)
+            done = review_ids(session, ids, verdict, reviewer.name, note, seen)
     except ArticlegenError as exc:
         flash(request, str(exc), "error")
         return redirect(back)
     flash(request, f"{STATUS_LABELS[verdict]}: {len(done)} article(s).")
     return redirect(back)
+
+
+def _selection(values: list[str]) -> tuple[list[int], dict[int, int]]:
+    """The selected rows' ids, and the version of each the reviewer saw: each checkbox is
+    "id:version" (a bare id checks no version)."""
+    ids: list[int] = []
+    seen: dict[int, int] = {}
+    for value in values:
+        article, _, version = value.partition(":")
+        try:
+            if not (article + version).isascii():  # int() reads "٣" as 3
+                raise ValueError(value)
+            ids.append(int(article))
+            if version:
+                seen[ids[-1]] = int(version)
+        except ValueError:
+            shown = value[:40]
+            raise InputError(f"the selection holds {shown!r}, which is not an article") from None
+    if not ids:
+        raise InputError("select at least one article, or act on all that match")
+    return ids, seen
 
 
 def _all_matching(
@@ -154,21 +165,17 @@ def _all_matching(
     context: RunContext = request.app.state.context
     if fields.get("confirmed") != "yes":
         with context.database.session(write=False) as session:
-            count = count_matching(session, f)
+            now = snapshot(session, f)
         return render(
-            request, "confirm", reviewer, f=f, filter_fields=f.query_string(), count=count,
-            action="approve" if verdict is ArticleReviewStatus.APPROVED else "reject",
-            note=note or "", back=queue_url(f),
+            request, "confirm", reviewer, f=f, filter_fields=f.as_params(), count=now.count,
+            digest=now.digest, action="approve" if verdict is ArticleReviewStatus.APPROVED
+            else "reject", note=note or "", back=queue_url(f),
         )  # fmt: skip
     try:
-        expected = int(fields.get("expected", ""))
-        with context.database.session() as session:
-            done = review_matching(session, f, verdict, reviewer.name, expected, note)
+        confirmed = Snapshot(int(fields.get("expected", "")), fields.get("digest", ""))
     except ValueError:
-        flash(request, "the confirmation lost its count: confirm again", "error")
-        return redirect(queue_url(f))
-    except ArticlegenError as exc:
-        flash(request, str(exc), "error")
-        return redirect(queue_url(f))
+        raise InputError("the confirmation lost its count: confirm again") from None
+    with context.database.session() as session:
+        done = review_matching(session, f, verdict, reviewer.name, confirmed, note)
     flash(request, f"{STATUS_LABELS[verdict]}: all {done:,} article(s) that matched.")
     return redirect(queue_url(f))

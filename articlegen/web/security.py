@@ -10,6 +10,8 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -30,11 +32,15 @@ __all__ = [
     "Reader",
     "check_csrf",
     "csrf_token",
+    "current_reviewer",
     "secret_key",
     "start_session",
 ]
 
 SECRET_FILE = "web-secret"
+MIN_KEY = 32
+# A session lasts this long after the login, however active; then the reviewer logs in again.
+SESSION_SECONDS = 12 * 3600
 
 
 def secret_key(settings: Settings) -> str:
@@ -44,19 +50,33 @@ def secret_key(settings: Settings) -> str:
         return settings.web_secret
     path = settings.cache_dir / SECRET_FILE
     try:
-        return path.read_text(encoding="utf-8").strip()
+        key = path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
-        pass
+        key = _make_key(path)
     except OSError as exc:
         raise ConfigError(f"cannot read the workspace's key {path}: {exc.strerror}") from exc
+    if len(key) < MIN_KEY:
+        raise ConfigError(
+            f"the workspace's key in {path} is too short to sign sessions: delete the file (a "
+            "new key is made) or set ARTICLEGEN_WEB_SECRET"
+        )
+    return key
+
+
+def _make_key(path: Path) -> str:
+    """A new key, written whole to a file of its own and then moved into place: a process
+    starting at the same moment reads the winner's key, never half of one."""
     key = secrets.token_urlsafe(48)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".web-secret-")
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:  # mkstemp: mode 0600
             handle.write(key)
-    except FileExistsError:  # another process made it first: use theirs
-        return Path(path).read_text(encoding="utf-8").strip()
+        os.link(temporary, path)  # fails if another process put its key there first
+        os.unlink(temporary)
+    except FileExistsError:
+        os.unlink(temporary)
+        return path.read_text(encoding="utf-8").strip()
     except OSError as exc:
         raise ConfigError(
             f"cannot keep the workspace's key in {path}: {exc.strerror}; set "
@@ -67,7 +87,8 @@ def secret_key(settings: Settings) -> str:
 
 class LoginRequired(Exception):
     """Raised by the dependencies below when a request has no valid session: a page answers
-    with a redirect to the login page, anything else with 401."""
+    with a redirect to the login page, anything else with 401. Internal to the web app, so not
+    part of the `ArticlegenError` tree."""
 
 
 @dataclass(frozen=True)
@@ -84,11 +105,16 @@ class CurrentReviewer:
         return self.role is ReviewerRole.EDITOR
 
 
-def start_session(request: Request, reviewer_id: int, epoch: int) -> None:
+def start_session(request: Request, reviewer_id: int, key: str) -> None:
     """A fresh session for a reviewer who just logged in (and a fresh CSRF token)."""
     request.session.clear()
     request.session.update(
-        {"reviewer": reviewer_id, "epoch": epoch, "csrf": secrets.token_urlsafe(32)}
+        {
+            "reviewer": reviewer_id,
+            "key": key,
+            "since": int(time.time()),
+            "csrf": secrets.token_urlsafe(32),
+        }
     )
 
 
@@ -101,16 +127,28 @@ def csrf_token(request: Request) -> str:
     return token
 
 
-def _reviewer(request: Request) -> CurrentReviewer:
+def current_reviewer(request: Request) -> CurrentReviewer | None:
+    """The reviewer the session names, if it is valid and not older than SESSION_SECONDS."""
+    since, reviewer_id = request.session.get("since"), request.session.get("reviewer")
+    # `type(...) is int`: a bool is an int to isinstance.
+    if type(since) is not int or type(reviewer_id) is not int:
+        return None
+    if not 0 <= time.time() - since <= SESSION_SECONDS:
+        return None
     context: RunContext = request.app.state.context
     with context.database.session(write=False) as session:
-        reviewer = session_reviewer(
-            session, request.session.get("reviewer"), request.session.get("epoch")
-        )
+        reviewer = session_reviewer(session, reviewer_id, request.session.get("key"))
         if reviewer is None:
-            request.session.clear()
-            raise LoginRequired
+            return None
         return CurrentReviewer(reviewer.id, reviewer.name, reviewer.role)
+
+
+def _reviewer(request: Request) -> CurrentReviewer:
+    reviewer = current_reviewer(request)
+    if reviewer is None:
+        request.session.clear()
+        raise LoginRequired
+    return reviewer
 
 
 def check_csrf(request: Request, token: str) -> None:
