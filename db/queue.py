@@ -24,7 +24,6 @@ __all__ = [
     "SORTS",
     "ArticleFilter",
     "QueuePage",
-    "count_matching",
     "matching",
     "model_names",
     "neighbours",
@@ -201,10 +200,3 @@ def model_names(session: Session, most: int = 50) -> list[str]:
 def matching(session: Session, f: ArticleFilter) -> Select[Any]:
     """The ids of every article the filter holds, as a subquery for a bulk action."""
     return select(Article.id).where(*_conditions(session, f))
-
-
-def count_matching(session: Session, f: ArticleFilter) -> int:
-    """How many articles the filter holds."""
-    return int(
-        session.scalar(select(func.count()).select_from(matching(session, f).subquery())) or 0
-    )

@@ -3,11 +3,13 @@ regenerate, compare versions, and move to the next or previous article of the qu
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Form, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.orm import Session
 
 from articlegen.core.bounds import MAX_ARTICLE_TEXT, MAX_ID, MAX_NOTE, MAX_TOPIC
 from articlegen.core.errors import ArticlegenError, ConflictError, InputError, NotFoundError
@@ -146,6 +148,24 @@ def _next_of(request: Request, f: ArticleFilter, article_id: int) -> int | None:
             return None
 
 
+def _review(
+    request: Request,
+    article_id: int,
+    queue: str,
+    act: Callable[[Session], object],
+    message: str,
+) -> Response:
+    """Do `act` in one transaction, then on to the next article of the queue."""
+    f = _queue(request, queue)
+    following = _next_of(request, f, article_id)
+    try:
+        with request.app.state.context.database.session() as session:
+            act(session)
+    except ArticlegenError as exc:
+        return _failed(request, exc, f, article_id)
+    return _done(request, f, message, following, article_id)
+
+
 @router.post("/articles/{article_id}/approve")
 def approve_article(
     request: Request,
@@ -156,14 +176,13 @@ def approve_article(
     queue: Queue = "",
 ) -> Response:
     """Approve, then on to the next article."""
-    f = _queue(request, queue)
-    following = _next_of(request, f, article_id)
-    try:
-        with request.app.state.context.database.session() as session:
-            approve(session, article_id, reviewer.name, note or None, version)
-    except ArticlegenError as exc:
-        return _failed(request, exc, f, article_id)
-    return _done(request, f, f"Approved article {article_id}.", following, article_id)
+    return _review(
+        request,
+        article_id,
+        queue,
+        lambda session: approve(session, article_id, reviewer.name, note or None, version),
+        f"Approved article {article_id}.",
+    )
 
 
 @router.post("/articles/{article_id}/reject")
@@ -176,14 +195,13 @@ def reject_article(
     queue: Queue = "",
 ) -> Response:
     """Reject with a reason, then on to the next article."""
-    f = _queue(request, queue)
-    following = _next_of(request, f, article_id)
-    try:
-        with request.app.state.context.database.session() as session:
-            reject(session, article_id, reviewer.name, reason, version)
-    except ArticlegenError as exc:
-        return _failed(request, exc, f, article_id)
-    return _done(request, f, f"Rejected article {article_id}.", following, article_id)
+    return _review(
+        request,
+        article_id,
+        queue,
+        lambda session: reject(session, article_id, reviewer.name, reason, version),
+        f"Rejected article {article_id}.",
+    )
 
 
 @router.get("/articles/{article_id}/edit")
