@@ -29,7 +29,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def _model(size: str) -> str:
-    """The benchmark's model of `size`, built once by `articlegen model init` and kept."""
+    """The benchmark's model of `size`, built once by `articlegen models init` and kept."""
     from articlegen.generator.model_init import init_model
 
     path = MODELS / size

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -11,13 +12,16 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, joinedload
 
 from articlegen.core.errors import NotFoundError
+from articlegen.db.backends import json_has_any
 from articlegen.db.claims import held_by
 from articlegen.db.models import Article, ArticleReviewStatus, Job, Prompt, PromptStatus
 
 __all__ = [
+    "ApprovedText",
     "ArticleRow",
     "PromptFailure",
     "RecordedBatch",
+    "approved_texts",
     "get_article",
     "list_articles",
     "next_versions",
@@ -59,6 +63,7 @@ class ArticleRow:
     metrics: dict[str, Any]
     preset: str | None = None
     prompt_text: str | None = None
+    model_id: int | None = None  # its row in the model registry
 
     def values(self, job_id: int | None) -> dict[str, Any]:
         """Its column values, for the job that wrote it, with the measures the review queue
@@ -175,3 +180,34 @@ def list_articles(
     if limit is not None:
         query = query.limit(limit)
     return list(session.scalars(query))
+
+
+@dataclass(frozen=True)
+class ApprovedText:
+    """An approved article as training text: what the model was given, then what the editors
+    approved (their edit, where they made one)."""
+
+    article_id: int
+    prompt_text: str
+    body: str
+
+
+def approved_texts(
+    session: Session, tags: Sequence[str] = (), since: datetime | None = None
+) -> list[ApprovedText]:
+    """Approved articles, oldest first: of prompts with any of `tags`, approved since `since`."""
+    query = (
+        select(
+            Article.id,
+            func.coalesce(Article.prompt_text, Article.title + "\n\n"),
+            func.coalesce(Article.edited_body, Article.body),
+        )
+        .where(Article.review_status == ArticleReviewStatus.APPROVED)
+        .order_by(Article.id)
+    )
+    if tags:
+        dialect = session.get_bind().dialect.name
+        query = query.join(Prompt).where(json_has_any(dialect, Prompt.tags, tags))
+    if since is not None:
+        query = query.where(Article.reviewed_at >= since)
+    return [ApprovedText(*row) for row in session.execute(query)]

@@ -29,8 +29,10 @@ from articlegen.core.errors import ModelError
 __all__ = [
     "LoadedModel",
     "ModelSpec",
+    "directory_digest",
     "hub_model_available",
     "load_model",
+    "load_trainable",
     "resolve_device",
     "resolve_dtype",
 ]
@@ -43,12 +45,17 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torc
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """Which model to load, and where. Hashable: it keys the process-wide cache."""
+    """Which model to load, and where. Hashable: it keys the process-wide cache.
+
+    `name` is what the loader opens (a Hub id or a directory); `label` is the name articles
+    record, when that differs: a registry name that resolved to `name`.
+    """
 
     name: str
     revision: str | None = None
     device: Device = "auto"
     dtype: DType = "auto"
+    label: str | None = None
 
 
 @dataclass(frozen=True)
@@ -57,10 +64,12 @@ class LoadedModel:
 
     model: Any  # a transformers PreTrainedModel in eval mode
     tokenizer: PreTrainedTokenizerBase
-    name: str
+    name: str  # what articles record: the registry name, else the source
     revision: str  # Hub commit, or "sha256:<digest>" of a local directory
     device: torch.device
     dtype: torch.dtype
+    source: str = ""  # what was opened: a Hub id, or a directory's path
+    local: bool = False  # a directory, not a Hub id
 
     @property
     def context_length(self) -> int:
@@ -102,8 +111,8 @@ def resolve_dtype(dtype: DType, device: torch.device) -> torch.dtype:
     return torch.float32
 
 
-def _directory_digest(path: Path) -> str:
-    # Content hash of every file, names included: the "revision" of a local model.
+def directory_digest(path: Path) -> str:
+    """The "revision" of a local model: a hash of every file's name and content."""
     digest = hashlib.sha256()
     for file in sorted(p for p in path.rglob("*") if p.is_file()):
         digest.update(file.relative_to(path).as_posix().encode())
@@ -122,21 +131,23 @@ def _offline_message(name: str, reason: str) -> str:
         f"cannot load model {name!r}: {reason}. Three ways out: (1) set ARTICLEGEN_MODEL to a "
         "local model directory; (2) download the model on a connected machine (e.g. "
         f"`huggingface-cli download {name}`) and copy its Hugging Face cache (HF_HOME) here; "
-        "(3) build a small local model with `articlegen model init ./models/local` and use that"
+        "(3) build a small local model with `articlegen models init ./models/local` and use that"
     )
 
 
-def _load_uncached(spec: ModelSpec) -> LoadedModel:
+def _load_uncached(spec: ModelSpec, *, train: bool = False) -> LoadedModel:
     device = resolve_device(spec.device)
-    dtype = resolve_dtype(spec.dtype, device)
+    # Training keeps float32 weights (mixed precision is the trainer's, per step).
+    dtype = torch.float32 if train else resolve_dtype(spec.dtype, device)
     local = _looks_local(spec.name)
-    source: str = str(Path(spec.name).expanduser()) if local else spec.name
+    # A directory by its absolute path: the registry records where the weights were.
+    source: str = str(Path(spec.name).expanduser().resolve()) if local else spec.name
     if local:
         path = Path(source)
         if not path.is_dir():
             raise ModelError(
                 f"model directory {spec.name} does not exist: check ARTICLEGEN_MODEL, or create "
-                f"one with `articlegen model init {spec.name}`"
+                f"one with `articlegen models init {spec.name}`"
             )
         if not any(
             (path / f).exists() for f in ("tokenizer.json", "vocab.json", "tokenizer.model")
@@ -168,9 +179,12 @@ def _load_uncached(spec: ModelSpec) -> LoadedModel:
         ) from exc
     except ValueError as exc:
         raise ModelError(f"cannot load model {spec.name!r}: {exc}") from exc
-    model.to(device).eval()
+    if train:
+        model.train()
+    else:
+        model.to(device).eval()
     if local:
-        revision = _directory_digest(Path(source))
+        revision = directory_digest(Path(source))
     else:
         cached = try_to_load_from_cache(spec.name, "config.json", revision=spec.revision)
         revision = extract_commit_hash(cached if isinstance(cached, str) else None, None) or (
@@ -179,10 +193,12 @@ def _load_uncached(spec: ModelSpec) -> LoadedModel:
     return LoadedModel(
         model=model,
         tokenizer=tokenizer,
-        name=spec.name,
+        name=spec.label or spec.name,
         revision=revision,
         device=device,
         dtype=dtype,
+        source=source,
+        local=local,
     )
 
 
@@ -201,14 +217,24 @@ def hub_model_available(name: str, timeout: float = 3.0) -> bool:
     return True
 
 
+def load_trainable(spec: ModelSpec) -> LoadedModel:
+    """A fresh copy of the model for training: float32, in train mode, on the CPU (the trainer
+    moves it), never shared."""
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    return _load_uncached(spec, train=True)
+
+
 _cache: dict[ModelSpec, LoadedModel] = {}
 _lock = threading.Lock()
 
 
-def load_model(spec: ModelSpec) -> LoadedModel:
-    """The model for `spec`, loaded on first use and shared for the life of the process."""
+def load_model(spec: ModelSpec, *, share: bool = True) -> LoadedModel:
+    """The model for `spec`, loaded on first use and shared for the life of the process
+    (unless `share` is false: a one-off use, such as a check after training)."""
     # Progress bars belong to interactive notebooks, not to batch logs.
     transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    if not share:
+        return _load_uncached(spec)
     with _lock:
         if spec not in _cache:
             _cache[spec] = _load_uncached(spec)

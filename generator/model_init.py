@@ -1,4 +1,4 @@
-"""`articlegen model init`: a randomly initialised GPT-2 with a BPE tokenizer trained locally.
+"""`articlegen models init`: a randomly initialised GPT-2 with a BPE tokenizer trained locally.
 
 It needs no network, so tests, benchmarks and offline demos build their models with it. `tiny`
 is for tests (fast, a few hundred thousand parameters); `small` has GPT-2 small's shape (12
@@ -71,16 +71,18 @@ def init_model(
     size: Literal["tiny", "small"] = "tiny",
     corpus: Path | None = None,
     seed: int = 0,
+    text: str | None = None,
 ) -> InitReport:
-    """Write a random GPT-2 of `size` and a byte-level BPE tokenizer trained on `corpus`."""
+    """Write a random GPT-2 of `size` and a byte-level BPE tokenizer trained on `corpus` (a
+    file), or on `text`, else on the bundled corpus."""
     if path.exists() and any(path.iterdir()):
         raise ModelError(f"{path} exists and is not empty: choose a new directory")
-    if corpus is not None:
+    if text is None and corpus is not None:
         try:
             text = corpus.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise InputError(f"cannot read corpus {corpus}: {exc}") from exc
-    else:
+    if text is None:
         text = default_corpus()
     shape = SIZES[size]
 

@@ -40,6 +40,7 @@ from articlegen.db import Article, Database, Job, Prompt
 from articlegen.generator import PresetCatalog, load_presets
 from articlegen.generator.loading import LoadedModel, ModelSpec, load_model
 from articlegen.generator.model_init import EOS_TOKEN, init_model
+from articlegen.runs import close_contexts
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "ARTICLEGEN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -151,12 +152,14 @@ class CliHarness:
     database_url: str
     cwd: Path
 
-    def __call__(self, *args: str, env: dict[str, str] | None = None) -> Result:
+    def __call__(
+        self, *args: str, env: dict[str, str] | None = None, input: str | None = None
+    ) -> Result:
         runner = CliRunner()
         full_env = {"ARTICLEGEN_DATABASE_URL": self.database_url, **(env or {})}
         with pytest.MonkeyPatch.context() as mp:
             mp.chdir(self.cwd)
-            return runner.invoke(cli, list(args), env=full_env, catch_exceptions=False)
+            return runner.invoke(cli, list(args), env=full_env, input=input, catch_exceptions=False)
 
 
 @pytest.fixture
@@ -176,7 +179,7 @@ def row_counts(db: Database) -> dict[str, int]:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random tiny GPT-2 with a BPE tokenizer, built as `articlegen model init` builds it."""
+    """A random tiny GPT-2 with a BPE tokenizer, built as `articlegen models init` builds it."""
     path = tmp_path_factory.mktemp("models") / "tiny"
     init_model(path, size="tiny", seed=0)
     return path
@@ -234,3 +237,21 @@ def micro_model(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return load_model(ModelSpec(str(path), **CPU_FP32))  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def fresh_contexts() -> Iterator[None]:
+    """Each test's settings get their own run context, closed after it."""
+    yield
+    close_contexts()
+
+
+@pytest.fixture
+def training_env(tmp_path: Path, tiny_model_dir: Path) -> dict[str, str]:
+    """Where models go, and the CPU in float32 (a GPU machine would pick bfloat16)."""
+    return {
+        "ARTICLEGEN_MODELS_DIR": str(tmp_path / "models"),
+        "ARTICLEGEN_DEVICE": "cpu",
+        "ARTICLEGEN_DTYPE": "float32",
+        "ARTICLEGEN_MODEL": str(tiny_model_dir),
+    }

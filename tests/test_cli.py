@@ -71,10 +71,10 @@ def test_readme_documents_every_command_and_setting() -> None:
 def test_db_upgrade_reports_before_and_after(run_cli: CliHarness, database_url: str) -> None:
     first = run_cli("db", "upgrade")
     assert first.exit_code == 0
-    assert first.stdout.endswith("upgraded from empty to 0004.\n")
+    assert first.stdout.endswith("upgraded from empty to 0005.\n")
     again = run_cli("db", "upgrade")
     assert again.exit_code == 0
-    assert again.stdout.endswith("is up to date (revision 0004).\n")
+    assert again.stdout.endswith("is up to date (revision 0005).\n")
 
 
 def test_import_prints_a_summary(run_cli: CliHarness) -> None:
@@ -225,12 +225,12 @@ def test_console_script_shows_no_traceback(tmp_path: Path) -> None:
 
 def test_model_init_command(tmp_path: Path) -> None:
     target = tmp_path / "m"
-    result = CliRunner().invoke(cli, ["model", "init", str(target)])
+    result = CliRunner().invoke(cli, ["models", "init", str(target)])
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("Wrote a random tiny GPT-2 (")
     assert result.stdout.endswith(f"Use it with ARTICLEGEN_MODEL={target}\n")
     assert (target / "tokenizer.json").exists()
-    again = CliRunner().invoke(cli, ["model", "init", str(target)])
+    again = CliRunner().invoke(cli, ["models", "init", str(target)])
     assert again.exit_code == 1
     assert again.stderr == f"Error: {target} exists and is not empty: choose a new directory\n"
 

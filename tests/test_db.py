@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from articlegen.core.errors import DatabaseError
 from articlegen.db import Article, Base, Database, Job, JobStatus, Prompt, PromptStatus
 from articlegen.db.migrate import current_revision, head_revision
+from articlegen.db.models import ModelKind, RegisteredModel
 from articlegen.db.search import ignore_search_objects
 
 
@@ -192,22 +193,41 @@ def test_upgrade_from_0001_keeps_prompts_and_articles(database_url: str) -> None
             )
         )
         prompt_id = connection.execute(text("SELECT id FROM prompts")).scalar_one()
-        connection.execute(
-            text(
-                "INSERT INTO articles (prompt_id, variant, version, raw_text, title, body, "
-                "rendered, seed, decoding, model_name, prompt_tokens, tokens_generated, "
-                "generation_seconds, timings, metrics, review_status, created_at) VALUES "
-                "(:p, 1, 1, 'raw', 'Kept', 'body', '{}', 1, '{}', 'm', 1, 1, 0.1, '{}', '{}', "
-                "'approved', CURRENT_TIMESTAMP)"
-            ),
-            {"p": prompt_id},
-        )
+        # Models as articles named them before the registry: one at two revisions, and two
+        # names longer than a registry name that agree in their first 100 characters.
+        long_a, long_b = "x" * 120 + "a", "x" * 120 + "b"
+        written = [("m", None), ("m", "sha256:0123456789abcdef"), (long_a, None), (long_b, None)]
+        for variant, (model, revision) in enumerate(written, start=1):
+            connection.execute(
+                text(
+                    "INSERT INTO articles (prompt_id, variant, version, raw_text, title, body, "
+                    "rendered, seed, decoding, model_name, model_revision, prompt_tokens, "
+                    "tokens_generated, generation_seconds, timings, metrics, review_status, "
+                    "created_at) VALUES (:p, :v, 1, 'raw', 'Kept', 'body', '{}', 1, '{}', :m, "
+                    ":r, 1, 1, 0.1, '{}', '{}', 'approved', CURRENT_TIMESTAMP)"
+                ),
+                {"p": prompt_id, "v": variant, "m": model, "r": revision},
+            )
     engine.dispose()
     db = Database.open(database_url)  # migrates to head
     with db.session(write=False) as session:
         (prompt,) = session.scalars(select(Prompt)).all()
         assert (prompt.topic, prompt.regenerate) == ("Old topic", [])
-        (article,) = session.scalars(select(Article)).all()
-        assert (article.title, article.prompt_id) == ("Kept", prompt.id)
+        articles = session.scalars(select(Article).order_by(Article.variant)).all()
+        assert {(a.title, a.prompt_id) for a in articles} == {("Kept", prompt.id)}
+        # The registry (0005) gave each model and revision that wrote articles a row, named
+        # as `ensure_model` names them, and each article its link.
+        rows = {m.id: m for m in session.scalars(select(RegisteredModel))}
+        linked = [
+            (rows[a.model_id].name, rows[a.model_id].kind, rows[a.model_id].source)
+            for a in articles
+            if a.model_id is not None
+        ]
+        assert linked == [
+            ("m", ModelKind.HUB, "m"),
+            ("m@0123456789ab", ModelKind.LOCAL, "m"),
+            ("x" * 100, ModelKind.HUB, "x" * 120 + "a"),
+            ("x" * 92 + "@unknown", ModelKind.HUB, "x" * 120 + "b"),
+        ]
     assert current_revision(db.engine) == head_revision()
     db.close()

@@ -20,6 +20,8 @@ from sqlalchemy import select
 
 from articlegen.cli import cli
 from articlegen.db import Article, Database, Prompt, PromptStatus
+from articlegen.db.models import ModelKind, ModelStatus
+from articlegen.db.registry import find_model
 from articlegen.flows.import_prompts import import_prompts
 from articlegen.runs import close_contexts
 
@@ -42,7 +44,7 @@ def _wait_for_deployments(names: set[str], seconds: float = 90) -> dict[str, Any
     raise AssertionError(f"deployments {names} never appeared")
 
 
-def test_serve_registers_both_deployments_and_runs_one(
+def test_serve_registers_the_deployments_and_runs_them(
     prefect_server: None,  # noqa: F811
     sqlite_url: str,
     tiny_model_dir: Path,
@@ -58,7 +60,10 @@ def test_serve_registers_both_deployments_and_runs_one(
         "ARTICLEGEN_MODEL": str(tiny_model_dir),
         "ARTICLEGEN_DEVICE": "cpu",
         "ARTICLEGEN_SCHEDULE": "*/30 * * * *",
+        "ARTICLEGEN_MODELS_DIR": str(tmp_path / "models"),
     }
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n\n".join(f"Report {i}: the line ran {i} trains." for i in range(12)))
     assert CliRunner().invoke(cli, ["import", str(source)], env=env).exit_code == 0
     script = Path(sys.executable).parent / "articlegen"
     server = subprocess.Popen(
@@ -71,7 +76,11 @@ def test_serve_registers_both_deployments_and_runs_one(
     )
     try:
         deployments = _wait_for_deployments(
-            {"generate-articles/articlegen", "import-prompts/articlegen"}
+            {
+                "generate-articles/articlegen",
+                "import-prompts/articlegen",
+                "fine-tune-model/articlegen",
+            }
         )
         generate = deployments["generate-articles/articlegen"]
         schedules = [s.schedule.cron for s in generate.schedules]
@@ -87,6 +96,27 @@ def test_serve_registers_both_deployments_and_runs_one(
         assert isinstance(run, FlowRun)  # the sync API, from sync code
         assert run.state is not None
         assert run.state.is_completed(), run.state
+
+        # The fine-tuning flow, started as the UI starts it: parameters as JSON.
+        trained = run_deployment(
+            "fine-tune-model/articlegen",
+            parameters={
+                "params": {
+                    "name": "served",
+                    "base": str(tiny_model_dir),
+                    "corpus": [str(corpus)],
+                    "epochs": 1,
+                    "grad_accum": 1,
+                    "batch_size": 4,
+                    "block_size": 16,
+                    "memorisation_samples": 0,
+                }
+            },
+            timeout=240,
+        )
+        assert isinstance(trained, FlowRun)
+        assert trained.state is not None
+        assert trained.state.is_completed(), trained.state
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -98,12 +128,20 @@ def test_serve_registers_both_deployments_and_runs_one(
         if server.stdout:
             server.stdout.close()
     assert code == 0, output
-    assert "Serving generate-articles (cron '*/30 * * * *') and import-prompts" in output
+    assert (
+        "Serving generate-articles (cron '*/30 * * * *'), import-prompts and fine-tune-model"
+        in output
+    )
     db = Database.open(sqlite_url)
     with db.session(write=False) as session:
         statuses = {p.external_id: p.status for p in session.scalars(select(Prompt))}
         articles = session.scalars(select(Article)).all()
+        served = find_model(session, "served")
+        assert served is not None
+        assert (served.status, served.kind) == (ModelStatus.READY, ModelKind.FINE_TUNED)
+        assert [e["epoch"] for e in served.epochs] == [0, 1]
     db.close()
+    assert (tmp_path / "models" / "served" / "model" / "model.safetensors").is_file()
     # limit 2, highest priority then oldest: s1 (2 variants) and s2.
     assert statuses == {
         "s1": PromptStatus.DONE,

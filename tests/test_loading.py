@@ -70,7 +70,7 @@ def test_hub_model_offline_names_the_three_ways_out() -> None:
     assert message.startswith("cannot load model 'gpt2': the Hugging Face Hub can't be reached")
     assert "(1) set ARTICLEGEN_MODEL to a local model directory" in message
     assert "(2) download the model on a connected machine" in message
-    assert "(3) build a small local model with `articlegen model init" in message
+    assert "(3) build a small local model with `articlegen models init" in message
 
 
 def test_missing_model_directory(tmp_path: Path) -> None:
@@ -79,7 +79,7 @@ def test_missing_model_directory(tmp_path: Path) -> None:
         load_model(ModelSpec(str(missing)))
     assert str(caught.value) == (
         f"model directory {missing} does not exist: check ARTICLEGEN_MODEL, or create one with "
-        f"`articlegen model init {missing}`"
+        f"`articlegen models init {missing}`"
     )
 
 

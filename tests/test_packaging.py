@@ -20,17 +20,21 @@ ROOT = Path(__file__).resolve().parent.parent
 EXPECTED = [
     "articlegen/cli/base.py",
     "articlegen/core/errors.py",
-    "articlegen/db/models.py",
+    "articlegen/db/models/__init__.py",
+    "articlegen/db/registry.py",
     "articlegen/db/migrations/env.py",
     "articlegen/db/migrations/versions/0001_initial.py",
+    "articlegen/db/migrations/versions/0005_registry.py",
     "articlegen/examples/corpus.txt",
     "articlegen/examples/prompts.csv",
     "articlegen/flows/generate.py",
+    "articlegen/flows/train.py",
     "articlegen/generator/engine.py",
     "articlegen/generator/presets.toml",
     "articlegen/runs/batch.py",
     "articlegen/templates/article.html.j2",
     "articlegen/templates/prompt.txt.j2",
+    "articlegen/training/trainer.py",
 ]
 
 

@@ -155,7 +155,7 @@ def test_generate_checks_model_and_template_before_running(run: Callable[..., Re
     assert (missing.exit_code, missing.stdout) == (1, "")
     assert missing.stderr == (
         "Error: model directory /no/such/model does not exist: check ARTICLEGEN_MODEL, or "
-        "create one with `articlegen model init /no/such/model`\n"
+        "create one with `articlegen models init /no/such/model`\n"
     )
     template = invoke("generate", "--template", "newsletter")
     assert template.exit_code == 1

@@ -13,6 +13,7 @@ from articlegen.cli import (  # noqa: F401  (registers the commands)
     models,
     review,
     serve,
+    training,
     web,
 )
 from articlegen.cli.base import cli, main

@@ -59,7 +59,7 @@ def demo(app: App, ctx: click.Context, out: Path) -> None:
     """Import examples/prompts.csv, generate every article, export them, and show the result.
 
     The model is ARTICLEGEN_MODEL if set; else gpt2 when it is cached or the Hub answers; else
-    a local demo model built with `articlegen model init` (and the demo says so).
+    a local demo model built with `articlegen models init` (and the demo says so).
 
     Example: articlegen demo --out out
     """

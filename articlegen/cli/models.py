@@ -1,15 +1,20 @@
-"""Commands for models: build a local one, and preview an article without the database."""
+"""Commands for models: the registry, building a local one, and previewing an article
+without the database."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
 from articlegen.cli.base import CONTEXT, App, Group, cli, pass_app
-from articlegen.cli.options import preset_option, set_option
+from articlegen.cli.options import format_option, preset_option, set_option
+from articlegen.cli.output import render, show
 from articlegen.core.bounds import MAX_SEED
 from articlegen.core.errors import InputError
+from articlegen.db.registry import articles_written, get_model, list_models
+from articlegen.export.records import MODEL_COLUMNS, epoch_records, model_record
 
 # --- preview ----------------------------------------------------------------------------------
 
@@ -44,9 +49,9 @@ def preview(
     template: str | None,
     fmt: str,
 ) -> None:
-    """Write one article with the configured model and print it; the database is not touched.
+    """Write one article with the configured model and print it; nothing is stored.
 
-    The model is ARTICLEGEN_MODEL (see `articlegen model init` when the Hub is out of reach).
+    The model is ARTICLEGEN_MODEL (see `articlegen models init` when the Hub is out of reach).
     A summary (words, tokens, perplexity, flags, seed) goes to stderr.
 
     Example: articlegen preview "Night trains in Europe" --preset precise --set max_new_tokens=120
@@ -91,18 +96,19 @@ def preview(
     )
 
 
-# --- model ------------------------------------------------------------------------------------
+# --- models ------------------------------------------------------------------------------------
 
 
 @cli.group(cls=Group, context_settings=CONTEXT)
-def model() -> None:
-    """Build local models (for tests, benchmarks and machines without the Hub).
+def models() -> None:
+    """The model registry (every model that trained here or wrote an article), and local
+    models built for tests, benchmarks and machines without the Hub.
 
-    Example: articlegen model init ./models/tiny
+    Example: articlegen models list
     """
 
 
-@model.command("init")
+@models.command("init")
 @click.argument("directory", type=click.Path(path_type=Path, file_okay=False))
 @click.option(
     "--size",
@@ -129,7 +135,7 @@ def model_init(directory: Path, size: str, corpus: Path | None, seed: int) -> No
     Its weights are random, so its text is noise: it exercises the whole pipeline without a
     download. Point ARTICLEGEN_MODEL at the directory to use it.
 
-    Example: articlegen model init ./models/tiny --size tiny
+    Example: articlegen models init ./models/tiny --size tiny
     """
     # Imported here: torch and transformers take seconds to import, and most commands need
     # neither.
@@ -140,4 +146,76 @@ def model_init(directory: Path, size: str, corpus: Path | None, seed: int) -> No
         f"Wrote a random {report.size} GPT-2 ({report.parameters:,} parameters, "
         f"{report.vocabulary:,}-token vocabulary) to {report.path}. Use it with "
         f"ARTICLEGEN_MODEL={report.path}"
+    )
+
+
+@models.command("list")
+@format_option
+@pass_app
+def models_list(app: App, fmt: str) -> None:
+    """List registered models, newest first: trained here, or used to write articles.
+
+    Example: articlegen models list --format json
+    """
+    with app.database.session(write=False) as session:
+        records = [model_record(m, articles_written(session, m.id)) for m in list_models(session)]
+    click.echo(render(records, fmt, table_columns=MODEL_COLUMNS, empty="No models yet."))
+
+
+@models.command("show")
+@click.argument("name")
+@format_option
+@pass_app
+def models_show(app: App, name: str, fmt: str) -> None:
+    """Show one model: where it is, its base, corpus, recipe, every epoch's evaluation and its
+    memorisation check.
+
+    Example: articlegen models show support-v1
+    """
+    with app.database.session(write=False) as session:
+        found = get_model(session, name)
+        record = model_record(found, articles_written(session, found.id))
+    if fmt != "table":
+        click.echo(show(record, fmt))
+        return
+    # A terminal gets the nested fields one value per line, and the epochs as their own table.
+    epochs, best = record.pop("epochs"), record["best_epoch"]
+    flat: dict[str, Any] = {}
+    for key, value in record.items():
+        if isinstance(value, dict):
+            flat.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            flat[key] = value
+    click.echo(show(flat, fmt))
+    if epochs:
+        click.echo("\nEvaluation per epoch (0: before training):")
+        click.echo(render(epoch_records(epochs, best), "table"))
+
+
+@models.command("rm")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_app
+def models_rm(app: App, name: str, yes: bool) -> None:
+    """Remove a model from the registry, and a model trained here from disk too.
+
+    The articles it wrote keep its name and revision. Refused while the model is training.
+
+    Example: articlegen models rm support-v1 --yes
+    """
+    with app.database.session(write=False) as session:
+        found = get_model(session, name)
+        what = f"model {name!r} ({found.kind}, {found.status})"
+    if not yes:
+        click.confirm(f"Remove {what}?", abort=True)
+    # Imported here: the training package imports torch and transformers.
+    from articlegen.training.store import remove_model
+
+    removed = remove_model(app.context, name)
+    where = f" and deleted {removed.directory}" if removed.directory else ""
+    if removed.kept:
+        where = f"; its files in {removed.kept} are not where this setup keeps models, so they stay"
+    click.echo(
+        f"Removed {what}{where}; the {removed.articles} articles it wrote keep its name and "
+        "revision."
     )

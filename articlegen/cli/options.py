@@ -79,10 +79,11 @@ def format_option(func: F) -> F:
 
 
 def model_option(func: F) -> F:
-    """`--model`: a Hub id or a local directory, instead of ARTICLEGEN_MODEL."""
-    return click.option("--model", help="Hub id or local directory  [default: ARTICLEGEN_MODEL]")(
-        func
-    )
+    """`--model`: a registry name, a Hub id or a local directory, instead of ARTICLEGEN_MODEL."""
+    return click.option(
+        "--model",
+        help="Registry name, Hub id or local directory  [default: ARTICLEGEN_MODEL]",
+    )(func)
 
 
 def preset_option(help: str) -> Callable[[F], F]:

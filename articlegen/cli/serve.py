@@ -1,4 +1,4 @@
-"""`articlegen serve`: both flows as Prefect deployments, on a schedule and on demand."""
+"""`articlegen serve`: the flows as Prefect deployments, on a schedule and on demand."""
 
 from __future__ import annotations
 
@@ -14,11 +14,12 @@ __all__: list[str] = []
 @cli.command("serve", context_settings=CONTEXT)
 @pass_app
 def serve(app: App) -> None:
-    """Serve both flows as Prefect deployments until stopped (Ctrl-C or SIGTERM).
+    """Serve the flows as Prefect deployments until stopped (Ctrl-C or SIGTERM).
 
     generate-articles/articlegen runs on ARTICLEGEN_SCHEDULE (default hourly);
-    import-prompts/articlegen runs when started. Point PREFECT_API_URL at a Prefect server
-    (`prefect server start`) to see them in its UI and start runs with custom parameters.
+    import-prompts/articlegen and fine-tune-model/articlegen run when started. Point
+    PREFECT_API_URL at a Prefect server (`prefect server start`) to see them in its UI and
+    start runs with custom parameters.
 
     Example: articlegen serve
     """
@@ -27,13 +28,14 @@ def serve(app: App) -> None:
     from prefect import serve as prefect_serve
     from prefect.deployments.runner import RunnerDeployment
 
-    from articlegen.flows import generate_articles, import_prompts
+    from articlegen.flows import fine_tune_model, generate_articles, import_prompts
 
     schedule = app.settings.schedule
     try:
         deployments = [
             generate_articles.to_deployment(name="articlegen", cron=schedule),
             import_prompts.to_deployment(name="articlegen"),
+            fine_tune_model.to_deployment(name="articlegen"),
         ]
     except ValueError as exc:
         raise ConfigError(
@@ -41,5 +43,8 @@ def serve(app: App) -> None:
             "'0 * * * *' for hourly or '30 2 * * *' for 02:30 every night"
         ) from exc
     assert all(isinstance(d, RunnerDeployment) for d in deployments)  # the sync API
-    click.echo(f"Serving generate-articles (cron {schedule!r}) and import-prompts; Ctrl-C stops.")
+    click.echo(
+        f"Serving generate-articles (cron {schedule!r}), import-prompts and fine-tune-model; "
+        "Ctrl-C stops."
+    )
     prefect_serve(*deployments)  # type: ignore[arg-type]

@@ -46,8 +46,9 @@ class Settings(BaseSettings):
         default="gpt2",
         min_length=1,
         description=(
-            "Hugging Face Hub id or local directory of the causal language model. GPT-2 small "
-            "(124M parameters) is the default: it runs on a CPU."
+            "The causal language model: the name of one trained here (`articlegen models "
+            "list`), which resolves first, else a Hugging Face Hub id or a local directory. "
+            "GPT-2 small (124M parameters) is the default: it runs on a CPU."
         ),
     )
     model_revision: str | None = Field(
@@ -110,6 +111,12 @@ class Settings(BaseSettings):
         description="Mark the review workspace's session cookie `Secure`, so a browser sends "
         "it over HTTPS only. Set it when the workspace is served through an HTTPS proxy; off "
         "by default because `articlegen web` itself serves plain HTTP on loopback.",
+    )
+    models_dir: Path = Field(
+        default=Path("models"),
+        description="Where `articlegen train` keeps the models it trains, one directory per "
+        "name (weights, checkpoints, loss curve); the registry records each one's absolute "
+        "path.",
     )
     templates_dir: Path | None = Field(
         default=None,

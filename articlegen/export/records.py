@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from articlegen.db.models import Article, Job, Prompt, ReviewEvent
+from articlegen.db.models import Article, Job, Prompt, RegisteredModel, ReviewEvent
 
 __all__ = [
     "ARTICLE_COLUMNS",
     "JOB_COLUMNS",
+    "MODEL_COLUMNS",
     "article_record",
+    "epoch_records",
     "event_record",
     "job_record",
+    "model_record",
     "prompt_record",
 ]
 
@@ -21,6 +24,10 @@ ARTICLE_COLUMNS = [
     "flags", "review_status",
 ]  # fmt: skip
 JOB_COLUMNS = ["id", "status", "model", "total", "done", "failed", "created_at", "finished_at"]
+MODEL_COLUMNS = [
+    "name", "kind", "status", "base", "best_epoch", "eval_perplexity", "memorised_tokens",
+    "articles", "created_at",
+]  # fmt: skip
 
 
 def prompt_record(prompt: Prompt) -> dict[str, Any]:
@@ -126,3 +133,47 @@ def event_record(event: ReviewEvent) -> dict[str, Any]:
         "note": event.note,
         "details": event.details,
     }
+
+
+def model_record(model: RegisteredModel, articles: int) -> dict[str, Any]:
+    """A registered model, every field, with how many articles it wrote."""
+    best = next((e for e in model.epochs if e.get("epoch") == model.best_epoch), None)
+    return {
+        "id": model.id,
+        "name": model.name,
+        "kind": model.kind,
+        "status": model.status,
+        "source": model.source,
+        "revision": model.revision,
+        "base": model.base,
+        "base_revision": model.base_revision,
+        "best_epoch": model.best_epoch,
+        "eval_loss": best.get("eval_loss") if best else None,
+        "eval_perplexity": round(best["eval_perplexity"], 2) if best else None,
+        "memorised_tokens": model.memorisation.get("longest_overlap"),
+        "memorisation": model.memorisation,
+        "epochs": model.epochs,
+        "hyperparameters": model.hyperparameters,
+        "corpus_hash": model.corpus_hash,
+        "corpus": model.corpus,
+        "progress": model.progress,
+        "error": model.error,
+        "articles": articles,
+        "created_at": model.created_at,
+        "finished_at": model.finished_at,
+    }
+
+
+def epoch_records(epochs: list[dict[str, Any]], best: int | None) -> list[dict[str, Any]]:
+    """A model's evaluations, one row each: epoch 0 is the starting model, before training."""
+    return [
+        {
+            "epoch": e["epoch"],
+            "step": e["step"],
+            "train_loss": None if e.get("train_loss") is None else round(e["train_loss"], 4),
+            "eval_loss": round(e["eval_loss"], 4),
+            "eval_perplexity": round(e["eval_perplexity"], 2),
+            "best": "yes" if e["epoch"] == best else "",
+        }
+        for e in epochs
+    ]

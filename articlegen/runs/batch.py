@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, cast
 
 from sqlalchemy import select
@@ -14,7 +15,8 @@ from articlegen.core.errors import ConfigError
 from articlegen.core.settings import Settings
 from articlegen.db.articles import ArticleRow, PromptFailure, next_versions, record_batch
 from articlegen.db.jobs import record_model
-from articlegen.db.models import Prompt
+from articlegen.db.models import ModelKind, Prompt
+from articlegen.db.registry import ensure_model
 from articlegen.generator.decoding import DEFAULT_PRESET, parse_overrides
 from articlegen.runs.context import RunContext, context_for
 from articlegen.runs.params import GenerateParams
@@ -57,6 +59,9 @@ def write_batch(
         report.failures.append(PromptFailure(prompt_id, reason, planned[prompt_id] - written))
     with context.database.session() as session:
         record_model(session, job_id, loaded.name, loaded.revision)
+        kind = ModelKind.LOCAL if loaded.local else ModelKind.HUB
+        model = ensure_model(session, loaded.name, loaded.source, loaded.revision, kind)
+        rows = [replace(row, model_id=model.id) for row in rows]
         recorded = record_batch(session, job_id, rows, report.failures)
         report.lost = recorded.lost
         report.written = [

@@ -15,7 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from articlegen.core.errors import ModelError
 from articlegen.core.settings import Settings
+from articlegen.db.models import ModelKind, ModelStatus
+from articlegen.db.registry import find_model
 from articlegen.db.session import Database
 from articlegen.generator.decoding import DecodingOverrides, Resolved
 from articlegen.generator.presets import PresetCatalog, load_presets
@@ -28,6 +31,9 @@ if TYPE_CHECKING:
 __all__ = ["RunContext", "close_contexts", "context_for"]
 
 T = TypeVar("T")
+
+# Models registered when they first wrote an article, not by a training here.
+_AS_GIVEN = (ModelKind.HUB, ModelKind.LOCAL)
 
 
 @dataclass(eq=False)
@@ -65,14 +71,41 @@ class RunContext:
         return self._once("templates", lambda: Templates(self.settings.templates_dir))
 
     def model_spec(self, model: str | None = None) -> ModelSpec:
-        """The model a run uses: `model`, else ARTICLEGEN_MODEL, with the device settings."""
+        """The model a run uses: `model`, else ARTICLEGEN_MODEL, with the device settings.
+
+        The name of a model trained here resolves first, to its directory; one still
+        training, or whose training failed, is refused with what to do.
+        """
         # Imported here: generator.loading imports torch, which most commands never need.
         from articlegen.generator.loading import ModelSpec
 
         settings = self.settings
-        return ModelSpec(
-            model or settings.model, settings.model_revision, settings.device, settings.dtype
-        )
+        name = model or settings.model
+        with self.database.session(write=False) as session:
+            row = find_model(session, name)
+            if row is None or (row.kind in _AS_GIVEN and "@" not in row.name):
+                # Hub and local models get a row when they first write an article, as a record
+                # of what wrote it; they load as given, so "gpt2" follows
+                # ARTICLEGEN_MODEL_REVISION and "./models/local" the working directory.
+                return ModelSpec(name, settings.model_revision, settings.device, settings.dtype)
+            if row.kind in _AS_GIVEN:
+                # `gpt2@<commit>`, the row of an earlier revision: that revision, on the Hub.
+                revision = row.revision if row.kind is ModelKind.HUB else None
+                return ModelSpec(
+                    row.source, revision, settings.device, settings.dtype, label=row.name
+                )
+            if row.status is ModelStatus.TRAINING:
+                raise ModelError(
+                    f"model {name!r} is still training, or its training stopped: wait for it, "
+                    f"or continue it with `articlegen train {name} --resume`"
+                )
+            if row.status is ModelStatus.FAILED:
+                raise ModelError(
+                    f"model {name!r} failed to train ({row.error}): continue it with "
+                    f"`articlegen train {name} --resume`, or remove it with "
+                    f"`articlegen models rm {name}`"
+                )
+            return ModelSpec(row.source, None, settings.device, settings.dtype, label=row.name)
 
     def model(self, model: str | None = None) -> LoadedModel:
         """The loaded model (`generator.loading` keeps one per process and spec)."""

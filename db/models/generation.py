@@ -1,52 +1,28 @@
-"""The tables: prompts in, jobs that run, articles out. Typed `Mapped[...]` models and nothing else.
-
-Schema changes go through Alembic (`db/migrations/`); a test checks that the migrations and these
-models agree.
-"""
+"""The tables of generation: prompts in, jobs that run, articles out."""
 
 from __future__ import annotations
 
 import enum
-import secrets
-from datetime import UTC, datetime
-from typing import Any, ClassVar
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
-    JSON,
     BigInteger,
-    DateTime,
-    Dialect,
-    Enum,
     Float,
     ForeignKey,
     Index,
     Integer,
-    MetaData,
     String,
     Text,
-    TypeDecorator,
     UniqueConstraint,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from articlegen.core.bounds import MAX_EXTERNAL_ID, MAX_NAME
+from articlegen.db.models.base import Base, JSONType, str_enum, utcnow
 
-__all__ = [
-    "Article",
-    "ArticleReviewStatus",
-    "Base",
-    "Job",
-    "JobStatus",
-    "LoginFailure",
-    "Prompt",
-    "PromptStatus",
-    "ReviewAction",
-    "ReviewEvent",
-    "Reviewer",
-    "ReviewerRole",
-]
+__all__ = ["Article", "ArticleReviewStatus", "Job", "JobStatus", "Prompt", "PromptStatus"]
 
 
 class PromptStatus(enum.StrEnum):
@@ -76,87 +52,6 @@ class ArticleReviewStatus(enum.StrEnum):
     PENDING_REVIEW = "pending_review"
     APPROVED = "approved"
     REJECTED = "rejected"
-
-
-class ReviewAction(enum.StrEnum):
-    """What a reviewer did to an article (a row of the audit trail)."""
-
-    APPROVE = "approve"
-    REJECT = "reject"
-    EDIT = "edit"  # the editor's text saved beside the generated one (and approved)
-    REGENERATE = "regenerate"  # a new version queued
-
-
-class ReviewerRole(enum.StrEnum):
-    """What a reviewer account may do: editors act, viewers read."""
-
-    EDITOR = "editor"
-    VIEWER = "viewer"
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """A timezone-aware UTC timestamp on every backend.
-
-    SQLite stores no offset and hands back naive datetimes; this type stores UTC and always
-    returns aware values, so comparisons never mix naive and aware times.
-    """
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        return value.astimezone(UTC) if value is not None else None
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def utcnow() -> datetime:
-    """Now, timezone-aware, in UTC."""
-    return datetime.now(UTC)
-
-
-def new_session_key() -> str:
-    """A random key for a reviewer's session cookies."""
-    return secrets.token_urlsafe(32)
-
-
-# JSONB on PostgreSQL (indexable, compact); JSON text elsewhere.
-JSONType = JSON().with_variant(JSONB(), "postgresql")
-
-
-def _enum(cls: type[enum.StrEnum], name: str) -> Enum:
-    # A VARCHAR with a CHECK constraint: portable, and new states need no type migration dance.
-    return Enum(
-        cls,
-        name=name,
-        native_enum=False,
-        create_constraint=True,
-        length=32,
-        values_callable=lambda members: [m.value for m in members],
-    )
-
-
-class Base(DeclarativeBase):
-    """Declarative base with a naming convention, so migrations name constraints predictably."""
-
-    metadata = MetaData(
-        naming_convention={
-            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-            "ck": "ck_%(table_name)s_%(constraint_name)s",
-            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-            "pk": "pk_%(table_name)s",
-        }
-    )
-    type_annotation_map: ClassVar[dict[Any, Any]] = {
-        datetime: UTCDateTime(),
-        dict[str, Any]: JSONType,
-    }
 
 
 class Prompt(Base):
@@ -191,7 +86,7 @@ class Prompt(Base):
     variants: Mapped[int] = mapped_column(default=1)
     extra: Mapped[dict[str, Any]] = mapped_column(default=dict)
     status: Mapped[PromptStatus] = mapped_column(
-        _enum(PromptStatus, "prompt_status"), default=PromptStatus.PENDING
+        str_enum(PromptStatus, "prompt_status"), default=PromptStatus.PENDING
     )
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
@@ -218,7 +113,7 @@ class Job(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     status: Mapped[JobStatus] = mapped_column(
-        _enum(JobStatus, "job_status"), default=JobStatus.QUEUED
+        str_enum(JobStatus, "job_status"), default=JobStatus.QUEUED
     )
     parameters: Mapped[dict[str, Any]] = mapped_column(default=dict)
     model: Mapped[str | None] = mapped_column(String(500))
@@ -259,11 +154,15 @@ class Article(Base):
         Index("ix_articles_word_count", "word_count"),
         Index("ix_articles_flag_count", "flag_count"),
         Index("ix_articles_flags", "flags", postgresql_using="gin"),
+        Index("ix_articles_model_id", "model_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     prompt_id: Mapped[int] = mapped_column(ForeignKey("prompts.id", ondelete="CASCADE"))
     job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    # The registry's row for the model that wrote it (`model_name` and `model_revision` stay,
+    # whatever becomes of the registry).
+    model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id", ondelete="SET NULL"))
     variant: Mapped[int] = mapped_column(default=1)
     version: Mapped[int] = mapped_column(default=1)
     # The exact text the model continued (articles written before 0.1 have none).
@@ -292,7 +191,7 @@ class Article(Base):
     flags: Mapped[list[str]] = mapped_column(JSONType, default=list)
     flag_count: Mapped[int] = mapped_column(default=0)
     review_status: Mapped[ArticleReviewStatus] = mapped_column(
-        _enum(ArticleReviewStatus, "review_status"), default=ArticleReviewStatus.PENDING_REVIEW
+        str_enum(ArticleReviewStatus, "review_status"), default=ArticleReviewStatus.PENDING_REVIEW
     )
     reviewer_note: Mapped[str | None] = mapped_column(Text)
     reviewed_by: Mapped[str | None] = mapped_column(String(MAX_NAME))
@@ -311,60 +210,3 @@ class Article(Base):
 
     prompt: Mapped[Prompt] = relationship(back_populates="articles")
     job: Mapped[Job | None] = relationship(back_populates="articles")
-    events: Mapped[list[ReviewEvent]] = relationship(
-        back_populates="article", order_by="ReviewEvent.id", cascade="all, delete-orphan"
-    )
-
-
-class ReviewEvent(Base):
-    """One review action on one article: the audit trail, never edited."""
-
-    __tablename__ = "review_events"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    article_id: Mapped[int] = mapped_column(
-        ForeignKey("articles.id", ondelete="CASCADE"), index=True
-    )
-    actor: Mapped[str] = mapped_column(String(MAX_NAME))
-    action: Mapped[ReviewAction] = mapped_column(_enum(ReviewAction, "review_action"))
-    note: Mapped[str | None] = mapped_column(Text)
-    status_before: Mapped[ArticleReviewStatus] = mapped_column(
-        _enum(ArticleReviewStatus, "review_event_before")
-    )
-    status_after: Mapped[ArticleReviewStatus] = mapped_column(
-        _enum(ArticleReviewStatus, "review_event_after")
-    )
-    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-    article: Mapped[Article] = relationship(back_populates="events")
-
-
-class Reviewer(Base):
-    """An account of the review workspace. Only a hash of its password is stored."""
-
-    __tablename__ = "reviewers"
-    # SQLite would hand a removed account's id to the next one; its old cookies must not
-    # name the new account.
-    __table_args__ = {"sqlite_autoincrement": True}  # noqa: RUF012 (SQLAlchemy's own form)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(MAX_NAME), unique=True)
-    role: Mapped[ReviewerRole] = mapped_column(_enum(ReviewerRole, "reviewer_role"))
-    password_hash: Mapped[str] = mapped_column(String(200))
-    # A random key every session cookie of the account carries; a new one (logging out) ends
-    # them all.
-    session_key: Mapped[str] = mapped_column(String(64), default=new_session_key)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-class LoginFailure(Base):
-    """Failed logins in a row for a name from one client, whether or not an account has the
-    name: each further try waits longer, and a name that exists answers like one that does
-    not. Keyed by a digest of the two, so another client cannot lock the account out."""
-
-    __tablename__ = "login_failures"
-
-    key: Mapped[str] = mapped_column(String(64), primary_key=True)
-    failures: Mapped[int] = mapped_column(default=0)
-    last_failed_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,71 @@
+"""Documents to training blocks: tokenised, joined with the end-of-text token between them (as
+GPT-2 saw its training data), and cut into blocks of a fixed number of tokens."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+__all__ = ["Blocks", "collate", "to_blocks", "token_stream"]
+
+# Documents tokenised per call: the fast tokenizer works a batch in parallel, in Rust.
+_TOKENIZE_BATCH = 1_000
+# Ignored by the loss: the labels of padding.
+_IGNORE = -100
+
+
+class Blocks(Dataset[list[int]]):
+    """Blocks of token ids; all `block_size` long but the last, which may be shorter."""
+
+    def __init__(self, blocks: list[list[int]]) -> None:
+        self.blocks = blocks
+
+    def __len__(self) -> int:
+        return len(self.blocks)
+
+    def __getitem__(self, index: int) -> list[int]:
+        return self.blocks[index]
+
+    @property
+    def tokens(self) -> int:
+        """Tokens in all blocks."""
+        return sum(len(b) for b in self.blocks)
+
+
+def token_stream(tokenizer: Any, documents: Sequence[str]) -> list[int]:
+    """Every document's tokens, each followed by the end-of-text token."""
+    eos = tokenizer.eos_token_id
+    stream: list[int] = []
+    for start in range(0, len(documents), _TOKENIZE_BATCH):
+        batch = list(documents[start : start + _TOKENIZE_BATCH])
+        # verbose=False: a document longer than the context is expected; it is cut into blocks.
+        for ids in tokenizer(batch, verbose=False)["input_ids"]:
+            stream.extend(ids)
+            if eos is not None:
+                stream.append(eos)
+    return stream
+
+
+def to_blocks(tokenizer: Any, documents: Sequence[str], block_size: int) -> Blocks:
+    """The documents as blocks of `block_size` tokens; a last, shorter block is kept when it
+    holds two tokens or more (one to predict from, one to predict)."""
+    stream = token_stream(tokenizer, documents)
+    blocks = [stream[i : i + block_size] for i in range(0, len(stream), block_size)]
+    return Blocks([b for b in blocks if len(b) >= 2])
+
+
+def collate(blocks: list[list[int]]) -> dict[str, torch.Tensor]:
+    """A batch: blocks padded on the right to the longest, padding masked and not learned."""
+    width = max(len(b) for b in blocks)
+    input_ids = torch.zeros((len(blocks), width), dtype=torch.long)
+    labels = torch.full((len(blocks), width), _IGNORE, dtype=torch.long)
+    attention = torch.zeros((len(blocks), width), dtype=torch.long)
+    for row, block in enumerate(blocks):
+        ids = torch.tensor(block, dtype=torch.long)
+        input_ids[row, : len(block)] = ids
+        labels[row, : len(block)] = ids
+        attention[row, : len(block)] = 1
+    return {"input_ids": input_ids, "labels": labels, "attention_mask": attention}
