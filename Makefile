@@ -41,7 +41,7 @@ demo: install  ## The main job end to end on the examples: import, generate, exp
 bench: install  ## Throughput benchmark, ~40 min on 2 cores: make bench BENCH_ARGS="--repeats 5".
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
-migration: install  ## Generate a migration from db/models.py: make migration MESSAGE="add x".
+migration: install  ## Generate a migration from db/models/: make migration MESSAGE="add x".
 	@test -n "$(MESSAGE)" || { echo 'usage: make migration MESSAGE="what changed"'; exit 2; }
 	$(BIN)/python -c 'import sys; from articlegen.db.migrate import new_revision; new_revision(sys.argv[1])' "$(MESSAGE)"
 

@@ -75,7 +75,7 @@ def _plain_loop(model_dir: str, corpus: Path, options: dict[str, Any]) -> dict[s
     loaded = load_trainable(ModelSpec(model_dir, device=options["device"], dtype="auto"))
     corpus_split = build_corpus(read_files([corpus]), 0.1)
     blocks = to_blocks(loaded.tokenizer, corpus_split.train, options["block_size"])
-    model = loaded.model
+    model = loaded.model.to(device)
     mixed = precision(device, "auto")
     autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mixed)
     batches: DataLoader[list[int]] = DataLoader(

@@ -89,7 +89,7 @@ def _raw(connection: Connection) -> Any:
 
 
 def new_revision(message: str) -> None:
-    """Write a migration for what `db/models.py` has and the migrations lack (`make migration`).
+    """Write a migration for what `db/models/` has and the migrations lack (`make migration`).
 
     Autogenerate compares the models with an in-memory database at head; review its output
     before committing, as Alembic asks.

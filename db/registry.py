@@ -7,7 +7,7 @@ article (`ensure_model`), so every article names the exact model row that wrote 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import func, select
@@ -134,9 +134,14 @@ def start_training(
     return model
 
 
-def record_progress(session: Session, name: str, step: int, steps: int) -> None:
-    """How far training has got, for the CLI's progress bar."""
-    get_model(session, name).progress = {"step": step, "steps": steps}
+def record_progress(
+    session: Session, name: str, step: int, steps: int, warnings: Sequence[str] | None = None
+) -> None:
+    """How far training has got, for the CLI's progress bar, and what its user should know as
+    it starts (the warnings stay until new ones are given)."""
+    model = get_model(session, name)
+    kept = model.progress.get("warnings", []) if warnings is None else list(warnings)
+    model.progress = {"step": step, "steps": steps, "warnings": kept}
 
 
 def record_epoch(session: Session, name: str, epoch: dict[str, Any]) -> None:

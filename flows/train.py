@@ -11,7 +11,7 @@ import hashlib
 import re
 from uuid import UUID
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import (
     create_markdown_artifact,
     create_progress_artifact,
@@ -70,6 +70,8 @@ def fine_tune_model(params: TrainParams | None = None, resume: str | None = None
     if (params is None) == (resume is None):
         raise ConfigError("give either params (a new run) or resume (a model's name), not both")
     result = train(load_settings(), params, resume)
+    for warning in result.warnings:
+        get_run_logger().warning("training: %s", warning)
     rows = epoch_records(result.epochs, result.best_epoch)
     create_table_artifact(rows, key=_key(result.name, "epochs"))
     create_markdown_artifact(summary_markdown(result), key=_key(result.name, "summary"))

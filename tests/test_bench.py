@@ -126,3 +126,21 @@ def test_results_are_written_as_json_markdown_and_png(tmp_path: Path) -> None:
     assert "| engine / baseline tokens/s | 5.33 | ≥ 5.0 | **PASS** |" in text
     assert "| baseline | 1 | float32 | cpu | 30.0 |" in text
     assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_training_benchmark_measures_both_systems_on_the_same_tokens(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    from bench.training import _articlegen, _corpus, _plain_loop
+
+    corpus = _corpus(tmp_path / "corpus.txt", 12)
+    options = {
+        "block_size": 32, "batch_size": 4, "grad_accum": 2, "epochs": 1, "lr": 5e-5,
+        "seed": 42, "device": "cpu",
+    }  # fmt: skip
+    baseline = _plain_loop(str(tiny_model_dir), corpus, options)
+    ours = _articlegen(str(tiny_model_dir), corpus, options, 0)
+    assert baseline["tokens"] == ours["tokens"] > 0  # the same blocks, trained once each
+    for figures in (baseline, ours):
+        assert figures["tokens_per_s"] == pytest.approx(figures["tokens"] / figures["seconds"])
+    assert ours["wall_seconds"] >= ours["seconds"]

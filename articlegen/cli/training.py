@@ -157,7 +157,8 @@ def _run(app: App, name: str, params: TrainParams | None) -> None:
     from articlegen.flows.train import fine_tune_model
 
     done = threading.Event()
-    follower = threading.Thread(target=_follow, args=(app, name, done), daemon=True)
+    told: set[str] = set()  # warnings the follower printed as the run started
+    follower = threading.Thread(target=_follow, args=(app, name, done, told), daemon=True)
     follower.start()
     try:
         result = fine_tune_model(params=params, resume=None if params else name)
@@ -174,7 +175,8 @@ def _run(app: App, name: str, params: TrainParams | None) -> None:
         done.set()
         follower.join()
     for warning in result.warnings:
-        click.echo(f"Warning: {warning}", err=True)
+        if warning not in told:
+            click.echo(f"Warning: {warning}", err=True)
     click.echo(render(epoch_records(result.epochs, result.best_epoch), "table"))
     first, last = result.epochs[0], result.epochs[-1]
     best = min(result.epochs[1:] or result.epochs, key=lambda e: e["eval_loss"])
@@ -206,24 +208,30 @@ def _run(app: App, name: str, params: TrainParams | None) -> None:
     )
 
 
-def _follow(app: App, name: str, done: threading.Event) -> None:
-    """Draw a progress bar from the registry row's progress until `done` is set."""
+def _follow(app: App, name: str, done: threading.Event, told: set[str]) -> None:
+    """Print the run's warnings as it starts, then draw a progress bar from the registry row's
+    progress until `done` is set."""
 
-    def progress() -> tuple[int, int]:
+    def progress() -> dict[str, Any]:
         with app.database.session(write=False) as session:
             row = registry.find_model(session, name)
             # Only a row that is training: a finished one of the same name is not this run.
-            seen = row.progress if row is not None and row.status is ModelStatus.TRAINING else {}
-            return int(seen.get("step", 0)), int(seen.get("steps", 0))
+            if row is None or row.status is not ModelStatus.TRAINING:
+                return {}
+            return dict(row.progress)
 
     steps = 0
     while not steps:  # known once the corpus is read and the model loaded
         if done.wait(0.5):
             return
-        steps = progress()[1]
+        seen = progress()
+        steps = int(seen.get("steps", 0))
+    for warning in seen.get("warnings", []):
+        click.echo(f"Warning: {warning}", err=True)
+        told.add(warning)
     with click.progressbar(length=steps, label=f"Training {name}", file=sys.stderr) as bar:
         while True:
             stop = done.wait(0.5)
-            bar.update(progress()[0] - bar.pos)
+            bar.update(int(progress().get("step", bar.pos)) - bar.pos)
             if stop:
                 return

@@ -148,6 +148,7 @@ def _run(
         to_blocks(tokenizer, docs, block_size) for docs in (corpus.train, corpus.eval)
     )
     plan = plan_steps(len(train), params)
+    warnings = _warnings(params, plan, block_size)
     device = resolve_device(settings.device)
     mixed = precision(device, settings.dtype)
     hyperparameters = {
@@ -180,7 +181,11 @@ def _run(
                 },
                 corpus_hash=corpus.hash,
             )
-    prepared = _Prepared(loaded, train, held_out, plan, block_size, device, mixed, started)
+        # Told as the run starts, not after it: a GPU run may take hours.
+        registry.record_progress(session, params.name, 0, plan.total_steps, warnings)
+    prepared = _Prepared(
+        loaded, train, held_out, plan, block_size, device, mixed, started, warnings
+    )
     try:
         return _fit(context, params, corpus, directory, resume, on_progress, callbacks, prepared)
     except OSError as exc:
@@ -211,6 +216,7 @@ class _Prepared:
     device: torch.device
     mixed: str
     started: float
+    warnings: list[str]
 
 
 def _fit(
@@ -224,12 +230,7 @@ def _fit(
     prepared: _Prepared,
 ) -> TrainResult:
     """Train, save the best epoch, check it, and mark the row `ready`."""
-    loaded, train, plan, block_size = (
-        prepared.loaded,
-        prepared.train,
-        prepared.plan,
-        prepared.block_size,
-    )
+    loaded, train, plan = prepared.loaded, prepared.train, prepared.plan
     tokenizer = loaded.tokenizer
     model_dir = directory / "model"
     recorder = Recorder(context, params.name, on_progress)
@@ -276,7 +277,7 @@ def _fit(
         stopped_early=bool(trained) and trained[-1]["epoch"] < params.epochs,
         memorisation=memorisation,
         corpus={**corpus.summary, "hash": corpus.hash, "train_tokens": train.tokens},
-        warnings=_warnings(params, plan, block_size),
+        warnings=prepared.warnings,
         train_tokens=train.tokens,
         tokens_per_second=run_tokens / seconds if seconds else 0.0,
         seconds=time.perf_counter() - prepared.started,
