@@ -68,7 +68,7 @@ def fine_tune_model(params: TrainParams | None = None, resume: str | None = None
             checkpoint, with the parameters and documents it started with.
     """
     if (params is None) == (resume is None):
-        raise ConfigError("give either params (a new run) or resume (a model's name), not both")
+        raise ConfigError("give params (a new run) or resume (a model's name): exactly one")
     result = train(load_settings(), params, resume)
     for warning in result.warnings:
         get_run_logger().warning("training: %s", warning)

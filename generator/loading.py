@@ -144,6 +144,11 @@ def _load_uncached(spec: ModelSpec, *, train: bool = False) -> LoadedModel:
     source: str = str(Path(spec.name).expanduser().resolve()) if local else spec.name
     if local:
         path = Path(source)
+        if path.exists() and not path.is_dir():
+            raise ModelError(
+                f"{spec.name} is a file, not a model directory: give a directory holding a "
+                "model (config.json, the weights and the tokenizer), a Hub id, or a registry name"
+            )
         if not path.is_dir():
             raise ModelError(
                 f"model directory {spec.name} does not exist: check ARTICLEGEN_MODEL, or create "

@@ -201,6 +201,11 @@ def test_a_killed_run_resumes_to_the_same_result(
     assert row.status is ModelStatus.TRAINING
     assert [e["epoch"] for e in row.epochs] == [0, 1, 2]
     assert row.progress["steps"] == 60  # written at most once a second: the step varies
+    # Its process is gone: the registry says so, and `--resume` is the way on.
+    listed = run_cli("models", "list", "--format", "json")
+    (killed_row,) = [m for m in json.loads(listed.stdout) if m["name"] == "killed"]
+    assert (killed_row["status"], killed_row["running"]) == ("training", False)
+    assert "training (stopped)" in run_cli("models", "list").stdout
     # Epoch 2's checkpoint is the last whole one. A kill in the middle of writing the next
     # leaves its weights without `trainer_state.json` (written last): resume must pass over it.
     checkpoints = tmp_path / "models" / "killed" / "checkpoints"
@@ -333,9 +338,8 @@ def test_training_on_an_empty_selection_fails_clearly(
         env=training_env,
     )
     assert since.exit_code == 1
-    assert (
-        "no approved articles of prompts tagged news approved since 2026-01-02T00:00:00+00:00"
-        in (since.stderr)
+    assert "no approved articles of prompts tagged news since 2026-01-02T00:00:00+00:00" in (
+        since.stderr
     )
     assert registered(database_url, "nothing") is None
     assert model_directories(tmp_path / "models") == []

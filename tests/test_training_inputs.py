@@ -34,6 +34,11 @@ pytestmark = pytest.mark.usefixtures("fresh_contexts")
         ("shape.jsonl", b'{"text": "a"}\n["b"]\n', 'line 2: each line must be an object'),
         ("one.txt", b"Only one document here.", "the corpus has 1 distinct document (of 1 read)"),
         ("same.txt", b"Same  text\n\nSame text \n\n Same\ttext", "1 distinct document (of 3 read)"),
+        ("seps.txt", b"<|endoftext|>\n\n<|endoftext|>\n", "0 distinct documents (of 0 read)"),
+        ("deep.jsonl", b"[" * 100_000 + b"\n", "line 1: not JSON that can be read"),
+        ("long.jsonl", b'{"text": "x", "n": ' + b"1" * 5000 + b"}\n", "line 1: not JSON that"),
+        ("half.jsonl", b'{"text": "a\\ud800b"}\n', "line 1: the \"text\" holds '\\ud800'"),
+        ("wide.csv", "text\nOne\nTwo\n".encode("utf-16"), "is UTF-16 (it starts with a UTF-16"),
     ],
 )  # fmt: skip
 def test_bad_corpus_files_are_refused_by_name_and_line(
@@ -65,6 +70,9 @@ def test_bad_corpus_files_are_refused_by_name_and_line(
     [
         (["../escape", "--corpus", "c.txt"], 1, "model name '../escape': use letters, digits"),
         (["x", "--corpus", "c.txt", "--lr", "0"], 1, "--lr: input should be greater than 0"),
+        (["x", "--corpus", "c.txt", "--lr", "nan"], 1, "--lr: input should be a finite number"),
+        (["x", "--corpus", "c.txt", "--size", "tiny"], 1, "--size shapes a model trained from"),
+        (["x", "--corpus", "c.txt", "--base", "c.txt"], 1, "c.txt is a file, not a model dir"),
         (["x", "--corpus", "c.txt", "--from-scratch", "--base", "m"], 1, "choose --base or"),
         (["x"], 1, "nothing to train on: give --corpus FILE (repeatable) and/or --from-approved"),
         (["x", "--corpus", "c.txt", "--tag", "t"], 1, "--tag and --since choose approved articles"),
@@ -111,7 +119,10 @@ def test_a_name_in_use_and_a_model_in_training_are_kept_safe(
     )
     taken = run_cli("train", "first", *tiny, env=training_env)
     assert taken.exit_code == 1
-    assert "there is already a model called 'first'" in taken.stderr
+    assert taken.stderr == (
+        "Error: there is already a model called 'first': choose another name, or remove it "
+        "first with `articlegen models rm first`\n"
+    )
 
     # Another process holds the model's lock (as a training does): removing it is refused.
     set_env(monkeypatch, training_env, sqlite_url)

@@ -139,7 +139,7 @@ def test_the_flow_reports_progress_epochs_and_a_summary_as_artifacts(
     assert "## Memorisation" in summary
     assert "Generate with it: `articlegen generate --model Flow_Model.1`." in summary
 
-    with pytest.raises(ConfigError, match="give either params"):
+    with pytest.raises(ConfigError, match="exactly one"):
         fine_tune_model(params=params, resume="Flow_Model.1")
 
 

@@ -13,8 +13,10 @@ from articlegen.cli.options import format_option, preset_option, set_option
 from articlegen.cli.output import render, show
 from articlegen.core.bounds import MAX_SEED
 from articlegen.core.errors import InputError
+from articlegen.db.models import ModelStatus
 from articlegen.db.registry import articles_written, get_model, list_models
 from articlegen.export.records import MODEL_COLUMNS, epoch_records, model_record
+from articlegen.training.store import remove_model, running
 
 # --- preview ----------------------------------------------------------------------------------
 
@@ -159,7 +161,20 @@ def models_list(app: App, fmt: str) -> None:
     """
     with app.database.session(write=False) as session:
         records = [model_record(m, articles_written(session, m.id)) for m in list_models(session)]
+    records = [_stopped(app, r, fmt) for r in records]
     click.echo(render(records, fmt, table_columns=MODEL_COLUMNS, empty="No models yet."))
+
+
+def _stopped(app: App, record: dict[str, Any], fmt: str) -> dict[str, Any]:
+    """A row left `training` by a process that is gone (killed, crashed) says so: `running`
+    false, and in a table `training (stopped)`. Only processes on this machine are seen."""
+    if record["status"] != ModelStatus.TRAINING:
+        return record
+    alive = running(app.settings, record["name"])
+    record = {**record, "running": alive}
+    if fmt == "table" and not alive:
+        record["status"] = "training (stopped)"
+    return record
 
 
 @models.command("show")
@@ -174,7 +189,7 @@ def models_show(app: App, name: str, fmt: str) -> None:
     """
     with app.database.session(write=False) as session:
         found = get_model(session, name)
-        record = model_record(found, articles_written(session, found.id))
+        record = _stopped(app, model_record(found, articles_written(session, found.id)), fmt)
     if fmt != "table":
         click.echo(show(record, fmt))
         return
@@ -208,9 +223,6 @@ def models_rm(app: App, name: str, yes: bool) -> None:
         what = f"model {name!r} ({found.kind}, {found.status})"
     if not yes:
         click.confirm(f"Remove {what}?", abort=True)
-    # Imported here: the training package imports torch and transformers.
-    from articlegen.training.store import remove_model
-
     removed = remove_model(app.context, name)
     where = f" and deleted {removed.directory}" if removed.directory else ""
     if removed.kept:

@@ -25,6 +25,8 @@ from articlegen.export.records import epoch_records
 # Not the trainer: torch and transformers take seconds to import.
 from articlegen.training.corpus import check_files
 from articlegen.training.params import TrainParams
+from articlegen.training.selection import check_new_name, stored_params
+from articlegen.training.store import running
 
 __all__: list[str] = []
 
@@ -124,8 +126,17 @@ def train(app: App, ctx: click.Context, /, name: str, resume: bool, **options: A
             f"--resume continues {name!r} with the options it started with: drop {', '.join(given)}"
         )
     params = None if resume else _params(name, options)
+    # What can be refused without training is refused now, before Prefect starts.
     if params is not None:
-        check_files(params.corpus)  # a missing file is told now, not after Prefect starts
+        check_new_name(app.context, name)
+        check_files(params.corpus)
+    else:
+        stored_params(app.context, name)
+    if running(app.settings, name):
+        raise InputError(
+            f"model {name!r} is being trained by another process right now: wait for it, or "
+            "stop it first"
+        )
     _run(app, name, params)
 
 
@@ -170,7 +181,8 @@ def _run(app: App, name: str, params: TrainParams | None) -> None:
             if started
             else "it had not started: nothing was kept"
         )
-        raise InputError(f"training of {name!r} interrupted; {then}") from None
+        click.echo(f"Interrupted: {then}.", err=True)
+        raise SystemExit(130) from None  # the shell's code for a run stopped by Ctrl-C
     finally:
         done.set()
         follower.join()

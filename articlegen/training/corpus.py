@@ -89,17 +89,18 @@ def build_corpus(documents: Sequence[Document], eval_fraction: float) -> Corpus:
     first ones held out, so a document is on the same side in every run, whatever the order of
     the files, and never on both. `InputError` unless both sides get at least one.
     """
+    documents = [d for d in documents if d.text.strip()]
     unique: dict[str, str] = {}
     for document in documents:
         text = document.text.strip()
-        if text:
-            unique.setdefault(_digest(" ".join(text.split())), text)
+        unique.setdefault(_digest(" ".join(text.split())), text)
     if len(unique) < 2:
         raise InputError(
             f"the corpus has {len(unique)} distinct document{'' if len(unique) == 1 else 's'} "
             f"(of {len(documents)} read): training needs at least 2, one to learn from and one "
             "held out to measure it; add documents (a .txt file separates them with lines "
-            "holding only <|endoftext|>)"
+            "holding only <|endoftext|>, or blank lines; a .csv has one in each row of its "
+            "`text` column; a .jsonl one on each line)"
         )
     ordered = sorted(unique)
     held_out = min(len(ordered) - 1, max(1, round(len(ordered) * eval_fraction)))
@@ -163,6 +164,11 @@ def _read_text(path: Path) -> str:
         data = path.read_bytes()
     except OSError as exc:
         raise InputError(f"cannot read corpus file {path}: {exc.strerror}") from exc
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise InputError(
+            f"corpus file {path} is UTF-16 (it starts with a UTF-16 byte-order mark): re-save "
+            "it as UTF-8"
+        )
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -202,12 +208,27 @@ def _jsonl(path: Path, text: str) -> list[Document]:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
             raise InputError(f"corpus file {path}, line {number}: not JSON ({exc.msg})") from None
+        except (ValueError, RecursionError):
+            # Valid JSON that Python will not hold: a number of thousands of digits, or
+            # nesting deeper than the interpreter's stack.
+            raise InputError(
+                f"corpus file {path}, line {number}: not JSON that can be read (a number too "
+                "long or nesting too deep)"
+            ) from None
         value = record.get("text") if isinstance(record, dict) else None
         if not isinstance(value, str):
             raise InputError(
                 f'corpus file {path}, line {number}: each line must be an object with a "text" '
                 'string, e.g. {"text": "An article..."}'
             )
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            # A lone surrogate, which JSON's \u escapes can spell and UTF-8 cannot.
+            raise InputError(
+                f'corpus file {path}, line {number}: the "text" holds {value[exc.start]!r}, '
+                "half of a UTF-16 pair, which is not a character; fix the escape"
+            ) from None
         documents.append(Document(value, str(path)))
     return documents
 

@@ -38,9 +38,10 @@ class TrainParams(BaseModel):
         default=False,
         description="Start from random weights and a tokenizer trained on the corpus.",
     )
-    size: Literal["tiny", "small"] = Field(
-        default="small",
-        description="Shape of a model trained from scratch (GPT-2 small's, or tiny).",
+    size: Literal["tiny", "small"] | None = Field(
+        default=None,
+        description="Shape of a model trained from scratch: GPT-2 small's, or tiny "
+        "[default: small].",
     )
     corpus: list[Path] = Field(
         default_factory=list,
@@ -60,14 +61,18 @@ class TrainParams(BaseModel):
         "2026-11-30T14:00; UTC unless it names a zone).",
     )
     epochs: int = Field(default=5, ge=1, le=1000, description="Passes over the training set.")
-    learning_rate: float = Field(default=5e-5, gt=0, le=1, description="AdamW's peak rate.")
+    learning_rate: float = Field(
+        default=5e-5, gt=0, le=1, allow_inf_nan=False, description="AdamW's peak rate."
+    )
     warmup_steps: int = Field(
         default=200, ge=0, le=1_000_000, description="Linear warm-up, in optimizer steps."
     )
     grad_accum: int = Field(
         default=32, ge=1, le=4096, description="Batches summed into one optimizer step."
     )
-    max_grad_norm: float = Field(default=1.0, gt=0, le=1e6, description="Gradient clipping.")
+    max_grad_norm: float = Field(
+        default=1.0, gt=0, le=1e6, allow_inf_nan=False, description="Gradient clipping."
+    )
     batch_size: int = Field(default=1, ge=1, le=1024, description="Blocks per forward pass.")
     block_size: int | None = Field(
         default=None,
@@ -76,7 +81,11 @@ class TrainParams(BaseModel):
         description="Tokens per training block [default: the model's context, at most 1,024].",
     )
     eval_fraction: float = Field(
-        default=0.1, gt=0, le=0.5, description="Share of the documents held out for evaluation."
+        default=0.1,
+        gt=0,
+        le=0.5,
+        allow_inf_nan=False,
+        description="Share of the documents held out for evaluation.",
     )
     patience: int = Field(
         default=2,
@@ -104,6 +113,8 @@ class TrainParams(BaseModel):
     def _consistent(self) -> Self:
         if self.from_scratch and self.base is not None:
             raise ValueError("choose --base or --from-scratch, not both")
+        if self.size is not None and not self.from_scratch:
+            raise ValueError("--size shapes a model trained from scratch: add --from-scratch")
         if not self.corpus and not self.from_approved:
             raise ValueError(
                 "nothing to train on: give --corpus FILE (repeatable) and/or --from-approved"

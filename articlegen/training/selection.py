@@ -16,7 +16,34 @@ from articlegen.runs.context import RunContext
 from articlegen.training.corpus import Corpus, Document, build_corpus, from_articles, read_files
 from articlegen.training.params import TrainParams
 
-__all__ = ["select_corpus", "stored_params"]
+__all__ = ["check_new_name", "select_corpus", "stored_params"]
+
+
+def check_new_name(context: RunContext, name: str) -> None:
+    """`InputError` unless `name` is free for a new model: not in the registry, and not the
+    default model it would take the place of."""
+    with context.database.session(write=False) as session:
+        row = registry.find_model(session, name)
+    if row is not None and row.kind in (ModelKind.HUB, ModelKind.LOCAL):
+        raise InputError(
+            f"{name!r} already names the {row.kind} model {row.source} in the registry: choose "
+            "another name"
+        )
+    if row is not None and row.status is ModelStatus.READY:
+        raise InputError(
+            f"there is already a model called {name!r}: choose another name, or remove it "
+            f"first with `articlegen models rm {name}`"
+        )
+    if row is not None:
+        raise InputError(
+            f"there is already a model called {name!r} ({row.status}): choose another name, "
+            f"or continue its training with `articlegen train {name} --resume`"
+        )
+    if name == context.settings.model:
+        raise InputError(
+            f"{name!r} is ARTICLEGEN_MODEL, the model every run uses by default: a trained model "
+            "of that name would take its place; choose another name"
+        )
 
 
 def select_corpus(context: RunContext, params: TrainParams, resume: bool) -> Corpus:
@@ -51,7 +78,7 @@ def _no_articles(params: TrainParams) -> str:
     if params.tags:
         which += f" of prompts tagged {' or '.join(params.tags)}"
     if params.since:
-        which += f" approved since {params.since.isoformat(timespec='seconds')}"
+        which += f" since {params.since.isoformat(timespec='seconds')}"
     return (
         f"no{which}: approve some in the review workspace (`articlegen web`) or with "
         "`articlegen review approve ID`, widen --tag/--since, or train on --corpus FILE"

@@ -17,7 +17,7 @@ from articlegen.db import registry
 from articlegen.db.models import ModelKind
 from articlegen.runs.context import RunContext
 
-__all__ = ["Removed", "exclusive", "model_directory", "remove_model"]
+__all__ = ["Removed", "exclusive", "model_directory", "remove_model", "running"]
 
 _TRAINED = (ModelKind.FINE_TUNED, ModelKind.FROM_SCRATCH)
 
@@ -46,6 +46,21 @@ def exclusive(settings: Settings, name: str) -> Iterator[None]:
                 "stop it first"
             ) from None
         yield
+
+
+def running(settings: Settings, name: str) -> bool:
+    """Whether a process on this machine holds `name`'s lock (is training it right now).
+    Asking creates nothing: no lock file means nobody ever held it."""
+    lock = settings.models_dir / ".locks" / f"{name}.lock"
+    if not lock.is_file():
+        return False
+    with lock.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ from articlegen.training.plot import plot_losses
 from articlegen.training.recipe import StepPlan, plan_steps, precision, training_arguments
 from articlegen.training.recorder import ProgressHook, Recorder
 from articlegen.training.result import TrainResult
-from articlegen.training.selection import select_corpus, stored_params
+from articlegen.training.selection import check_new_name, select_corpus, stored_params
 from articlegen.training.store import exclusive, model_directory
 
 __all__ = ["ProgressHook", "TrainResult", "resume_training", "train_model"]
@@ -61,7 +61,7 @@ def train_model(
 
     `callbacks` are added to the trainer's: the tests' seam.
     """
-    _check_new_name(context, params.name)
+    check_new_name(context, params.name)
     directory = model_directory(context.settings, params.name)
     with exclusive(context.settings, params.name):
         if directory.exists() and any(directory.iterdir()):
@@ -103,26 +103,6 @@ def resume_training(
 def _registered(context: RunContext, name: str) -> bool:
     with context.database.session(write=False) as session:
         return registry.find_model(session, name) is not None
-
-
-def _check_new_name(context: RunContext, name: str) -> None:
-    with context.database.session(write=False) as session:
-        row = registry.find_model(session, name)
-    if row is not None and row.kind in (ModelKind.HUB, ModelKind.LOCAL):
-        raise InputError(
-            f"{name!r} already names the {row.kind} model {row.source} in the registry: choose "
-            "another name"
-        )
-    if row is not None:
-        raise InputError(
-            f"there is already a model called {name!r} ({row.status}): choose another name, "
-            f"or continue a training that stopped with `articlegen train {name} --resume`"
-        )
-    if name == context.settings.model:
-        raise InputError(
-            f"{name!r} is ARTICLEGEN_MODEL, the model every run uses by default: a trained model "
-            "of that name would take its place; choose another name"
-        )
 
 
 def _run(
@@ -345,7 +325,7 @@ def _starting_model(
         init = directory / "init"
         if not init.is_dir():
             # The tokenizer learns the training split only: the held-out text stays unseen.
-            init_model(init, params.size, seed=params.seed, text="\n".join(corpus.train))
+            init_model(init, params.size or "small", seed=params.seed, text="\n".join(corpus.train))
         spec = ModelSpec(str(init), device=settings.device, dtype=settings.dtype)
         return load_trainable(spec), None, ModelKind.FROM_SCRATCH
     spec = context.model_spec(params.base)
