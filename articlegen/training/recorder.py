@@ -59,7 +59,8 @@ class Recorder(TrainerCallback):
             "step": state.global_step,
             "eval_loss": metrics["eval_loss"],
             "eval_perplexity": math.exp(min(metrics["eval_loss"], 700.0)),
-            "train_loss": losses[-1] if losses and epoch else None,
+            # JSON has no NaN (PostgreSQL's jsonb refuses it): a non-finite one is unknown.
+            "train_loss": losses[-1] if losses and epoch and math.isfinite(losses[-1]) else None,
         }
         with self.context.database.session() as session:
             registry.record_epoch(session, self.name, record)
