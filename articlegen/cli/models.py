@@ -227,7 +227,9 @@ def models_rm(app: App, name: str, yes: bool) -> None:
     where = f" and deleted {removed.directory}" if removed.directory else ""
     if removed.kept:
         where = f"; its files in {removed.kept} are not where this setup keeps models, so they stay"
-    click.echo(
-        f"Removed {what}{where}; the {removed.articles} articles it wrote keep its name and "
-        "revision."
+    written = (
+        f"the {removed.articles} articles it wrote keep"
+        if removed.articles != 1
+        else "the article it wrote keeps"
     )
+    click.echo(f"Removed {what}{where}; {written} its name and revision.")
