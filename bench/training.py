@@ -19,7 +19,6 @@ GPU has it).
 from __future__ import annotations
 
 import json
-import os
 import random
 import statistics
 import tempfile
@@ -29,9 +28,7 @@ from typing import Any
 
 import click
 
-ROOT = Path(__file__).resolve().parent
-MODELS = ROOT / ".models"
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from bench.__main__ import _model  # the benchmark's local models, built once
 
 _SYLLABLES = "ka lo mi ne ru sa ti vo be da fe gu".split()
 _WORDS = [a + b for a in _SYLLABLES for b in _SYLLABLES]
@@ -47,16 +44,6 @@ def _corpus(path: Path, documents: int) -> Path:
     ]
     path.write_text("\n<|endoftext|>\n".join(texts), encoding="utf-8")
     return path
-
-
-def _model(size: str) -> str:
-    from articlegen.generator.model_init import init_model
-
-    path = MODELS / size
-    if not (path / "config.json").exists():
-        click.echo(f"building the {size} model in {path} (once)", err=True)
-        init_model(path, size=size)  # type: ignore[arg-type]
-    return str(path)
 
 
 def _plain_loop(model_dir: str, corpus: Path, options: dict[str, Any]) -> dict[str, float]:

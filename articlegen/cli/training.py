@@ -191,7 +191,7 @@ def _run(app: App, name: str, params: TrainParams | None) -> None:
             click.echo(f"Warning: {warning}", err=True)
     click.echo(render(epoch_records(result.epochs, result.best_epoch), "table"))
     first, last = result.epochs[0], result.epochs[-1]
-    best = min(result.epochs[1:] or result.epochs, key=lambda e: e["eval_loss"])
+    best = result.best
     stopped = f", stopped early after epoch {last['epoch']}" if result.stopped_early else ""
     click.echo(
         f"Model {name} ready: eval perplexity {first['eval_perplexity']:.2f} before training, "

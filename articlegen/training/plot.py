@@ -9,7 +9,7 @@ from typing import Any
 __all__ = ["plot_losses"]
 
 
-def plot_losses(epochs: Sequence[dict[str, Any]], path: Path, title: str) -> Path:
+def plot_losses(epochs: Sequence[dict[str, Any]], best: int | None, path: Path, title: str) -> Path:
     """Eval loss per epoch (0: before training) and train loss, with the best epoch marked."""
     # Imported here, with a file-only backend: a server has no display.
     import matplotlib
@@ -27,11 +27,11 @@ def plot_losses(epochs: Sequence[dict[str, Any]], path: Path, title: str) -> Pat
         axes.plot(
             [e["epoch"] for e in trained], [e["train_loss"] for e in trained], "s--", label="train"
         )
-    if evaluated:
-        best = min(evaluated[1:] or evaluated, key=lambda e: e["eval_loss"])
+    kept = [e for e in evaluated if e["epoch"] == best]
+    if kept:
         axes.annotate(
             "best",
-            (best["epoch"], best["eval_loss"]),
+            (kept[0]["epoch"], kept[0]["eval_loss"]),
             textcoords="offset points",
             xytext=(0, 10),
             ha="center",

@@ -14,7 +14,7 @@ def summary_markdown(result: TrainResult) -> str:
     evaluated = result.epochs
     lines = [f"# Model {result.name}: ready", ""]
     if evaluated:
-        first, best = evaluated[0], min(evaluated, key=lambda e: e["eval_loss"])
+        first, best = evaluated[0], result.best
         lines.append(
             f"Eval perplexity {first['eval_perplexity']:.2f} before training, "
             f"{best['eval_perplexity']:.2f} at its best (epoch {best['epoch']})"

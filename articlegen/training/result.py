@@ -29,3 +29,8 @@ class TrainResult:
     tokens_per_second: float
     seconds: float
     loss_curve: Path
+
+    @property
+    def best(self) -> dict[str, Any]:
+        """The kept epoch's evaluation (the last one, should none be marked best)."""
+        return next((e for e in self.epochs if e["epoch"] == self.best_epoch), self.epochs[-1])

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from articlegen.core.errors import InputError
 from articlegen.core.settings import Settings
@@ -35,32 +36,38 @@ def exclusive(settings: Settings, name: str) -> Iterator[None]:
     The lock files live apart, in `.locks/`: a file inside a model's directory would change the
     hash of a directory someone generates from.
     """
-    locks = settings.models_dir / ".locks"
-    locks.mkdir(parents=True, exist_ok=True)
-    with (locks / f"{name}.lock").open("w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+    lock = _lock_file(settings, name)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("a") as handle:
+        if not _take(handle):
             raise InputError(
                 f"model {name!r} is being trained by another process right now: wait for it, or "
                 "stop it first"
-            ) from None
+            )
         yield
 
 
 def running(settings: Settings, name: str) -> bool:
     """Whether a process on this machine holds `name`'s lock (is training it right now).
     Asking creates nothing: no lock file means nobody ever held it."""
-    lock = settings.models_dir / ".locks" / f"{name}.lock"
+    lock = _lock_file(settings, name)
     if not lock.is_file():
         return False
     with lock.open("a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(handle, fcntl.LOCK_UN)
+        return not _take(handle)  # taken here, it is released as the file closes
+
+
+def _lock_file(settings: Settings, name: str) -> Path:
+    return settings.models_dir / ".locks" / f"{name}.lock"
+
+
+def _take(handle: IO[str]) -> bool:
+    """Take the lock on `handle`'s file without waiting; false when another process holds it."""
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
         return False
+    return True
 
 
 @dataclass(frozen=True)

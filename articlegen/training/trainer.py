@@ -236,7 +236,7 @@ def _fit(
     trained = [e for e in epochs if e["epoch"] >= 1]
     best = min(trained, key=lambda e: e["eval_loss"])["epoch"] if trained else None
     memorisation = _memorisation(context, model_dir, params, corpus, prepared.block_size)
-    curve = plot_losses(epochs, directory / "loss.png", f"{params.name}: loss per epoch")
+    curve = plot_losses(epochs, best, directory / "loss.png", f"{params.name}: loss per epoch")
     with context.database.session() as session:
         registry.finish_training(
             session,
@@ -292,8 +292,12 @@ def _train(
 def _last_checkpoint(checkpoints: Path) -> str | None:
     """The newest checkpoint that was written whole. The trainer writes `trainer_state.json`
     last: a newer checkpoint without it was cut short by the kill, and is removed."""
-    numbered = [p for p in checkpoints.glob("checkpoint-*") if p.name[11:].isdigit()]
-    for checkpoint in sorted(numbered, key=lambda p: int(p.name[11:]), reverse=True):
+    steps = {
+        p: int(p.name.removeprefix("checkpoint-"))
+        for p in checkpoints.glob("checkpoint-*")
+        if p.name.removeprefix("checkpoint-").isdigit()
+    }
+    for checkpoint in sorted(steps, key=steps.__getitem__, reverse=True):
         try:
             json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
