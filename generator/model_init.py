@@ -1,8 +1,9 @@
 """`articlegen models init`: a randomly initialised GPT-2 with a BPE tokenizer trained locally.
 
-It needs no network, so tests, benchmarks and offline demos build their models with it. `tiny`
-is for tests (fast, a few hundred thousand parameters); `small` has GPT-2 small's shape (12
-layers, 768 wide, 1,024 positions, 50,257-token embedding) so benchmarks do GPT-2's arithmetic.
+It needs no network, so tests and benchmarks build their models with it. `tiny` is for tests
+(fast, a few hundred thousand parameters); `mini` is the shape the demo trains from scratch
+when it has no real model; `small` has GPT-2 small's shape (12 layers, 768 wide, 1,024
+positions, 50,257-token embedding) so benchmarks do GPT-2's arithmetic.
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ SIZES: dict[str, _Shape] = {
     "tiny": _Shape(
         n_layer=2, n_head=4, n_embd=64, n_positions=512, vocab_size=1_000, embedding_rows=None
     ),
+    # The demo's starter model (articlegen.training.starter): 5.3M parameters, small enough to
+    # learn English words from scratch in two minutes on two CPU cores.
+    "mini": _Shape(
+        n_layer=4, n_head=4, n_embd=256, n_positions=256, vocab_size=4_096, embedding_rows=None
+    ),
     # GPT-2 small. A small corpus yields fewer than 50,257 merges; the embedding keeps GPT-2's
     # row count anyway (the extra rows are never sampled), so the compute matches GPT-2's.
     "small": _Shape(
@@ -68,7 +74,7 @@ def default_corpus() -> str:
 
 def init_model(
     path: Path,
-    size: Literal["tiny", "small"] = "tiny",
+    size: Literal["tiny", "mini", "small"] = "tiny",
     corpus: Path | None = None,
     seed: int = 0,
     text: str | None = None,

@@ -128,27 +128,6 @@ def test_neutralise_formula(value: object, expected: object) -> None:
     assert neutralise_formula(value) == expected
 
 
-def test_demo_runs_the_main_job_offline(
-    prefect_server: None,  # noqa: F811
-    sqlite_url: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.chdir(tmp_path)
-    env = {"ARTICLEGEN_DATABASE_URL": sqlite_url, "ARTICLEGEN_MODEL": None}
-    result = CliRunner().invoke(cli, ["demo"], env=env, catch_exceptions=False)
-    close_contexts()
-    assert result.exit_code == 0, result.output
-    assert "Using a LOCAL DEMO MODEL with RANDOM WEIGHTS (models/demo)" in result.stderr
-    assert (tmp_path / "models" / "demo" / "config.json").exists()
-    assert "Imported prompts.csv: 25 new, 0 unchanged." in result.stdout
-    assert "Job 1 completed: 32 of 32 articles written, 0 failed" in result.stdout
-    assert "32 articles exported to out/ (articles.csv, md/, html/index.html)." in result.stdout
-    assert len(list((tmp_path / "out" / "html").glob("*.html"))) == 33  # 32 + index
-    with (tmp_path / "out" / "articles.csv").open(encoding="utf-8", newline="") as handle:
-        assert len(list(csv.DictReader(handle))) == 32
-
-
 def test_generate_checks_model_and_template_before_running(run: Callable[..., Result]) -> None:
     invoke = run
     missing = invoke("generate", "--model", "/no/such/model")

@@ -114,10 +114,11 @@ def models() -> None:
 @click.argument("directory", type=click.Path(path_type=Path, file_okay=False))
 @click.option(
     "--size",
-    type=click.Choice(["tiny", "small"]),
+    type=click.Choice(["tiny", "mini", "small"]),
     default="tiny",
     show_default=True,
-    help="tiny: 2 layers, for tests. small: GPT-2 small's shape (124M parameters), for benchmarks.",
+    help="tiny: 2 layers, for tests. mini: 4 layers (5M parameters). small: GPT-2 small's "
+    "shape (124M parameters), for benchmarks.",
 )
 @click.option(
     "--corpus",

@@ -28,7 +28,7 @@ from articlegen.training.params import TrainParams
 from articlegen.training.selection import check_new_name, stored_params
 from articlegen.training.store import running
 
-__all__: list[str] = []
+__all__ = ["run_training"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -87,7 +87,7 @@ def _recipe(field: str, **kwargs: Any) -> Callable[[F], F]:
 @click.option("--resume", is_flag=True, help="Continue NAME's run that stopped, as it started.")
 @_recipe("base", metavar="MODEL")
 @_recipe("from_scratch", is_flag=True)
-@_recipe("size", type=click.Choice(["tiny", "small"]))
+@_recipe("size", type=click.Choice(["tiny", "mini", "small"]))
 @_recipe("corpus", multiple=True, type=click.Path(path_type=Path), metavar="FILE")
 @_recipe("from_approved", is_flag=True)
 @_recipe("tags", multiple=True, metavar="TAG")
@@ -137,7 +137,7 @@ def train(app: App, ctx: click.Context, /, name: str, resume: bool, **options: A
             f"model {name!r} is being trained by another process right now: wait for it, or "
             "stop it first"
         )
-    _run(app, name, params)
+    run_training(app, name, params)
 
 
 def _params(name: str, options: dict[str, Any]) -> TrainParams:
@@ -161,8 +161,9 @@ def _describe(error: Any) -> str:
     return message
 
 
-def _run(app: App, name: str, params: TrainParams | None) -> None:
-    """Run fine-tune-model in this process with a progress bar, and report the outcome."""
+def run_training(app: App, name: str, params: TrainParams | None) -> None:
+    """Run fine-tune-model in this process with a progress bar, and report the outcome: a new
+    run of `params`, or with `params` None, continue `name`'s run that stopped."""
     quiet_prefect()
     # Imported here: Prefect, torch and transformers take seconds to import.
     from articlegen.flows.train import fine_tune_model

@@ -38,10 +38,10 @@ class TrainParams(BaseModel):
         default=False,
         description="Start from random weights and a tokenizer trained on the corpus.",
     )
-    size: Literal["tiny", "small"] | None = Field(
+    size: Literal["tiny", "mini", "small"] | None = Field(
         default=None,
-        description="Shape of a model trained from scratch: GPT-2 small's, or tiny "
-        "[default: small].",
+        description="Shape of a model trained from scratch: GPT-2 small's, mini (5M "
+        "parameters) or tiny [default: small].",
     )
     corpus: list[Path] = Field(
         default_factory=list,

@@ -134,6 +134,7 @@ def _run(
     hyperparameters = {
         **params.model_dump(mode="json", exclude={"name"}),
         "base": base,
+        "parameters": sum(p.numel() for p in loaded.model.parameters()),
         "block_size_used": block_size,
         "warmup_steps_used": plan.warmup_steps,
         "optimizer_steps": plan.total_steps,
