@@ -36,7 +36,7 @@ def _random_copy(model_dir: Path, into: Path) -> Path:
 
     shutil.copytree(model_dir, into, ignore=shutil.ignore_patterns("*.safetensors", "*.bin"))
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_dir))
+    model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_dir))  # type: ignore[no-untyped-call]
     model.save_pretrained(into)
     return into
 

@@ -39,10 +39,10 @@ SIZES: dict[str, _Shape] = {
     "tiny": _Shape(
         n_layer=2, n_head=4, n_embd=64, n_positions=512, vocab_size=1_000, embedding_rows=None
     ),
-    # The demo's starter model (articlegen.training.starter): 5.3M parameters, small enough to
-    # learn English words from scratch in two minutes on two CPU cores.
+    # The demo's starter model (articlegen.training.starter): 2.6M parameters, small enough to
+    # learn English words from scratch in a minute or two on two CPU cores.
     "mini": _Shape(
-        n_layer=4, n_head=4, n_embd=256, n_positions=256, vocab_size=4_096, embedding_rows=None
+        n_layer=4, n_head=4, n_embd=192, n_positions=256, vocab_size=4_096, embedding_rows=None
     ),
     # GPT-2 small. A small corpus yields fewer than 50,257 merges; the embedding keeps GPT-2's
     # row count anyway (the extra rows are never sampled), so the compute matches GPT-2's.

@@ -117,7 +117,7 @@ def models() -> None:
     type=click.Choice(["tiny", "mini", "small"]),
     default="tiny",
     show_default=True,
-    help="tiny: 2 layers, for tests. mini: 4 layers (5M parameters). small: GPT-2 small's "
+    help="tiny: 2 layers, for tests. mini: 4 layers (2.6M parameters). small: GPT-2 small's "
     "shape (124M parameters), for benchmarks.",
 )
 @click.option(

@@ -40,7 +40,7 @@ class TrainParams(BaseModel):
     )
     size: Literal["tiny", "mini", "small"] | None = Field(
         default=None,
-        description="Shape of a model trained from scratch: GPT-2 small's, mini (5M "
+        description="Shape of a model trained from scratch: GPT-2 small's, mini (2.6M "
         "parameters) or tiny [default: small].",
     )
     corpus: list[Path] = Field(
