@@ -33,7 +33,9 @@ _WORD = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)*")
 def _random_copy(model_dir: Path, into: Path) -> Path:
     """The model's configuration and tokenizer with freshly initialised weights."""
     from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers.utils import logging as transformers_logging
 
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     shutil.copytree(model_dir, into, ignore=shutil.ignore_patterns("*.safetensors", "*.bin"))
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_dir))  # type: ignore[no-untyped-call]
