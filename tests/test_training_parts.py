@@ -28,7 +28,7 @@ from articlegen.training.memorisation import Memorisation, longest_shared_run
 from articlegen.training.params import TrainParams
 from articlegen.training.report import summary_markdown
 from articlegen.training.result import TrainResult
-from articlegen.training.trainer import train_model
+from articlegen.training.trainer import _no_gain, train_model
 
 from .test_flows import prefect_server  # noqa: F401  (the session's Prefect server)
 from .training_support import registered, set_env, structured_corpus
@@ -190,3 +190,31 @@ def test_the_summary_shows_model_text_as_text(tmp_path: Path) -> None:
     outside = lines[:opening] + lines[closing + 1 :]
     assert not any("](" in line or "<script" in line for line in outside)
     assert "60 tokens (**flagged**, limit 50)" in text
+
+
+def _epoch(n: int, loss: float) -> dict[str, Any]:
+    return {"epoch": n, "eval_loss": loss, "eval_perplexity": float(np.exp(loss))}
+
+
+@pytest.mark.parametrize(
+    ("losses", "warned"),
+    [
+        ([6.0, 6.2, 6.1], True),  # the best trained epoch is still worse than the start
+        ([6.0, 6.0], True),  # no better is no gain
+        ([6.0, 5.9, 6.3], False),
+        ([6.0], False),  # nothing trained (a resume that found all epochs done): nothing to say
+    ],
+)
+def test_a_run_that_never_beat_its_starting_weights_says_so(
+    losses: list[float], warned: bool
+) -> None:
+    epochs = [_epoch(n, loss) for n, loss in enumerate(losses)]
+    trained = epochs[1:]
+    best = min(trained, key=lambda e: e["eval_loss"])["epoch"] if trained else None
+    warnings = _no_gain(epochs, best)
+    assert bool(warnings) is warned
+    if warned:
+        assert warnings[0].startswith(
+            f"no epoch improved on the starting weights (eval perplexity {np.exp(6.0):.2f} "
+            f"before training, {np.exp(min(losses[1:])):.2f} at the best epoch, {best})"
+        )

@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import EarlyStoppingCallback, PrinterCallback, Trainer, TrainerCallback
@@ -236,6 +237,7 @@ def _fit(
         epochs = list(registry.get_model(session, params.name).epochs)
     trained = [e for e in epochs if e["epoch"] >= 1]
     best = min(trained, key=lambda e: e["eval_loss"])["epoch"] if trained else None
+    warnings = [*prepared.warnings, *_no_gain(epochs, best)]
     memorisation = _memorisation(context, model_dir, params, corpus, prepared.block_size)
     curve = plot_losses(epochs, best, directory / "loss.png", f"{params.name}: loss per epoch")
     with context.database.session() as session:
@@ -258,7 +260,7 @@ def _fit(
         stopped_early=bool(trained) and trained[-1]["epoch"] < params.epochs,
         memorisation=memorisation,
         corpus={**corpus.summary, "hash": corpus.hash, "train_tokens": train.tokens},
-        warnings=prepared.warnings,
+        warnings=warnings,
         train_tokens=train.tokens,
         tokens_per_second=run_tokens / seconds if seconds else 0.0,
         seconds=time.perf_counter() - prepared.started,
@@ -319,6 +321,21 @@ def _warnings(params: TrainParams, plan: StepPlan, block_size: int) -> list[str]
             f"give a limit of at most {most} to have it flag anything"
         )
     return found
+
+
+def _no_gain(epochs: list[dict[str, Any]], best: int | None) -> list[str]:
+    """A warning when no trained epoch measured better than the starting weights: the kept
+    model is then worse on held-out text than the one training began from."""
+    start = next((e for e in epochs if e["epoch"] == 0), None)
+    kept = next((e for e in epochs if e["epoch"] == best), None)
+    if start is None or kept is None or kept["eval_loss"] < start["eval_loss"]:
+        return []
+    return [
+        f"no epoch improved on the starting weights (eval perplexity "
+        f"{start['eval_perplexity']:.2f} before training, {kept['eval_perplexity']:.2f} at "
+        f"the best epoch, {best}): the documents may be too few, or unlike the held-out ones; "
+        "train on more, or use the base model as it is"
+    ]
 
 
 def _starting_model(
