@@ -45,5 +45,6 @@ migration: install  ## Generate a migration from db/models/: make migration MESS
 	@test -n "$(MESSAGE)" || { echo 'usage: make migration MESSAGE="what changed"'; exit 2; }
 	$(BIN)/python -c 'import sys; from articlegen.db.migrate import new_revision; new_revision(sys.argv[1])' "$(MESSAGE)"
 
-clean:  ## Remove the virtualenv, caches and the demo database.
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .prefect articlegen.db articlegen.db-* out
+clean:  ## Remove the virtualenv, caches, the demo database and the demo's model.
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .prefect articlegen.db articlegen.db-* out \
+		models/demo-english models/.corpora models/.locks/demo-english.lock

@@ -2,9 +2,9 @@
 
 Writes an article for every topic of the bundled examples twice, with the same presets and
 seeds: once with the starter model `articlegen demo` trains when it has no real model
-(`models/demo-english/model` by default), once with the same model's shape and tokenizer but
-random weights (the baseline, built in this run: what the demo wrote before it trained). For
-each it prints the share of words found in a word list (Debian's `wamerican`,
+(`ARTICLEGEN_MODELS_DIR/demo-english/model` by default), once with the same configuration and
+tokenizer but random weights (the baseline, built in this run: the model before its training).
+For each it prints the share of words found in a word list (Debian's `wamerican`,
 /usr/share/dict/words) and the ratio trained / random.
 
 Words are runs of letters (an apostrophe inside allowed); a word counts as found when the word
@@ -73,9 +73,8 @@ def _share(texts: list[str], words: set[str]) -> tuple[float, int]:
 @click.option(
     "--model",
     type=click.Path(path_type=Path, exists=True, file_okay=False),
-    default=Path("models/demo-english/model"),
-    show_default=True,
-    help="The trained model's directory.",
+    default=None,
+    help="The trained model's directory [default: ARTICLEGEN_MODELS_DIR/demo-english/model].",
 )
 @click.option(
     "--words",
@@ -84,8 +83,21 @@ def _share(texts: list[str], words: set[str]) -> tuple[float, int]:
     show_default=True,
     help="A word list, one word a line (Debian: apt install wamerican).",
 )
-@click.option("--tokens", type=int, default=120, show_default=True, help="Tokens per article.")
-def main(model: Path, words: Path, tokens: int) -> None:
+@click.option(
+    "--tokens",
+    type=click.IntRange(1, 200),
+    default=120,
+    show_default=True,
+    help="New tokens per article (the demo's 120; the starter's context is 256).",
+)
+def main(model: Path | None, words: Path, tokens: int) -> None:
+    """Share of the starter model's words in a word list, against random weights."""
+    if model is None:
+        from articlegen.core.settings import load_settings
+
+        model = load_settings().models_dir / "demo-english" / "model"
+        if not model.is_dir():
+            raise click.UsageError(f"no model at {model}: run `make demo` first, or give --model")
     if not words.is_file():
         raise click.UsageError(f"no word list at {words}: apt install wamerican, or give --words")
     known = set(words.read_text(encoding="utf-8", errors="replace").split())
@@ -99,7 +111,8 @@ def main(model: Path, words: Path, tokens: int) -> None:
     for name, (share, count) in shares.items():
         click.echo(f"{name:<28}{count:>8}{share:>13.1%}")
     (base, _), (trained, _) = shares.values()
-    click.echo(f"ratio trained / random: {trained / base:.2f}x")
+    ratio = f"{trained / base:.2f}x" if base else "n/a (the baseline found no words)"
+    click.echo(f"ratio trained / random: {ratio}")
 
 
 if __name__ == "__main__":

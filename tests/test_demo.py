@@ -11,12 +11,24 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from articlegen.cli import cli, demo
+from articlegen.core.errors import InputError
+from articlegen.core.settings import load_settings
 from articlegen.db import Article, Database, registry
 from articlegen.db.models import ModelKind, ModelStatus
-from articlegen.runs import close_contexts
-from articlegen.training.starter import STARTER_NAME, StarterRecipe, _prose, python_docs
+from articlegen.generator.model_init import SIZES
+from articlegen.runs import RunContext, close_contexts, context_for
+from articlegen.training.starter import (
+    DEMO_RECIPE,
+    STARTER_NAME,
+    StarterRecipe,
+    _prose,
+    prepare_starter,
+    python_docs,
+)
+from articlegen.training.store import exclusive
 
 from .test_flows import prefect_server  # noqa: F401  (the session's Prefect server)
+from .training_support import set_env
 
 # A much shorter training than the demo's: the tiny shape, a few documents, one epoch.
 SHORT = StarterRecipe(
@@ -83,10 +95,136 @@ def test_demo_trains_the_starter_model_once_and_reuses_it(
     # Its files deleted by hand: trained again, and the new weights registered.
     shutil.rmtree(tmp_path / "models" / STARTER_NAME)
     _, stderr = _demo(env)
-    assert f"is gone: training {STARTER_NAME} again." in stderr
+    assert f"{STARTER_NAME}'s row is in the registry but its weights are gone" in stderr
     assert (tmp_path / "models" / STARTER_NAME / "model" / "config.json").is_file()
     with db.session(write=False) as session:
         assert registry.get_model(session, STARTER_NAME).status is ModelStatus.READY
+
+
+@pytest.fixture
+def context(tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> RunContext:
+    set_env(monkeypatch, {"ARTICLEGEN_MODELS_DIR": str(tmp_path / "models")}, sqlite_url)
+    return context_for(load_settings())
+
+
+def _register(
+    context: RunContext,
+    kind: ModelKind = ModelKind.FROM_SCRATCH,
+    status: ModelStatus = ModelStatus.TRAINING,
+    corpus: str = "/x/models/.corpora/python-docs.txt",
+) -> Path:
+    """A row as a starter training writes it (or, with other values, as someone else's)."""
+    source = context.settings.models_dir.resolve() / STARTER_NAME / "model"
+    with context.database.session() as session:
+        row = registry.start_training(
+            session, STARTER_NAME, kind, source=str(source), base=None, base_revision=None,
+            hyperparameters={"corpus": [corpus]}, corpus={}, corpus_hash="0" * 64,
+        )  # fmt: skip
+        row.status = status
+    return source
+
+
+def _row(context: RunContext) -> ModelStatus | None:
+    with context.database.session(write=False) as session:
+        row = registry.find_model(session, STARTER_NAME)
+        return None if row is None else row.status
+
+
+@pytest.mark.usefixtures("fresh_contexts")
+def test_a_ready_starter_is_reused_and_one_whose_weights_are_gone_is_trained_again(
+    context: RunContext,
+) -> None:
+    source = _register(context, status=ModelStatus.READY)
+    source.mkdir(parents=True)
+    (source / "config.json").write_text("{}", encoding="utf-8")
+    (source / "model.safetensors").write_bytes(b"weights")
+    assert prepare_starter(context, SHORT).action == "reuse"
+
+    (source / "model.safetensors").unlink()
+    plan = prepare_starter(context, SHORT)
+    assert plan.action == "train"
+    assert plan.note is not None
+    assert plan.note.startswith(f"{STARTER_NAME}'s row is in the registry but its weights are")
+    assert _row(context) is None  # the row went, and the directory with it
+    assert not source.parent.exists()
+    assert plan.params is not None
+    (corpus,) = plan.params.corpus
+    assert corpus.read_text(encoding="utf-8").count("<|endoftext|>") == 11  # 12 documents
+
+
+@pytest.mark.usefixtures("fresh_contexts")
+def test_a_stopped_starter_run_is_continued_unless_its_corpus_is_gone(
+    context: RunContext,
+) -> None:
+    corpus = context.settings.models_dir / ".corpora" / "python-docs.txt"
+    for status in (ModelStatus.TRAINING, ModelStatus.FAILED):
+        corpus.unlink(missing_ok=True)
+        _register(context, status=status)
+        # No corpus file yet: nothing to continue from, so the run starts again.
+        plan = prepare_starter(context, SHORT)
+        assert (plan.action, _row(context)) == ("train", None)
+        assert plan.note is not None
+        assert "its corpus is gone: training it again" in plan.note
+
+        _register(context, status=status)
+        plan = prepare_starter(context, SHORT)  # the corpus the last plan wrote is there now
+        assert plan.action == "resume"
+        assert _row(context) is status
+        with context.database.session() as session:
+            registry.remove_model(session, STARTER_NAME)
+
+
+@pytest.mark.usefixtures("fresh_contexts")
+def test_a_demo_english_the_demo_did_not_train_is_left_alone(context: RunContext) -> None:
+    for kind, corpus in [
+        (ModelKind.HUB, "/x/models/.corpora/python-docs.txt"),
+        (ModelKind.FINE_TUNED, "/x/models/.corpora/python-docs.txt"),
+        (ModelKind.FROM_SCRATCH, "/home/me/my-corpus.txt"),
+    ]:
+        _register(context, kind=kind, status=ModelStatus.READY, corpus=corpus)
+        with pytest.raises(InputError, match="that the demo did not train"):
+            prepare_starter(context, SHORT)
+        assert _row(context) is ModelStatus.READY  # untouched
+        with context.database.session() as session:
+            registry.remove_model(session, STARTER_NAME)
+
+
+@pytest.mark.usefixtures("fresh_contexts")
+def test_files_no_row_accounts_for_are_cleared_only_when_a_training_wrote_them(
+    context: RunContext,
+) -> None:
+    directory = context.settings.models_dir / STARTER_NAME
+    (directory / "model").mkdir(parents=True)
+    (directory / "loss.png").write_bytes(b"png")
+    plan = prepare_starter(context, SHORT)
+    assert plan.action == "train"
+    assert plan.note is not None
+    assert "holds a starter model this database has no record of" in plan.note
+    assert not directory.exists()
+
+    (directory / "notes").mkdir(parents=True)
+    with pytest.raises(InputError, match="holds files a training did not write"):
+        prepare_starter(context, SHORT)
+    assert (directory / "notes").is_dir()
+
+
+@pytest.mark.usefixtures("fresh_contexts")
+def test_the_starter_is_not_touched_while_another_process_trains_it(
+    context: RunContext,
+) -> None:
+    with (
+        exclusive(context.settings, STARTER_NAME),
+        pytest.raises(InputError, match="another process is training demo-english"),
+    ):
+        # The lock is this process's here; another process holding it is what `running` sees.
+        prepare_starter(context, SHORT)
+
+
+def test_the_demo_recipe_fits_its_model() -> None:
+    shape = SIZES[DEMO_RECIPE.size]
+    assert DEMO_RECIPE.block_size <= shape.n_positions
+    params = DEMO_RECIPE.params(Path("/x/models/.corpora/python-docs.txt"))
+    assert (params.grad_accum, params.patience, params.from_scratch) == (1, 0, True)
 
 
 def test_the_starter_corpus_is_prose_from_pythons_documentation() -> None:

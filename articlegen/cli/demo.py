@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from importlib.resources import files
 from pathlib import Path
 
@@ -13,20 +12,22 @@ from articlegen.cli.base import CONTEXT, App, cli, pass_app
 from articlegen.cli.generate import generate
 from articlegen.cli.output import render
 from articlegen.cli.training import run_training
+from articlegen.core.errors import ArticlegenError
 from articlegen.db import registry
 from articlegen.db.articles import list_articles
-from articlegen.db.models import ModelStatus
+from articlegen.db.models import RegisteredModel
 from articlegen.export import ARTICLE_COLUMNS, article_record, export_articles
 from articlegen.importing import import_prompts_csv
-from articlegen.training.starter import CORPUS_NAME, DEMO_RECIPE, STARTER_NAME, write_corpus
-from articlegen.training.store import model_directory, remove_model
+from articlegen.training.starter import CORPUS_NAME, DEMO_RECIPE, STARTER_NAME, prepare_starter
+from articlegen.training.store import remove_model
 
 __all__: list[str] = []
 
 EXAMPLES = Path(str(files("articlegen.examples") / "prompts.csv"))
 # Enough words to read, few enough that GPT-2 on two CPU cores finishes in minutes.
 DEMO_TOKENS = 120
-# How the starter model is trained when there is no real model; tests train less.
+# How the starter model is trained when there is no real model: the tests' seam (they train
+# much less).
 RECIPE = DEMO_RECIPE
 
 
@@ -42,51 +43,50 @@ def _choose_model(app: App, configured: str, explicit: bool) -> str:
         f"{STARTER_NAME}, a small model trained here on English that ships with Python.",
         err=True,
     )
-    _ensure_starter(app)
+    _get_starter(app)
     with app.database.session(write=False) as session:
         row = registry.get_model(session, STARTER_NAME)
-    trained = row.hyperparameters
-    best = next(e for e in row.epochs if e["epoch"] == row.best_epoch)
-    minutes = (row.finished_at - row.created_at).total_seconds() / 60 if row.finished_at else 0
-    banner = "=" * 78
-    click.echo(
-        f"{banner}\nNOTE: {STARTER_NAME} is a {trained['parameters'] / 1e6:.1f}M-parameter GPT-2 "
-        f"trained from scratch for {minutes:.1f} minutes on\n{row.corpus['characters'] / 1e3:,.0f} "
-        f"thousand characters of {CORPUS_NAME}\n(eval perplexity {best['eval_perplexity']:.1f}; "
-        f"{row.epochs[0]['eval_perplexity']:.1f} with its random starting weights).\n"
-        "Expect English-like text about programming, not good articles. For real ones, set\n"
-        f"ARTICLEGEN_MODEL to a model directory, or run once where the Hub is reachable.\n{banner}",
-        err=True,
-    )
+        click.echo(_banner(row), err=True)
     return STARTER_NAME
 
 
-def _ensure_starter(app: App) -> None:
-    """Train the starter model unless the registry has it ready: continue a run that stopped,
-    and start again where its files are gone."""
-    with app.database.session(write=False) as session:
-        row = registry.find_model(session, STARTER_NAME)
-    if row is not None and row.status is ModelStatus.READY and Path(row.source).is_dir():
-        return
-    if row is not None and row.status is not ModelStatus.READY:
-        click.echo(f"Continuing the training of {STARTER_NAME} that stopped.", err=True)
-        run_training(app, STARTER_NAME, None)
-        return
-    if row is not None:
-        click.echo(f"{row.source} is gone: training {STARTER_NAME} again.", err=True)
-        remove_model(app.context, STARTER_NAME)
-    directory = model_directory(app.settings, STARTER_NAME)
-    if directory.exists():
-        # Files of an earlier demo that this database does not know (it was deleted, say).
-        shutil.rmtree(directory)
-    corpus = app.settings.models_dir / ".corpora" / "python-docs.txt"
-    documents = write_corpus(corpus, RECIPE.documents)
-    click.echo(
-        f"Training {STARTER_NAME} once ({documents} documents of {CORPUS_NAME}); later runs "
-        "reuse it.",
-        err=True,
+def _get_starter(app: App) -> None:
+    """Reuse, continue or train the starter model; a run that cannot be continued is started
+    again."""
+    plan = prepare_starter(app.context, RECIPE)
+    if plan.note:
+        click.echo(plan.note, err=True)
+    if plan.action == "resume":
+        try:
+            run_training(app, STARTER_NAME, None)
+            return
+        except ArticlegenError as exc:
+            click.echo(f"It could not be continued ({exc}): training it again.", err=True)
+            remove_model(app.context, STARTER_NAME)
+            plan = prepare_starter(app.context, RECIPE)
+            if plan.note:
+                click.echo(plan.note, err=True)
+    if plan.action == "train":
+        run_training(app, STARTER_NAME, plan.params)
+
+
+def _banner(row: RegisteredModel) -> str:
+    """What the starter model is, in numbers, and what to expect of it."""
+    epochs = {e["epoch"]: e for e in row.epochs}
+    best, start = epochs.get(row.best_epoch or max(epochs, default=0), {}), epochs.get(0, {})
+    parameters = row.hyperparameters.get("parameters", 0)
+    trained = len(epochs) - 1  # epoch 0 is the random weights, measured
+    characters = row.corpus.get("characters", 0)
+    line = "=" * 78
+    return (
+        f"{line}\nNOTE: {STARTER_NAME} is a {parameters / 1e6:.1f}M-parameter GPT-2 trained from "
+        f"scratch here, {trained} epoch{'' if trained == 1 else 's'}\n"
+        f"over {characters / 1e3:,.0f} thousand "
+        f"characters of {CORPUS_NAME}\n(eval perplexity {best.get('eval_perplexity', 0):.1f}; "
+        f"{start.get('eval_perplexity', 0):.1f} with its random starting weights).\n"
+        "Expect English-like text about programming, not good articles. For real ones, set\n"
+        f"ARTICLEGEN_MODEL to a model directory, or run once where the Hub is reachable.\n{line}"
     )
-    run_training(app, STARTER_NAME, RECIPE.params(corpus))
 
 
 @cli.command("demo", context_settings=CONTEXT)
@@ -119,6 +119,14 @@ def demo(app: App, ctx: click.Context, out: Path) -> None:
     export_articles(records, "md", out / "md", templates)
     export_articles(records, "html", out / "html", templates)
     click.echo(render(records, "table", table_columns=ARTICLE_COLUMNS, empty="No articles."))
+    others = sorted({str(r["model"]) for r in records} - {STARTER_NAME})
+    if model == STARTER_NAME and others:
+        # An earlier demo's articles (its random model's noise, say) stay until removed.
+        click.echo(
+            f"Note: some of these articles were written before, by {', '.join(others)}; "
+            "`make clean` (or a new ARTICLEGEN_DATABASE_URL) starts afresh.",
+            err=True,
+        )
     click.echo(
         f"\n{len(records)} articles exported to {out}/ (articles.csv, md/, html/index.html).\n"
         "Next:\n"

@@ -117,7 +117,8 @@ def models() -> None:
     type=click.Choice(["tiny", "mini", "small"]),
     default="tiny",
     show_default=True,
-    help="tiny: 2 layers, for tests. mini: 4 layers (2.6M parameters). small: GPT-2 small's "
+    help="tiny: 2 layers, for tests. mini: 4 layers, 192 wide (up to 2.6M "
+    "parameters, with a 4,096-token vocabulary). small: GPT-2 small's "
     "shape (124M parameters), for benchmarks.",
 )
 @click.option(

@@ -116,7 +116,7 @@ class Settings(BaseSettings):
         default=Path("models"),
         description="Where `articlegen train` keeps the models it trains, one directory per "
         "name (weights, checkpoints, loss curve); the registry records each one's absolute "
-        "path.",
+        "path. The offline demo's model is `demo-english`, its corpus in `.corpora/`.",
     )
     templates_dir: Path | None = Field(
         default=None,

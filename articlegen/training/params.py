@@ -40,8 +40,8 @@ class TrainParams(BaseModel):
     )
     size: Literal["tiny", "mini", "small"] | None = Field(
         default=None,
-        description="Shape of a model trained from scratch: GPT-2 small's, mini (2.6M "
-        "parameters) or tiny [default: small].",
+        description="Shape of a model trained from scratch: GPT-2 small's, mini (4 layers, "
+        "192 wide) or tiny [default: small].",
     )
     corpus: list[Path] = Field(
         default_factory=list,
