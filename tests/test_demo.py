@@ -20,6 +20,7 @@ from articlegen.runs import RunContext, close_contexts, context_for
 from articlegen.training.starter import (
     DEMO_RECIPE,
     STARTER_NAME,
+    StarterPlan,
     StarterRecipe,
     _prose,
     prepare_starter,
@@ -59,7 +60,7 @@ def test_demo_trains_the_starter_model_once_and_reuses_it(
     }
     stdout, stderr = _demo(env)
     assert "The Hugging Face Hub can't be reached and gpt2 is not cached" in stderr
-    assert f"Training {STARTER_NAME} once (12 documents of Python's documentation" in stderr
+    assert f"{STARTER_NAME} is trained once, on 12 documents of Python's documentation" in stderr
     assert f"NOTE: {STARTER_NAME} is a 0.2M-parameter GPT-2 trained from scratch" in stderr
     assert "Expect English-like text about programming, not good articles." in stderr
     assert "Imported prompts.csv: 25 new, 0 unchanged." in stdout
@@ -138,7 +139,17 @@ def test_a_ready_starter_is_reused_and_one_whose_weights_are_gone_is_trained_aga
     source.mkdir(parents=True)
     (source / "config.json").write_text("{}", encoding="utf-8")
     (source / "model.safetensors").write_bytes(b"weights")
-    assert prepare_starter(context, SHORT).action == "reuse"
+    assert prepare_starter(context, SHORT) == StarterPlan("reuse")
+
+    # The project copied elsewhere: the row names the old place, the weights are here.
+    with context.database.session() as session:
+        registry.get_model(session, STARTER_NAME).source = "/old/place/demo-english/model"
+    plan = prepare_starter(context, SHORT)
+    assert plan == StarterPlan(
+        "reuse", note=f"Using {STARTER_NAME} from {source}, where it is now."
+    )
+    with context.database.session(write=False) as session:
+        assert registry.get_model(session, STARTER_NAME).source == str(source)
 
     (source / "model.safetensors").unlink()
     plan = prepare_starter(context, SHORT)

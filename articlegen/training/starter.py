@@ -129,7 +129,12 @@ def prepare_starter(context: RunContext, recipe: StarterRecipe = DEMO_RECIPE) ->
     note = None
     if row is not None:
         _check_ours(row)
-        source = Path(row.source)
+        source, here = Path(row.source), model_directory(settings, STARTER_NAME) / "model"
+        if row.status is ModelStatus.READY and source != here and _has_weights(here):
+            # The project was moved or copied: the row still names the old place.
+            with context.database.session() as session:
+                registry.get_model(session, STARTER_NAME).source = str(here)
+            return StarterPlan("reuse", note=f"Using {STARTER_NAME} from {here}, where it is now.")
         if row.status is ModelStatus.READY and _has_weights(source):
             return StarterPlan("reuse")
         if row.status is not ModelStatus.READY and corpus.is_file():
@@ -154,8 +159,8 @@ def prepare_starter(context: RunContext, recipe: StarterRecipe = DEMO_RECIPE) ->
             "ARTICLEGEN_MODELS_DIR a directory you can write to"
         ) from exc
     training = (
-        f"Training {STARTER_NAME} once ({documents} documents of {CORPUS_NAME}); later runs "
-        "reuse it (Ctrl-C stops it; the next demo continues it)."
+        f"{STARTER_NAME} is trained once, on {documents} documents of {CORPUS_NAME}; later "
+        "runs reuse it (Ctrl-C stops it; the next demo continues it)."
     )
     note = f"{note}\n{training}" if note else training
     return StarterPlan("train", recipe.params(corpus), note)
