@@ -14,15 +14,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import Select, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from articlegen.db.backends import json_has_any
 from articlegen.db.models import Job, JobStatus, Prompt, PromptStatus, utcnow
 from articlegen.db.session import in_chunks
 
-__all__ = ["Shard", "claim", "held_by", "reconcile", "release", "renew"]
+__all__ = ["Shard", "claim", "count_claimable", "held_by", "reconcile", "release", "renew"]
 
 
 @dataclass(frozen=True)
@@ -53,22 +54,7 @@ def claim(
     makes the claim atomic.
     """
     now = utcnow()
-    claimable = or_(
-        Prompt.status == PromptStatus.PENDING,
-        and_(Prompt.status == PromptStatus.CLAIMED, Prompt.lease_expires_at < now),
-    )
-    query = select(Prompt).where(claimable)
-    if resume_of is not None:
-        query = query.where(Prompt.status == PromptStatus.PENDING, Prompt.claimed_by == resume_of)
-    if shard is not None and shard.count > 1:
-        query = query.where(Prompt.id % shard.count == shard.index)
-    if order == "priority":
-        query = query.order_by(Prompt.priority.desc(), Prompt.id)
-    else:
-        query = query.order_by(Prompt.id)
-    if tags:
-        dialect = session.get_bind().dialect.name
-        query = query.where(json_has_any(dialect, Prompt.tags, tags))
+    query = _claimable(session, select(Prompt), tags, order, shard, resume_of)
     if limit is not None:
         query = query.limit(limit)
     # Concurrent runs must not take the same prompts: PostgreSQL locks the rows it returns
@@ -83,6 +69,47 @@ def claim(
         prompt.attempts += 1
     session.flush()
     return claimed
+
+
+def count_claimable(
+    session: Session,
+    tags: Sequence[str] = (),
+    shard: Shard | None = None,
+    resume_of: int | None = None,
+) -> int:
+    """How many prompts `claim` with these filters would take now, without taking any: a run
+    with nothing to do can say so before it starts."""
+    query = _claimable(session, select(func.count(Prompt.id)), tags, None, shard, resume_of)
+    return int(session.scalar(query) or 0)
+
+
+def _claimable(
+    session: Session,
+    query: Select[Any],
+    tags: Sequence[str],
+    order: str | None,
+    shard: Shard | None,
+    resume_of: int | None,
+) -> Select[Any]:
+    """`query` narrowed to the prompts a claim may take, in claiming order (`order` None: any
+    order, for counting)."""
+    claimable = or_(
+        Prompt.status == PromptStatus.PENDING,
+        and_(Prompt.status == PromptStatus.CLAIMED, Prompt.lease_expires_at < utcnow()),
+    )
+    query = query.where(claimable)
+    if resume_of is not None:
+        query = query.where(Prompt.status == PromptStatus.PENDING, Prompt.claimed_by == resume_of)
+    if shard is not None and shard.count > 1:
+        query = query.where(Prompt.id % shard.count == shard.index)
+    if order == "priority":
+        query = query.order_by(Prompt.priority.desc(), Prompt.id)
+    elif order is not None:
+        query = query.order_by(Prompt.id)
+    if tags:
+        dialect = session.get_bind().dialect.name
+        query = query.where(json_has_any(dialect, Prompt.tags, tags))
+    return query
 
 
 def renew(session: Session, job_id: int, lease: timedelta) -> int:

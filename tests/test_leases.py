@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from articlegen.core.errors import JobStateError
 from articlegen.db import Article, Database, Job, JobStatus, Prompt, PromptStatus
 from articlegen.db.articles import ArticleRow, PromptFailure, record_batch
-from articlegen.db.claims import Shard, claim, reconcile, release, renew
+from articlegen.db.claims import Shard, claim, count_claimable, reconcile, release, renew
 from articlegen.db.jobs import check_resumable, create_job, request_cancel, start_job
 from articlegen.db.models import utcnow
 
@@ -266,3 +266,30 @@ def test_text_with_nul_bytes_is_stored(database: Database) -> None:
     with database.session() as session:
         (stored,) = record_batch(session, job_id, [nul], []).articles
         assert (stored.raw_text, stored.title, stored.body) == ("a\ufffdb", "T\ufffd", "b\ufffdody")
+
+
+def test_the_count_of_claimable_prompts_is_what_a_claim_would_take(database: Database) -> None:
+    ids = _seed(database, 9)
+    with database.session() as session:
+        for prompt in session.scalars(select(Prompt).where(Prompt.id.in_(ids[:3]))):
+            prompt.tags = ["news"]
+        session.get_one(Prompt, ids[8]).status = PromptStatus.DONE
+        holder = _job(session)
+        claim(session, holder, LEASE, limit=2)  # ids 0 and 1, held under a live lease
+
+    def both(tags: tuple[str, ...] = (), shard: Shard | None = None) -> tuple[int, int]:
+        with database.session() as session:
+            counted = count_claimable(session, tags=tags, shard=shard)
+            taken = len(claim(session, _job(session), LEASE, tags=tags, shard=shard))
+            session.rollback()  # only looking
+        return counted, taken
+
+    assert both() == (6, 6)  # 9, less the done one and the two held
+    assert both(tags=("news",)) == (1, 1)
+    assert both(tags=("sport",)) == (0, 0)
+    halves = [both(shard=Shard(i, 2)) for i in range(2)]
+    assert all(counted == taken for counted, taken in halves)
+    assert sum(counted for counted, _ in halves) == 6
+    _expire(database, holder)  # its process died: its prompts can be claimed again
+    assert both() == (8, 8)
+    assert both(tags=("news",)) == (3, 3)

@@ -214,3 +214,34 @@ def test_generate_shows_each_decoding_warning_once(
     db.close()
     assert len(greedy) == 2
     assert {a.decoding["do_sample"] for a in greedy} == {False}
+
+
+def test_generate_with_nothing_to_do_answers_without_prefect_or_a_model(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    source = tmp_path / "p.csv"
+    source.write_text("topic,tags\nNight trains,travel\n", encoding="utf-8")
+    env = {
+        "ARTICLEGEN_DATABASE_URL": sqlite_url,
+        # Either would fail the command if it were used: no model there, no server here.
+        "ARTICLEGEN_MODEL": str(tmp_path / "no-such-model"),
+        "PREFECT_API_URL": "http://127.0.0.1:9/api",
+    }
+
+    def invoke(*args: str) -> Result:
+        return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+
+    assert invoke("import", str(source)).exit_code == 0
+    nothing = invoke("generate", "--tag", "food")  # one prompt pending, but not tagged food
+    close_contexts()
+    assert (nothing.exit_code, nothing.stderr) == (0, "")
+    assert nothing.stdout == (
+        "Nothing to generate: no pending prompts tagged food (1 pending, 0 done, 0 failed). "
+        "Import more with `articlegen import FILE`.\n"
+    )
+    assert invoke("jobs", "list", "--format", "json").stdout.strip() == "[]"  # no job recorded
+    # With work to do, the same command goes on to load the model, and says it is missing.
+    work = invoke("generate", "--tag", "travel")
+    close_contexts()
+    assert work.exit_code == 1
+    assert work.stderr.startswith(f"Error: model directory {tmp_path / 'no-such-model'} does not")

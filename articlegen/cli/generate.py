@@ -20,7 +20,7 @@ from articlegen.core.errors import ConfigError
 from articlegen.db.jobs import get_job
 from articlegen.db.models import PromptStatus
 from articlegen.db.prompts import count_prompts
-from articlegen.runs import GenerateParams, open_job
+from articlegen.runs import GenerateParams, claimable, open_job
 
 __all__ = ["run_in_process"]
 
@@ -69,10 +69,26 @@ def generate(app: App, /, dry_run: bool, **options: Any) -> None:
     Example: articlegen generate --limit 10 --preset precise --max-new-tokens 200
     """
     params = _checked_params(app, dry_run=dry_run, **options)
+    # Nothing to do is said at once: no Prefect server, no model, no job row. A resume keeps
+    # its own checks (the job's state), which the flow reports.
+    if not dry_run and params.resume_job is None and not claimable(app.settings, params):
+        _nothing_to_generate(app, params)
+        return
     if not dry_run:
         # The model loaded here is the one the in-process run uses: one load per process.
         app.context.model(params.model)
     run_in_process(app, params)
+
+
+def _nothing_to_generate(app: App, params: GenerateParams) -> None:
+    with app.database.session(write=False) as session:
+        counts = count_prompts(session)
+    which = f" tagged {', '.join(params.tags)}" if params.tags else ""
+    click.echo(
+        f"Nothing to generate: no pending prompts{which} ({counts[PromptStatus.PENDING]} "
+        f"pending, {counts[PromptStatus.DONE]} done, {counts[PromptStatus.FAILED]} failed). "
+        "Import more with `articlegen import FILE`."
+    )
 
 
 @cli.command("fan-out", context_settings=CONTEXT)
@@ -170,14 +186,7 @@ def run_in_process(app: App, params: GenerateParams) -> None:
                 "runs may have written them)."
             )
             return
-        with app.database.session(write=False) as session:
-            counts = count_prompts(session)
-        which = f" tagged {', '.join(params.tags)}" if params.tags else ""
-        click.echo(
-            f"Nothing to generate: no pending prompts{which} ({counts[PromptStatus.PENDING]} "
-            f"pending, {counts[PromptStatus.DONE]} done, {counts[PromptStatus.FAILED]} failed). "
-            "Import more with `articlegen import FILE`."
-        )
+        _nothing_to_generate(app, params)  # another run took them after we looked
         return
     resumed = f" (resuming job {params.resume_job})" if params.resume_job else ""
     click.echo(

@@ -21,7 +21,7 @@ from articlegen.runs.lifecycle import (
     open_job,
 )
 from articlegen.runs.params import GenerateParams
-from articlegen.runs.plan import RunPlan, claim_batches
+from articlegen.runs.plan import RunPlan, claim_batches, claimable
 from articlegen.runs.reports import BatchReport, RunResult, stage_seconds
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "cancel_requested",
     "choose_batch_size",
     "claim_batches",
+    "claimable",
     "close_contexts",
     "context_for",
     "finish_run",

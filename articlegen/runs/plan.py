@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from articlegen.core.settings import Settings
-from articlegen.db.claims import Shard, claim, reconcile
+from articlegen.db.claims import Shard, claim, count_claimable, reconcile
 from articlegen.db.jobs import check_resumable, start_job
 from articlegen.db.models import Prompt
 from articlegen.runs.context import context_for
 from articlegen.runs.params import GenerateParams
 
-__all__ = ["RunPlan", "claim_batches", "plan_batches", "variants_of"]
+__all__ = ["RunPlan", "claim_batches", "claimable", "plan_batches", "variants_of"]
 
 
 @dataclass(frozen=True)
@@ -94,3 +94,17 @@ def claim_batches(
             return plan
         start_job(session, job_id, plan.articles, flow_run_id, lease)
         return plan
+
+
+def claimable(settings: Settings, params: GenerateParams) -> int:
+    """How many prompts a run of `params` would claim now; claims nothing, writes nothing. Asked
+    before a run starts, so one with nothing to do answers at once, without Prefect or a
+    model."""
+    with context_for(settings).database.session(write=False) as session:
+        count = count_claimable(
+            session,
+            tags=params.tags,
+            shard=Shard(params.shard, params.shards),
+            resume_of=params.resume_job,
+        )
+    return count if params.limit is None else min(count, params.limit)
