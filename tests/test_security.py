@@ -44,17 +44,19 @@ def test_the_database_password_never_shows(
     caplog.set_level(logging.DEBUG)
     outputs = []
     for args in (
+        # An error, reported with its context (while prompts are pending: with none, generate
+        # answers before it looks at the model).
+        ["generate", "--model", "/no/such/model"],
         ["generate", "--batch-size", "2", "--max-new-tokens", "4"],
         ["jobs", "show", "1", "--format", "json"],
         ["articles", "list", "--format", "json"],
         ["prompts", "list", "--format", "json"],
-        ["generate", "--model", "/no/such/model"],  # an error, reported with its context
     ):
         result = CliRunner().invoke(cli, args, env=env)
         close_contexts()
         outputs.append(result.output)
-    assert "Job 1 completed" in outputs[0]
-    assert outputs[-1].startswith("Error: model directory /no/such/model does not exist")
+    assert outputs[0].startswith("Error: model directory /no/such/model does not exist")
+    assert "Job 1 completed" in outputs[1]
     db = Database.open(url)
     with db.session(write=False) as session:
         rows = [
