@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from articlegen.cli import cli, demo
+from articlegen.cli import cli
 from articlegen.core.errors import InputError
 from articlegen.core.settings import load_settings
 from articlegen.db import Article, Database, registry
@@ -37,7 +37,9 @@ SHORT = StarterRecipe(
 
 
 def _demo(env: dict[str, str | None]) -> tuple[str, str]:
-    result = CliRunner().invoke(cli, ["demo"], env=env, catch_exceptions=False)
+    # SHORT's shape, documents and epochs, through the demo's hidden options.
+    short = ["--starter-size", "tiny", "--starter-documents", "12", "--starter-epochs", "1"]
+    result = CliRunner().invoke(cli, ["demo", *short], env=env, catch_exceptions=False)
     close_contexts()
     assert result.exit_code == 0, result.output
     return result.stdout, result.stderr
@@ -50,7 +52,6 @@ def test_demo_trains_the_starter_model_once_and_reuses_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(demo, "RECIPE", SHORT)
     env: dict[str, str | None] = {
         "ARTICLEGEN_DATABASE_URL": sqlite_url,
         "ARTICLEGEN_MODEL": None,

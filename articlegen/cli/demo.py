@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from importlib.resources import files
 from pathlib import Path
+from typing import Literal
 
 import click
 
@@ -18,7 +20,13 @@ from articlegen.db.articles import list_articles
 from articlegen.db.models import RegisteredModel
 from articlegen.export import ARTICLE_COLUMNS, article_record, export_articles
 from articlegen.importing import import_prompts_csv
-from articlegen.training.starter import CORPUS_NAME, DEMO_RECIPE, STARTER_NAME, prepare_starter
+from articlegen.training.starter import (
+    CORPUS_NAME,
+    DEMO_RECIPE,
+    STARTER_NAME,
+    StarterRecipe,
+    prepare_starter,
+)
 from articlegen.training.store import remove_model
 
 __all__: list[str] = []
@@ -26,12 +34,9 @@ __all__: list[str] = []
 EXAMPLES = Path(str(files("articlegen.examples") / "prompts.csv"))
 # Enough words to read, few enough that GPT-2 on two CPU cores finishes in minutes.
 DEMO_TOKENS = 120
-# How the starter model is trained when there is no real model: the tests' seam (they train
-# much less).
-RECIPE = DEMO_RECIPE
 
 
-def _choose_model(app: App, configured: str, explicit: bool) -> str:
+def _choose_model(app: App, configured: str, explicit: bool, recipe: StarterRecipe) -> str:
     """ARTICLEGEN_MODEL if set; else gpt2 when cached or the Hub answers; else the starter
     model, trained here on its first run."""
     from articlegen.generator.loading import hub_model_available
@@ -43,17 +48,17 @@ def _choose_model(app: App, configured: str, explicit: bool) -> str:
         f"{STARTER_NAME}, a small model trained here on English that ships with Python.",
         err=True,
     )
-    _get_starter(app)
+    _get_starter(app, recipe)
     with app.database.session(write=False) as session:
         row = registry.get_model(session, STARTER_NAME)
         click.echo(_banner(row), err=True)
     return STARTER_NAME
 
 
-def _get_starter(app: App) -> None:
+def _get_starter(app: App, recipe: StarterRecipe) -> None:
     """Reuse, continue or train the starter model; a run that cannot be continued is started
     again."""
-    plan = prepare_starter(app.context, RECIPE)
+    plan = prepare_starter(app.context, recipe)
     if plan.note:
         click.echo(plan.note, err=True)
     if plan.action == "resume":
@@ -63,7 +68,7 @@ def _get_starter(app: App) -> None:
         except ArticlegenError as exc:
             click.echo(f"It could not be continued ({exc}): training it again.", err=True)
             remove_model(app.context, STARTER_NAME)
-            plan = prepare_starter(app.context, RECIPE)
+            plan = prepare_starter(app.context, recipe)
             if plan.note:
                 click.echo(plan.note, err=True)
     if plan.action == "train":
@@ -97,9 +102,24 @@ def _banner(row: RegisteredModel) -> str:
     show_default=True,
     help="Where the exports go.",
 )
+# A smaller starter training, for tests and quick tries: hidden, the demo's own is the point.
+@click.option(
+    "--starter-size", type=click.Choice(["tiny", "mini"]), default=DEMO_RECIPE.size, hidden=True
+)
+@click.option("--starter-documents", type=click.IntRange(min=2), default=None, hidden=True)
+@click.option(
+    "--starter-epochs", type=click.IntRange(1, 20), default=DEMO_RECIPE.epochs, hidden=True
+)
 @click.pass_context
 @pass_app
-def demo(app: App, ctx: click.Context, out: Path) -> None:
+def demo(
+    app: App,
+    ctx: click.Context,
+    out: Path,
+    starter_size: Literal["tiny", "mini"],
+    starter_documents: int | None,
+    starter_epochs: int,
+) -> None:
     """Import examples/prompts.csv, generate every article, export them, and show the result.
 
     The model is ARTICLEGEN_MODEL if set; else gpt2 when it is cached or the Hub answers; else
@@ -108,7 +128,10 @@ def demo(app: App, ctx: click.Context, out: Path) -> None:
 
     Example: articlegen demo --out out
     """
-    model = _choose_model(app, app.settings.model, "ARTICLEGEN_MODEL" in os.environ)
+    recipe = replace(
+        DEMO_RECIPE, size=starter_size, documents=starter_documents, epochs=starter_epochs
+    )
+    model = _choose_model(app, app.settings.model, "ARTICLEGEN_MODEL" in os.environ, recipe)
     report = import_prompts_csv(app.database, EXAMPLES, app.presets)
     click.echo(f"Imported {EXAMPLES.name}: {report.inserted} new, {report.unchanged} unchanged.")
     ctx.invoke(generate, model=model, max_new_tokens=DEMO_TOKENS)
