@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from huggingface_hub import constants as hf_constants
 from huggingface_hub import model_info, try_to_load_from_cache
+from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
@@ -127,12 +129,32 @@ def _looks_local(name: str) -> bool:
 
 
 def _offline_message(name: str, reason: str) -> str:
+    # `hf` is huggingface_hub's command since 0.34; `huggingface-cli` is gone from 1.0.
     return (
-        f"cannot load model {name!r}: {reason}. Three ways out: (1) set ARTICLEGEN_MODEL to a "
-        "local model directory; (2) download the model on a connected machine (e.g. "
-        f"`huggingface-cli download {name}`) and copy its Hugging Face cache (HF_HOME) here; "
-        "(3) build a small local model with `articlegen models init ./models/local` and use that"
+        f"cannot load model {name!r}: {reason}. Three ways out: (1) choose a local model with "
+        "`articlegen config set model DIR` (a directory, or a name from `articlegen models "
+        "list`); (2) download the model on a connected machine (`hf download "
+        f"{name}`) and copy its Hugging Face cache (HF_HOME) here; (3) run `articlegen demo`, "
+        "which trains a small English model here when the Hub can't be reached"
     )
+
+
+def _hub_unavailable(name: str, revision: str | None) -> str | None:
+    """Why `name` can't come from the Hub now, or None when it can (cached, or the Hub answers).
+
+    Asked before loading because transformers retries an unreachable Hub for about a minute.
+    """
+    if isinstance(try_to_load_from_cache(name, "config.json", revision=revision), str):
+        return None
+    if hf_constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set and the model is not in the local cache"
+    try:
+        model_info(name, revision=revision, timeout=5.0)
+    except (RepositoryNotFoundError, RevisionNotFoundError):
+        return "the Hugging Face Hub has no such model (or it is private): check the id"
+    except Exception:  # no network, a proxy, a timeout: all mean "not reachable now"
+        return "the Hugging Face Hub can't be reached and the model is not in the local cache"
+    return None
 
 
 def _load_uncached(spec: ModelSpec, *, train: bool = False) -> LoadedModel:
@@ -162,6 +184,8 @@ def _load_uncached(spec: ModelSpec, *, train: bool = False) -> LoadedModel:
                 "tokenizer.model): save the tokenizer next to the weights with "
                 "`tokenizer.save_pretrained(DIR)`"
             )
+    elif (reason := _hub_unavailable(spec.name, spec.revision)) is not None:
+        raise ModelError(_offline_message(spec.name, reason))
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, revision=spec.revision)
         config = AutoConfig.from_pretrained(source, revision=spec.revision)
@@ -207,19 +231,9 @@ def _load_uncached(spec: ModelSpec, *, train: bool = False) -> LoadedModel:
     )
 
 
-def hub_model_available(name: str, timeout: float = 3.0) -> bool:
-    """Whether `name` can be loaded from the Hub now: cached, or the Hub answers in time.
-
-    A quick question before a long download attempt: transformers itself retries for about
-    a minute before it gives up on an unreachable Hub.
-    """
-    if isinstance(try_to_load_from_cache(name, "config.json"), str):
-        return True
-    try:
-        model_info(name, timeout=timeout)
-    except Exception:  # offline mode, no network, unknown id: not available, whatever the cause
-        return False
-    return True
+def hub_model_available(name: str) -> bool:
+    """Whether `name` can be loaded from the Hub now: cached, or the Hub answers in time."""
+    return _hub_unavailable(name, None) is None
 
 
 def load_trainable(spec: ModelSpec) -> LoadedModel:

@@ -19,6 +19,11 @@ os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="articlegen-hf-")
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 # Batch sizes measured by tests stay in the session's own cache, never the user's.
 os.environ["ARTICLEGEN_CACHE_DIR"] = tempfile.mkdtemp(prefix="articlegen-cache-")
+# A developer's own articlegen.toml (the demo writes one) must not reach the tests: tests that
+# are about the file set their own.
+os.environ["ARTICLEGEN_CONFIG"] = os.path.join(
+    tempfile.mkdtemp(prefix="articlegen-config-"), "none.toml"
+)
 # Prefect: no telemetry, its own home, no log shipping (a 2 s stall per flow in tests).
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["DO_NOT_TRACK"] = "1"

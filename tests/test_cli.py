@@ -283,7 +283,8 @@ def test_preview_offline_hub_model_explains_the_ways_out() -> None:
     )
     assert result.exit_code == 1
     assert result.stderr.startswith(
-        "Error: cannot load model 'gpt2': the Hugging Face Hub can't be reached"
+        "Error: cannot load model 'gpt2': HF_HUB_OFFLINE is set and the model is not in the "
+        "local cache. Three ways out"
     )
 
 

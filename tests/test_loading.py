@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -67,10 +70,36 @@ def test_hub_model_offline_names_the_three_ways_out() -> None:
     with pytest.raises(ModelError) as caught:
         load_model(ModelSpec("gpt2"))
     message = str(caught.value)
-    assert message.startswith("cannot load model 'gpt2': the Hugging Face Hub can't be reached")
-    assert "(1) set ARTICLEGEN_MODEL to a local model directory" in message
-    assert "(2) download the model on a connected machine" in message
-    assert "(3) build a small local model with `articlegen models init" in message
+    assert message.startswith(
+        "cannot load model 'gpt2': HF_HUB_OFFLINE is set and the model is not in the local cache"
+    )
+    assert "(1) choose a local model with `articlegen config set model DIR`" in message
+    assert "(2) download the model on a connected machine (`hf download gpt2`)" in message
+    assert "(3) run `articlegen demo`" in message
+    assert "huggingface-cli" not in message  # gone from huggingface_hub 1.0
+
+
+def test_an_unreachable_hub_fails_at_once_without_transformers_retries(tmp_path: Path) -> None:
+    # Not offline, but the Hub's address refuses connections (a closed loopback port): the probe
+    # answers, and the minute of download retries never starts.
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "0",
+        "HF_ENDPOINT": "http://127.0.0.1:9",
+        "HF_HUB_ETAG_TIMEOUT": "1",
+    }
+    script = (
+        "from articlegen.generator.loading import ModelSpec, load_model\n"
+        "try:\n    load_model(ModelSpec('gpt2'))\n"
+        "except Exception as exc:\n    print(type(exc).__name__, exc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    assert out.startswith(
+        "ModelError cannot load model 'gpt2': the Hugging Face Hub can't be reached and the "
+        "model is not in the local cache."
+    )
 
 
 def test_missing_model_directory(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ table/CSV/JSON rendering; each other module adds one family of commands.
 
 from articlegen.cli import (  # noqa: F401  (registers the commands)
     articles,
+    config,
     data,
     demo,
     generate,

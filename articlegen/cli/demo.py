@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 from importlib.resources import files
 from pathlib import Path
@@ -14,7 +13,9 @@ from articlegen.cli.base import CONTEXT, App, cli, pass_app
 from articlegen.cli.generate import generate
 from articlegen.cli.output import render
 from articlegen.cli.training import run_training
+from articlegen.core.config_file import set_setting
 from articlegen.core.errors import ArticlegenError
+from articlegen.core.settings import config_path
 from articlegen.db import registry
 from articlegen.db.articles import list_articles
 from articlegen.db.models import RegisteredModel
@@ -36,22 +37,34 @@ EXAMPLES = Path(str(files("articlegen.examples") / "prompts.csv"))
 DEMO_TOKENS = 120
 
 
-def _choose_model(app: App, configured: str, explicit: bool, recipe: StarterRecipe) -> str:
-    """ARTICLEGEN_MODEL if set; else gpt2 when cached or the Hub answers; else the starter
-    model, trained here on its first run."""
+def _choose_model(app: App, recipe: StarterRecipe) -> str:
+    """The configured model if one is set (articlegen.toml or ARTICLEGEN_MODEL); else gpt2 when
+    cached or the Hub answers; else the starter model, trained here on its first run and
+    recorded in articlegen.toml so later commands use it too."""
     from articlegen.generator.loading import hub_model_available
 
-    if explicit or hub_model_available(configured):
+    configured = app.settings.model
+    chosen = "model" in app.settings.model_fields_set
+    if configured != STARTER_NAME and (chosen or hub_model_available(configured)):
         return configured
-    click.echo(
-        f"The Hugging Face Hub can't be reached and {configured} is not cached: using "
-        f"{STARTER_NAME}, a small model trained here on English that ships with Python.",
-        err=True,
-    )
+    if not chosen:
+        click.echo(
+            f"The Hugging Face Hub can't be reached and {configured} is not cached: using "
+            f"{STARTER_NAME}, a small model trained here on English that ships with Python.",
+            err=True,
+        )
     _get_starter(app, recipe)
     with app.database.session(write=False) as session:
         row = registry.get_model(session, STARTER_NAME)
         click.echo(_banner(row), err=True)
+    if chosen:
+        return STARTER_NAME  # already recorded (or set for this command)
+    set_setting("model", STARTER_NAME)
+    click.echo(
+        f'Recorded model = "{STARTER_NAME}" in {config_path()}: generate, serve and web use it '
+        "from now on (`articlegen config unset model` goes back to gpt2).",
+        err=True,
+    )
     return STARTER_NAME
 
 
@@ -122,16 +135,17 @@ def demo(
 ) -> None:
     """Import examples/prompts.csv, generate every article, export them, and show the result.
 
-    The model is ARTICLEGEN_MODEL if set; else gpt2 when it is cached or the Hub answers; else
-    demo-english, a small GPT-2 the demo trains from scratch on its first run (about two
-    minutes on two cores) on Python's own documentation, registered and reused after that.
+    The model is the configured one if set (`articlegen config set model`, or ARTICLEGEN_MODEL);
+    else gpt2 when it is cached or the Hub answers; else demo-english, a small GPT-2 the demo
+    trains from scratch on its first run (about two minutes on two cores) on Python's own
+    documentation, registered, reused, and recorded in articlegen.toml for later commands.
 
     Example: articlegen demo --out out
     """
     recipe = replace(
         DEMO_RECIPE, size=starter_size, documents=starter_documents, epochs=starter_epochs
     )
-    model = _choose_model(app, app.settings.model, "ARTICLEGEN_MODEL" in os.environ, recipe)
+    model = _choose_model(app, recipe)
     report = import_prompts_csv(app.database, EXAMPLES, app.presets)
     click.echo(f"Imported {EXAMPLES.name}: {report.inserted} new, {report.unchanged} unchanged.")
     ctx.invoke(generate, model=model, max_new_tokens=DEMO_TOKENS)

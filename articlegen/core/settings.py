@@ -1,25 +1,49 @@
-"""Settings read from the environment, all under the ``ARTICLEGEN_`` prefix.
+"""Settings: the project's `articlegen.toml`, overridden by ``ARTICLEGEN_*`` environment variables.
 
 They are read once, at the edge (the CLI, a flow's entry), and passed down as values; library code
 never reads the environment itself. Every setting is documented in the README (a test checks).
+The file keeps what a project chose (`articlegen config set model ...`, or the demo's own model)
+so every later command, `serve` and its deployment runs use it; a variable still wins for one
+command or one machine.
 """
 
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
+from articlegen.core.describe import closest
 from articlegen.core.errors import ConfigError
 
-__all__ = ["Settings", "load_settings"]
+__all__ = ["CONFIG_VARIABLE", "Settings", "config_path", "env_variable", "load_settings"]
+
+# Where the project's settings file is: `articlegen.toml` in the working directory, unless this
+# variable names another (tests point it away from a developer's own file).
+CONFIG_VARIABLE = "ARTICLEGEN_CONFIG"
+
+
+def config_path() -> Path:
+    """The settings file this process reads: $ARTICLEGEN_CONFIG, else ./articlegen.toml."""
+    return Path(os.environ.get(CONFIG_VARIABLE) or "articlegen.toml")
+
+
+def env_variable(key: str) -> str:
+    """The environment variable that sets the setting `key`."""
+    return f"ARTICLEGEN_{key.upper()}"
 
 
 class Settings(BaseSettings):
-    """articlegen's environment settings."""
+    """articlegen's settings: defaults, under the settings file, under the environment."""
 
     # An empty variable means unset: `ARTICLEGEN_TEMPLATES_DIR=` must not mean "here".
     model_config = SettingsConfigDict(
@@ -123,12 +147,40 @@ class Settings(BaseSettings):
         description="A directory of your Jinja templates; they override the bundled ones by name.",
     )
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Earlier sources win: the environment, then the project's file; no `.env` files."""
+        return init_settings, env_settings, TomlConfigSettingsSource(settings_cls, config_path())
+
 
 def load_settings() -> Settings:
-    """Read the settings from the environment, turning a bad value into a `ConfigError`."""
+    """Read the settings, turning a bad value into a `ConfigError` that names where it was set."""
+    path = config_path()
     try:
         return Settings()
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
+        raise ConfigError(
+            f"{path} is not a TOML file articlegen can read ({exc}): correct it, or remove it "
+            "to use the defaults"
+        ) from None
     except ValidationError as exc:
         first = exc.errors()[0]
-        name = "ARTICLEGEN_" + str(first["loc"][0]).upper() if first["loc"] else "ARTICLEGEN_*"
-        raise ConfigError(f"environment variable {name}: {first['msg']}") from exc
+        key = str(first["loc"][0]) if first["loc"] else ""
+        if key and os.environ.get(env_variable(key)):
+            raise ConfigError(f"environment variable {env_variable(key)}: {first['msg']}") from None
+        if first["type"] == "extra_forbidden":
+            raise ConfigError(
+                f"{path}: unknown setting `{key}`{closest(key, list(Settings.model_fields))}; "
+                f"`articlegen config show` lists them, `articlegen config unset {key}` removes it"
+            ) from None
+        raise ConfigError(
+            f"{path}: `{key}`: {first['msg']}; change it with `articlegen config set {key} "
+            f"VALUE`, or remove it with `articlegen config unset {key}`"
+        ) from None
