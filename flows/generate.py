@@ -29,9 +29,13 @@ from sqlalchemy.exc import IntegrityError
 from articlegen import runs
 from articlegen.core.errors import ArticlegenError, DatabaseError
 from articlegen.core.settings import Settings, load_settings
-from articlegen.runs import BatchReport, GenerateParams, RunPlan, RunResult
+from articlegen.runs import BatchReport, GenerateParams, ProgressSnapshot, RunPlan, RunResult
 
 __all__ = ["generate_articles"]
+
+# How often a running batch updates its progress artifact: often enough to watch, and one API
+# call per this many seconds at most, whatever the decoding speed.
+PROGRESS_EVERY = 2.0
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -89,10 +93,21 @@ def claim_prompts(settings: Settings, job_id: int, params: GenerateParams) -> Ru
 # each): `prefect concurrency-limit create articlegen-generation 1`.
 @_step("write-batch", run_name="job-{job_id}-batch-{number}", tags=["articlegen-generation"])
 def write_batch(
-    settings: Settings, job_id: int, number: int, prompt_ids: list[int], params: GenerateParams
+    settings: Settings,
+    job_id: int,
+    number: int,
+    prompt_ids: list[int],
+    params: GenerateParams,
+    progress_artifact: UUID,
 ) -> BatchReport:
-    """Generate, render and record one batch (the model is loaded once per process)."""
-    return runs.write_batch(settings, job_id, prompt_ids, params)
+    """Generate, render and record one batch (the model is loaded once per process); the
+    progress artifact follows it article by article."""
+
+    def show(progress: ProgressSnapshot) -> None:
+        update_progress_artifact(progress_artifact, 100.0 * progress.fraction, progress.line())
+
+    with runs.progress_for(job_id).listening(show, every=PROGRESS_EVERY):
+        return runs.write_batch(settings, job_id, prompt_ids, params)
 
 
 @_step("finish-job")
@@ -146,13 +161,15 @@ def generate_articles(
             for number, prompt_ids in enumerate(plan.batches, start=1):
                 if runs.cancel_requested(settings, job_id):
                     break
-                report = write_batch(settings, job_id, number, prompt_ids, params)
+                report = write_batch(settings, job_id, number, prompt_ids, params, progress)
                 reports.append(report)
+                get_run_logger().info("%s", report.log_line(number, len(plan.batches)))
                 for warning in report.warnings:
                     if warning not in warnings:  # each distinct warning once per run
                         warnings.append(warning)
                         get_run_logger().warning("decoding: %s", warning)
-                update_progress_artifact(progress, 100.0 * number / len(plan.batches))
+                done = runs.progress_for(job_id).snapshot()
+                update_progress_artifact(progress, 100.0 * done.fraction, done.line())
     except BaseException as exc:
         # Batches are written whole or not at all: the failed one and those after it go back.
         # BaseException: Ctrl-C and Prefect's cancellation must release the claims too.

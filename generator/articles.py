@@ -28,7 +28,12 @@ from articlegen.generator.postprocess import (
     postprocess,
     split_paragraphs,
 )
-from articlegen.generator.requests import Generation, GenerationFailure, GenerationRequest
+from articlegen.generator.requests import (
+    Generation,
+    GenerationFailure,
+    GenerationRequest,
+    StepCallback,
+)
 from articlegen.generator.templates import Templates
 
 __all__ = [
@@ -104,8 +109,11 @@ class ArticleWriter:
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
     thresholds: QualityThresholds = field(default_factory=QualityThresholds)
 
-    def write(self, inputs: Sequence[ArticleInput]) -> WriteResult:
-        """Write every input and measure the batch as a whole.
+    def write(
+        self, inputs: Sequence[ArticleInput], on_step: StepCallback | None = None
+    ) -> WriteResult:
+        """Write every input and measure the batch as a whole; `on_step` hears how far the
+        generation is after every decoding step.
 
         Keys identify articles and must be unique (`ValueError` otherwise).
         """
@@ -128,7 +136,7 @@ class ArticleWriter:
             )
         seconds["prompting"] += time.perf_counter() - started
         started = time.perf_counter()
-        generations = self.engine.generate(requests)
+        generations = self.engine.generate(requests, on_step)
         seconds["generation"] += time.perf_counter() - started
         for generated in generations:
             if isinstance(generated, GenerationFailure):

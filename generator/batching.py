@@ -31,6 +31,7 @@ __all__ = [
     "CPU_CACHE_MB",
     "auto_batch_size",
     "cache_bytes_per_token",
+    "cached_batch_size",
     "cache_tokens",
     "memory_limit",
 ]
@@ -143,15 +144,28 @@ def probe_batch_size(loaded: LoadedModel, budget_mb: int | None = None) -> int:
     return best_size
 
 
+def _known_sizes(path: Path) -> dict[str, int]:
+    try:
+        known = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return known if isinstance(known, dict) else {}
+
+
+def cached_batch_size(
+    loaded: LoadedModel, cache_dir: Path, budget_mb: int | None = None
+) -> int | None:
+    """The batch size measured before for `loaded` on this machine, or None: not measured yet."""
+    size = _known_sizes(cache_dir / "batch-sizes.json").get(_key(loaded, budget_mb))
+    return size if isinstance(size, int) else None
+
+
 def auto_batch_size(loaded: LoadedModel, cache_dir: Path, budget_mb: int | None = None) -> int:
     """The batch size for `loaded` on this machine and cache budget (`cache_tokens`): from the
     cache, or probed and cached."""
     path = cache_dir / "batch-sizes.json"
     key = _key(loaded, budget_mb)
-    try:
-        known: dict[str, int] = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        known = {}
+    known = _known_sizes(path)
     if isinstance(known.get(key), int):
         return known[key]
     size = probe_batch_size(loaded, budget_mb)

@@ -17,7 +17,13 @@ from transformers.cache_utils import Cache
 from articlegen.generator.decoding import DecodingConfig
 from articlegen.generator.inputs import ModelInputs
 from articlegen.generator.kv_cache import InPlaceCache
-from articlegen.generator.requests import Decoded, FinishReason, Prepared
+from articlegen.generator.requests import (
+    Decoded,
+    DecodeStep,
+    FinishReason,
+    Prepared,
+    StepCallback,
+)
 from articlegen.generator.sampling import RowSettings, choose_tokens, process_logits
 from articlegen.generator.seeding import draw
 
@@ -100,10 +106,14 @@ def prefill(
 
 
 def decode_batch(
-    inputs: ModelInputs, batch: Sequence[Prepared], keep_step_logits: bool = False
+    inputs: ModelInputs,
+    batch: Sequence[Prepared],
+    keep_step_logits: bool = False,
+    on_step: StepCallback | None = None,
 ) -> list[Decoded]:
     """Greedy and sampled decoding with a key/value cache; the batch shares its stop strings
-    and n-gram blocking (`generator.scheduling` groups it so), nothing else."""
+    and n-gram blocking (`generator.scheduling` groups it so), nothing else. `on_step` hears
+    after every step how far the batch is."""
     model = inputs.model
     device = inputs.device
     config0 = batch[0].request.config
@@ -164,6 +174,8 @@ def decode_batch(
         full = ~finished & (lengths >= settings.max_new_tokens)
         reasons = torch.where(full, 2, reasons)
         finished = finished | full
+        if on_step is not None:
+            _report(on_step, running, finished, lengths, settings.max_new_tokens)
         if bool(finished.all()):
             break
         seen[torch.arange(batch_size, device=device), token] = True
@@ -193,6 +205,21 @@ def decode_batch(
             )
         )
     return rows
+
+
+def _report(
+    on_step: StepCallback,
+    running: torch.Tensor,
+    finished: torch.Tensor,
+    lengths: torch.Tensor,
+    budgets: torch.Tensor,
+) -> None:
+    # One device-to-host copy for the three numbers: a GPU syncs once per step for this, as it
+    # already does for the all-finished test.
+    share = torch.where(finished, 0.0, lengths.float() / budgets.float()).sum()
+    made, ended = running.sum(), (finished & running).sum()
+    tokens, done, fraction = torch.stack([made.float(), ended.float(), share]).tolist()
+    on_step(DecodeStep(tokens=int(tokens), finished=int(done), running_fraction=fraction))
 
 
 def _no_repeat_processor(config: DecodingConfig) -> Any:

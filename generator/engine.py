@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from functools import partial
 
 import torch
 
@@ -23,11 +24,13 @@ from articlegen.generator.decode_loop import decode_batch
 from articlegen.generator.inputs import ModelInputs
 from articlegen.generator.loading import LoadedModel
 from articlegen.generator.requests import (
+    DecodeStep,
     Generation,
     GenerationFailure,
     GenerationRequest,
     Outcome,
     Prepared,
+    StepCallback,
 )
 from articlegen.generator.scheduling import run_splitting, schedule
 
@@ -62,8 +65,11 @@ class Engine:
         """The prompt's token ids, as the engine feeds them to the model."""
         return self.inputs.encode(prompt)
 
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[Outcome]:
-        """Generate every request; outcomes come back in request order."""
+    def generate(
+        self, requests: Sequence[GenerationRequest], on_step: StepCallback | None = None
+    ) -> list[Outcome]:
+        """Generate every request; outcomes come back in request order. `on_step` hears how
+        far each batch is after every decoding step (after the whole batch, for beams)."""
         outcomes: list[Outcome | None] = [None] * len(requests)
         runnable: list[Prepared] = []
         context = self.loaded.context_length
@@ -80,18 +86,23 @@ class Engine:
                 continue
             runnable.append(Prepared(index, request, ids))
         for batch in schedule(runnable, self.batch_size, self.cache_tokens):
-            for prepared, outcome in run_splitting(batch, self._run):
+            run = partial(self._run, on_step=on_step)
+            for prepared, outcome in run_splitting(batch, run):
                 outcomes[prepared.index] = outcome
         assert all(o is not None for o in outcomes)
         return [o for o in outcomes if o is not None]
 
     @torch.inference_mode()
-    def _run(self, batch: list[Prepared]) -> list[tuple[Prepared, Outcome]]:
+    def _run(
+        self, batch: list[Prepared], on_step: StepCallback | None = None
+    ) -> list[tuple[Prepared, Outcome]]:
         started = time.perf_counter()
         if batch[0].request.config.num_beams > 1:
             rows = beam_search(self.inputs, batch)
+            if on_step is not None:
+                on_step(DecodeStep(sum(len(r.ids) for r in rows), len(rows), 0.0))
         else:
-            rows = decode_batch(self.inputs, batch, self.keep_step_logits)
+            rows = decode_batch(self.inputs, batch, self.keep_step_logits, on_step)
         seconds = time.perf_counter() - started
         total_tokens = sum(len(row.ids) for row in rows) or 1
         results: list[tuple[Prepared, Outcome]] = []

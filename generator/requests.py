@@ -6,7 +6,7 @@ and the seed. The engine hands each one back with the caller's `key`, in request
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -15,6 +15,7 @@ import torch
 from articlegen.generator.decoding import DecodingConfig
 
 __all__ = [
+    "DecodeStep",
     "Decoded",
     "FinishReason",
     "Generation",
@@ -22,6 +23,7 @@ __all__ = [
     "GenerationRequest",
     "Outcome",
     "Prepared",
+    "StepCallback",
 ]
 
 FinishReason = Literal["eos", "length", "stop_string"]
@@ -86,3 +88,19 @@ class Decoded:
     logprobs: list[float]
     reason: FinishReason
     step_logits: tuple[torch.Tensor, ...] = ()
+
+
+@dataclass(frozen=True)
+class DecodeStep:
+    """What one decoding step of a batch did, for progress displays.
+
+    `running_fraction` sums, over the rows still unfinished, the share of their token budget
+    (`max_new_tokens`) they have used: with `finished`, how far the batch is, in articles.
+    """
+
+    tokens: int  # tokens generated in this step (one per unfinished row)
+    finished: int  # rows that finished in this step
+    running_fraction: float
+
+
+StepCallback = Callable[[DecodeStep], None]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 import threading
 import time
 from typing import Any
@@ -14,13 +13,20 @@ from pydantic import ValidationError
 from articlegen.cli.base import CONTEXT, App, cli, pass_app
 from articlegen.cli.options import run_options, typed_overrides
 from articlegen.cli.prefect_env import quiet_prefect
+from articlegen.cli.progress import follow, working
 from articlegen.core.bounds import MAX_SHARDS
 from articlegen.core.describe import describe_error
 from articlegen.core.errors import ConfigError
-from articlegen.db.jobs import get_job
 from articlegen.db.models import PromptStatus
 from articlegen.db.prompts import count_prompts
-from articlegen.runs import GenerateParams, claimable, open_job
+from articlegen.runs import (
+    GenerateParams,
+    batch_size_known,
+    choose_batch_size,
+    claimable,
+    open_job,
+    progress_for,
+)
 
 __all__ = ["run_in_process"]
 
@@ -75,8 +81,21 @@ def generate(app: App, /, dry_run: bool, **options: Any) -> None:
         _nothing_to_generate(app, params)
         return
     if not dry_run:
-        # The model loaded here is the one the in-process run uses: one load per process.
-        app.context.model(params.model)
+        # The model loaded here is the one the in-process run uses: one load per process. The
+        # batch size is fixed here too, where a spinner can say why the first run waits.
+        name = params.model or app.settings.model
+        with working(f"Loading model {name}…"):
+            loaded = app.context.model(params.model)
+        if params.batch_size is None:
+            sentence = (
+                f"Measuring the best batch size for {loaded.name} on {loaded.device.type} "
+                "(once per model and machine, then cached)…"
+            )
+            if not batch_size_known(loaded, app.settings):
+                with working(sentence):
+                    params = choose_batch_size(app.settings, params)
+            else:
+                params = choose_batch_size(app.settings, params)
     run_in_process(app, params)
 
 
@@ -132,28 +151,6 @@ def fan_out(app: App, /, shards: int, deployment: str, **options: Any) -> None:
     click.echo("Next: articlegen jobs list")
 
 
-def _follow(app: App, job_id: int, done: threading.Event) -> None:
-    """Draw a progress bar from the job row's live counts until `done` is set."""
-    db = app.database
-
-    def counts() -> tuple[int, int]:
-        with db.session(write=False) as session:
-            job = get_job(session, job_id)
-            return job.total, job.done + job.failed
-
-    total = 0
-    while not total:  # the total is known once the run has claimed its prompts
-        if done.wait(0.3):
-            return
-        total = counts()[0]
-    with click.progressbar(length=total, label=f"Job {job_id}", file=sys.stderr) as bar:
-        while True:
-            stop = done.wait(0.5)
-            bar.update(counts()[1] - bar.pos)
-            if stop:
-                return
-
-
 def run_in_process(app: App, params: GenerateParams) -> None:
     """Run generate-articles in this process with a progress bar, and report the outcome."""
     quiet_prefect()
@@ -161,8 +158,14 @@ def run_in_process(app: App, params: GenerateParams) -> None:
     from articlegen.flows.generate import generate_articles
 
     job_id = open_job(app.settings, params)
+    progress = progress_for(job_id)
+    progress.phase = (
+        "starting the run on Prefect's server"
+        if os.environ.get("PREFECT_API_URL")
+        else "starting the run (Prefect starts a temporary local server)"
+    )
     done = threading.Event()
-    follower = threading.Thread(target=_follow, args=(app, job_id, done), daemon=True)
+    follower = threading.Thread(target=follow, args=(progress, f"Job {job_id}", done), daemon=True)
     started = time.perf_counter()
     follower.start()
     try:

@@ -7,13 +7,15 @@ imports Prefect, so every step runs and is tested on its own.
 - `params`: `GenerateParams`, what a run does;
 - `context`: the per-process `RunContext` (database, presets, templates, models, budgets);
 - `plan`: claiming and batching; `batch`: writing one batch; `lifecycle`: the job around them;
-- `reports`: `BatchReport` and `RunResult`; `artifacts`: their text for Prefect.
+- `reports`: `BatchReport` and `RunResult`; `artifacts`: their text for Prefect;
+- `progress`: how far a running batch is, article by article, for displays.
 """
 
 from articlegen.runs.artifacts import plan_markdown, summary_markdown
 from articlegen.runs.batch import write_batch
 from articlegen.runs.context import RunContext, close_contexts, context_for
 from articlegen.runs.lifecycle import (
+    batch_size_known,
     cancel_requested,
     choose_batch_size,
     finish_run,
@@ -22,14 +24,18 @@ from articlegen.runs.lifecycle import (
 )
 from articlegen.runs.params import GenerateParams
 from articlegen.runs.plan import RunPlan, claim_batches, claimable
+from articlegen.runs.progress import ProgressSnapshot, RunProgress, progress_for
 from articlegen.runs.reports import BatchReport, RunResult, stage_seconds
 
 __all__ = [
     "BatchReport",
     "GenerateParams",
+    "ProgressSnapshot",
     "RunContext",
     "RunPlan",
+    "RunProgress",
     "RunResult",
+    "batch_size_known",
     "cancel_requested",
     "choose_batch_size",
     "claim_batches",
@@ -40,6 +46,7 @@ __all__ = [
     "leases_kept",
     "open_job",
     "plan_markdown",
+    "progress_for",
     "stage_seconds",
     "summary_markdown",
     "write_batch",

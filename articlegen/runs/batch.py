@@ -21,6 +21,7 @@ from articlegen.generator.decoding import DEFAULT_PRESET, parse_overrides
 from articlegen.runs.context import RunContext, context_for
 from articlegen.runs.params import GenerateParams
 from articlegen.runs.plan import variants_of
+from articlegen.runs.progress import progress_for
 from articlegen.runs.reports import BatchReport
 
 if TYPE_CHECKING:
@@ -50,7 +51,8 @@ def write_batch(
     planned = {p: len(variants_of(prompts[p], params)) for p in prompt_ids}
     inputs = _inputs(context, [prompts[p] for p in prompt_ids], versions, params, report)
     loading = time.perf_counter() - started
-    result = writer.write(inputs)
+    progress = progress_for(job_id)
+    result = writer.write(inputs, progress.step)
     report.batch_metrics = result.batch_metrics
     started = time.perf_counter()
     rows, reasons = _rows(inputs, result.outcomes, loaded)
@@ -77,6 +79,8 @@ def write_batch(
             }
             for a in recorded.articles
         ]
+    report.tokens = sum(row.tokens_generated for row in rows)
+    progress.batch_done(sum(planned.values()))
     report.seconds = {
         "loading": loading,
         **result.seconds,

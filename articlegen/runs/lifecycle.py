@@ -9,17 +9,29 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from articlegen.core.settings import Settings
 from articlegen.db.claims import release, renew
 from articlegen.db.jobs import create_job, finish_job, get_job
 from articlegen.runs.context import context_for
 from articlegen.runs.params import GenerateParams
+from articlegen.runs.progress import forget_progress
 from articlegen.runs.reports import RunResult
+
+if TYPE_CHECKING:
+    from articlegen.generator.loading import LoadedModel
 
 _log = logging.getLogger(__name__)
 
-__all__ = ["cancel_requested", "choose_batch_size", "finish_run", "leases_kept", "open_job"]
+__all__ = [
+    "batch_size_known",
+    "cancel_requested",
+    "choose_batch_size",
+    "finish_run",
+    "leases_kept",
+    "open_job",
+]
 
 
 def open_job(settings: Settings, params: GenerateParams) -> int:
@@ -39,6 +51,13 @@ def choose_batch_size(settings: Settings, params: GenerateParams) -> GeneratePar
     loaded = context_for(settings).model(params.model)
     size = auto_batch_size(loaded, settings.cache_dir, settings.kv_cache_mb)
     return params.model_copy(update={"batch_size": size})
+
+
+def batch_size_known(loaded: LoadedModel, settings: Settings) -> bool:
+    """Whether `choose_batch_size` will answer from the cache, not by measuring."""
+    from articlegen.generator.batching import cached_batch_size
+
+    return cached_batch_size(loaded, settings.cache_dir, settings.kv_cache_mb) is not None
 
 
 @contextmanager
@@ -86,6 +105,7 @@ def finish_run(
 ) -> RunResult:
     """Close the job and return its final counts; a failed or cancelled run gives back the
     prompts it claimed and could not write, so the next run takes them."""
+    forget_progress(job_id)  # whoever displays it holds its own reference
     with context_for(settings).database.session() as session:
         release(session, job_id, unwritten)
         job = finish_job(session, job_id, error, cancelled)

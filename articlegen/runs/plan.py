@@ -17,6 +17,7 @@ from articlegen.db.jobs import check_resumable, start_job
 from articlegen.db.models import Prompt
 from articlegen.runs.context import context_for
 from articlegen.runs.params import GenerateParams
+from articlegen.runs.progress import progress_for
 
 __all__ = ["RunPlan", "claim_batches", "claimable", "plan_batches", "variants_of"]
 
@@ -93,7 +94,8 @@ def claim_batches(
             session.rollback()  # a dry run only looks
             return plan
         start_job(session, job_id, plan.articles, flow_run_id, lease)
-        return plan
+    progress_for(job_id).plan(plan.articles)
+    return plan
 
 
 def claimable(settings: Settings, params: GenerateParams) -> int:

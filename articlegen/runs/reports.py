@@ -24,6 +24,19 @@ class BatchReport:
     warnings: list[str] = field(default_factory=list)
     batch_metrics: dict[str, float | None] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    tokens: int = 0  # tokens generated for the articles written
+
+    def log_line(self, number: int, batches: int) -> str:
+        """One line for the flow run's log: what the batch wrote, how fast, what failed."""
+        generating = self.seconds.get("generation", 0.0)
+        rate = f", {self.tokens / generating:,.0f} tokens/s" if generating > 0 else ""
+        failed = sum(f.articles for f in self.failures)
+        line = f"batch {number}/{batches}: {len(self.written)} articles written{rate}"
+        line += f", {failed} failed" if failed else ", none failed"
+        if self.failures:
+            line += " (" + "; ".join(f"prompt {f.prompt_id}: {f.reason}" for f in self.failures)
+            line += ")"
+        return line
 
 
 @dataclass(frozen=True)
