@@ -169,7 +169,7 @@ def run_flow(
 
     from articlegen.db import Article, Database
     from articlegen.db.prompts import apply_upsert, plan_upsert
-    from articlegen.flows.generate import generate_articles
+    from articlegen.flows.generate import run_generate
     from articlegen.generator.engine import Engine
     from articlegen.importing import PromptSpec
     from articlegen.runs import GenerateParams, close_contexts
@@ -197,7 +197,7 @@ def run_flow(
         batch_size=batch_size, preset=workload.preset, overrides=workload.overrides
     )
     started = time.perf_counter()
-    result = generate_articles(params)
+    result = run_generate(params)
     seconds = time.perf_counter() - started
     with db.session(write=False) as session:
         articles, tokens = session.execute(

@@ -7,8 +7,8 @@
 """
 
 from articlegen.flows.fan_out import fan_out
-from articlegen.flows.generate import generate_articles
+from articlegen.flows.generate import generate_articles, run_generate
 from articlegen.flows.import_prompts import import_prompts
 from articlegen.flows.train import fine_tune_model
 
-__all__ = ["fan_out", "fine_tune_model", "generate_articles", "import_prompts"]
+__all__ = ["fan_out", "fine_tune_model", "generate_articles", "import_prompts", "run_generate"]

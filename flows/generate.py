@@ -11,10 +11,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, ParamSpec, TypeVar
+from typing import Annotated, Any, Literal, ParamSpec, TypeVar
 from uuid import UUID
 
-from prefect import Task, flow, get_run_logger, task
+from prefect import State, Task, flow, get_run_logger, task
 from prefect.artifacts import (
     create_markdown_artifact,
     create_progress_artifact,
@@ -24,14 +24,26 @@ from prefect.artifacts import (
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.runtime import flow_run
+from prefect.states import Failed
+from pydantic import Field
+from pydantic.json_schema import SkipJsonSchema
 from sqlalchemy.exc import IntegrityError
 
 from articlegen import runs
+from articlegen.core.bounds import MAX_BATCH_SIZE, MAX_RUN_LIMIT, MAX_VARIANTS
 from articlegen.core.errors import ArticlegenError, DatabaseError
 from articlegen.core.settings import Settings, load_settings
-from articlegen.runs import BatchReport, GenerateParams, ProgressSnapshot, RunPlan, RunResult
+from articlegen.runs import (
+    BatchReport,
+    GenerateParams,
+    ProgressSnapshot,
+    RunPlan,
+    RunResult,
+    artifacts,
+)
+from articlegen.runs.form import FormDecimal, FormInteger, PresetName
 
-__all__ = ["generate_articles"]
+__all__ = ["generate_articles", "run_generate"]
 
 # How often a running batch updates its progress artifact: often enough to watch, and one API
 # call per this many seconds at most, whatever the decoding speed.
@@ -75,6 +87,13 @@ def _step(
 def open_job(settings: Settings, params: GenerateParams) -> int:
     """Create the job row."""
     return runs.open_job(settings, params)
+
+
+@_step("check-run")
+def check_run(settings: Settings, params: GenerateParams) -> None:
+    """Check the preset and template names and load the model, before anything is claimed."""
+    runs.check_params(settings, params)
+    runs.context_for(settings).model(params.model)
 
 
 @_step("choose-batch-size")
@@ -132,15 +151,72 @@ def _name_run(job_id: int) -> None:
 
 @flow(name="generate-articles", flow_run_name="generate-articles")
 def generate_articles(
-    params: GenerateParams = GenerateParams(),  # noqa: B008 (a frozen model; Prefect's form)
-    job_id: int | None = None,
-) -> RunResult:
+    limit: Annotated[int, Field(ge=0, le=MAX_RUN_LIMIT)] = 0,
+    preset: PresetName = "nucleus",
+    max_new_tokens: FormInteger = None,
+    temperature: FormDecimal = None,
+    top_p: FormDecimal = None,
+    top_k: FormInteger = None,
+    seed: FormInteger = None,
+    noise_sigma: FormDecimal = None,
+    more_decoding: dict[str, Any] | None = None,
+    model: str = "",
+    template: str = "",
+    tags: list[str] | None = None,
+    variants: Annotated[int, Field(ge=0, le=MAX_VARIANTS)] = 0,
+    batch_size: Annotated[int, Field(ge=0, le=MAX_BATCH_SIZE)] = 0,
+    order: Literal["priority", "fifo"] = "priority",
+    dry_run: bool = False,
+    params: SkipJsonSchema[GenerateParams | None] = None,
+    job_id: SkipJsonSchema[int | None] = None,
+) -> RunResult | State[RunResult]:
     """Generate articles for pending prompts, in batches, and write them to the database.
 
     Args:
-        params: What to generate: how many prompts, batch size, model, decoding, templates.
-        job_id: An existing queued job to run (the CLI creates one to follow its progress).
+        limit: At most this many prompts; 0: every pending prompt.
+        preset: Decoding preset for prompts that name none (a prompt's own preset wins).
+        max_new_tokens: Tokens to generate per article; empty: each prompt's own setting.
+        temperature: Sampling temperature over every prompt's own; empty: theirs.
+        top_p: Nucleus sampling's probability mass; empty: each prompt's own.
+        top_k: Sample among this many likeliest tokens; empty: each prompt's own.
+        seed: Seed of every article (each variant derives its own); empty: each prompt's own.
+        noise_sigma: Embedding noise weight; empty: each prompt's own.
+        more_decoding: Any other decoding settings, as JSON, e.g. {"repetition_penalty": 1.2}.
+        model: A registry name, Hub id or model directory; empty: the configured model.
+        template: Article template for prompts that name none; empty: the default.
+        tags: Only prompts with at least one of these tags; empty: all.
+        variants: Articles per prompt instead of each prompt's own; 0: theirs.
+        batch_size: Articles generated together; 0: measured for this model and machine.
+        order: priority: highest priority first; fifo: oldest first.
+        dry_run: Plan and report, but claim and write nothing.
     """
+    if params is None:  # the form's fields; the CLI and fan-out hand over a whole GenerateParams
+        params = runs.params_from_form(
+            limit=limit,
+            batch_size=batch_size,
+            model=model,
+            preset=preset,
+            template=template,
+            tags=tags,
+            variants=variants,
+            order=order,
+            dry_run=dry_run,
+            decoding={
+                "max_new_tokens": max_new_tokens,
+                "temperature": temperature,
+                "top_p": top_p,
+                "top_k": top_k,
+                "seed": seed,
+                "noise_sigma": noise_sigma,
+            },
+            more_decoding=more_decoding,
+        )
+    return _run(params, job_id)
+
+
+def _run(params: GenerateParams, job_id: int | None) -> RunResult | State[RunResult]:
+    """The run: check, claim, write each batch, finish; a run with failed prompts ends in a
+    Failed state named CompletedWithErrors (its written articles are kept)."""
     started = time.perf_counter()
     settings = load_settings()
     job_id = job_id or open_job(settings, params)
@@ -149,13 +225,20 @@ def generate_articles(
     warnings: list[str] = []
     try:
         _name_run(job_id)
+        check_run(settings, params)
         params = choose_batch_size(settings, params)
         plan = claim_prompts(settings, job_id, params)
         if params.dry_run:
-            create_markdown_artifact(runs.plan_markdown(job_id, plan), key=f"job-{job_id}-plan")
+            create_markdown_artifact(
+                runs.plan_markdown(job_id, plan),
+                key=f"job-{job_id}-plan",
+                description=artifacts.PLAN_DESCRIPTION,
+            )
             finished = finish_job(settings, job_id)
             return replace(finished, total=plan.articles, prompts=plan.prompts, dry_run=True)
-        progress = create_progress_artifact(0.0, key=f"job-{job_id}-progress")
+        progress = create_progress_artifact(
+            0.0, key=f"job-{job_id}-progress", description=artifacts.PROGRESS_DESCRIPTION
+        )
         assert isinstance(progress, UUID)  # the sync API, called from a sync flow
         with runs.leases_kept(settings, job_id):
             for number, prompt_ids in enumerate(plan.batches, start=1):
@@ -198,8 +281,35 @@ def generate_articles(
         seconds=runs.stage_seconds(reports, time.perf_counter() - started),
         warnings=tuple(warnings),
     )
-    create_markdown_artifact(runs.summary_markdown(result, reports), key=f"job-{job_id}-summary")
+    create_markdown_artifact(
+        runs.summary_markdown(result, reports, params, settings.web_url),
+        key=f"job-{job_id}-summary",
+        description=artifacts.SUMMARY_DESCRIPTION,
+    )
     rows = [row for report in reports for row in report.written]
     if rows:
-        create_table_artifact(rows, key=f"job-{job_id}-articles")
+        create_table_artifact(
+            rows, key=f"job-{job_id}-articles", description=artifacts.ARTICLES_DESCRIPTION
+        )
+    if result.failed:
+        # Red in the UI and a failure to automations, unlike a clean run: someone should look
+        # at the failed prompts. The articles written are kept; the summary lists the failures.
+        return Failed(
+            name="CompletedWithErrors",
+            message=f"{result.failed} of {result.total} articles failed, {result.done} "
+            f"written: see the job-{job_id}-summary artifact",
+            data=result,
+        )
     return result
+
+
+def run_generate(params: GenerateParams, job_id: int | None = None) -> RunResult:
+    """Run generate-articles here and return how it went, whether its state is Completed or
+    CompletedWithErrors; an exception that failed the run is raised again."""
+    state = generate_articles(params=params, job_id=job_id, return_state=True)
+    outcome = state.result(raise_on_failure=False)
+    if isinstance(outcome, BaseException):
+        raise outcome
+    if not isinstance(outcome, RunResult):
+        raise TypeError(f"generate-articles ended in {state!r} without a result")
+    return outcome

@@ -31,8 +31,8 @@ __all__ = [
     "CPU_CACHE_MB",
     "auto_batch_size",
     "cache_bytes_per_token",
-    "cached_batch_size",
     "cache_tokens",
+    "cached_batch_size",
     "memory_limit",
 ]
 

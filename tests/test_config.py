@@ -1,4 +1,4 @@
-"""The project's settings file: `articlegen config show|set|unset`, and how it meets the environment."""
+"""The project's settings file: `articlegen config show|set|unset`, and the environment over it."""
 
 from __future__ import annotations
 
@@ -128,7 +128,7 @@ def test_a_bad_environment_value_is_named_as_the_variable_not_the_file(
 ) -> None:
     project.write_text("lease_seconds = 60\n", encoding="utf-8")
     monkeypatch.setenv("ARTICLEGEN_LEASE_SECONDS", "1")
-    with pytest.raises(ConfigError, match="^environment variable ARTICLEGEN_LEASE_SECONDS: "):
+    with pytest.raises(ConfigError, match=r"^environment variable ARTICLEGEN_LEASE_SECONDS: "):
         load_settings()
 
 

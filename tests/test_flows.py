@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from uuid import UUID
 
 import pytest
+from prefect import State
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import StateType
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 from prefect.testing.utilities import prefect_test_harness
+from prefect.utilities.callables import parameter_schema
 from sqlalchemy import select
 
 from articlegen.core.errors import ConfigError, DatabaseError, ModelError
 from articlegen.db import Article, Database, Job, JobStatus, Prompt, PromptStatus
-from articlegen.flows.generate import generate_articles
-from articlegen.generator import PresetCatalog
+from articlegen.flows.generate import generate_articles, run_generate
+from articlegen.generator import PresetCatalog, load_presets
 from articlegen.importing import import_prompts_csv
 from articlegen.runs import GenerateParams, close_contexts
+from articlegen.runs.form import PRESET_NAMES
 
 from .test_runner import PROMPTS_CSV
 
@@ -60,8 +67,22 @@ def _artifact_keys(job_id: int) -> set[str]:
     return {k for k in keys if k.startswith(f"job-{job_id}-")}
 
 
-def test_generate_articles_flow(flow_env: Database) -> None:
-    result = generate_articles(GenerateParams(batch_size=4, overrides={"max_new_tokens": 24}))
+def _artifacts(job_id: int) -> dict[str, Any]:
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts()
+    return {a.key: a for a in found if a.key and a.key.startswith(f"job-{job_id}-")}
+
+
+def _state(flow_run_id: str | None) -> State[Any]:
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(UUID(flow_run_id)).state
+    assert state is not None
+    return state
+
+
+def test_generate_articles_flow(flow_env: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ARTICLEGEN_WEB_URL", "http://127.0.0.1:8000/")
+    result = run_generate(GenerateParams(batch_size=4, overrides={"max_new_tokens": 24}))
     assert result.status == JobStatus.COMPLETED_WITH_ERRORS.value
     assert (result.total, result.done, result.failed) == (16, 15, 1)
     # Where the time went: every batch stage, and the orchestration around them.
@@ -94,13 +115,102 @@ def test_generate_articles_flow(flow_env: Database) -> None:
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(job.flow_run_id)  # type: ignore[arg-type]
     assert run.name == f"generate-articles-job-{job.id}"
+    # A run with a failed prompt is not a green Completed: it is Failed, named for what it is.
+    state = _state(job.flow_run_id)
+    assert (state.type, state.name) == (StateType.FAILED, "CompletedWithErrors")
+    assert state.message == (
+        f"1 of 16 articles failed, 15 written: see the job-{job.id}-summary artifact"
+    )
 
-    again = generate_articles(GenerateParams(batch_size=4))
+    found = _artifacts(job.id)
+    assert all(a.description for a in found.values())
+    summary = found[f"job-{job.id}-summary"].data
+    assert f"- **Model:** `{job.model}` at `{(job.model_revision or '')[:19]}`" in summary
+    assert "- **Preset:** each prompt's own (nucleus for those naming none)" in summary
+    assert '- **Parameters:** `{"batch_size": 4, "overrides": {"max_new_tokens": 24}}`' in summary
+    assert "- prompt 12: the prompt is" in summary
+    assert f"](http://127.0.0.1:8000/articles/{articles[0].id})" in summary
+    table = found[f"job-{job.id}-articles"].data
+    rows = json.loads(table) if isinstance(table, str) else table
+    assert len(rows) == 15
+    by_id = {row["article"]: row for row in rows}
+    for article in articles:
+        row = by_id[article.id]
+        assert row["review"] == f"http://127.0.0.1:8000/articles/{article.id}"
+        assert row["perplexity"] == round(article.metrics["perplexity"], 1)
+        assert row["excerpt"]
+        assert " ".join(article.body.split()).startswith(row["excerpt"].rstrip("…"))
+        assert len(row["excerpt"]) <= 120
+    progress = found[f"job-{job.id}-progress"]
+    assert progress.data == 100.0
+    # Failed articles are finished too: the bar ends full, its line says how fast it went.
+    assert (progress.description or "").startswith("16/16 articles · ")
+
+    again = run_generate(GenerateParams(batch_size=4))
     assert (again.total, again.done, again.status) == (0, 0, "completed")
+    with flow_env.session(write=False) as session:
+        clean = session.get_one(Job, again.job)
+    assert _state(clean.flow_run_id).type == StateType.COMPLETED
+
+
+def test_the_form_has_flat_fields_a_preset_dropdown_and_no_internal_fields() -> None:
+    schema = parameter_schema(generate_articles).model_dump()
+    fields = schema["properties"]
+    assert not {"params", "job_id", "shard", "shards", "resume_job"} & set(fields)
+    assert fields["preset"]["enum"] == list(PRESET_NAMES)
+    assert set(PRESET_NAMES) == set(load_presets().names())  # the bundled presets, all of them
+    assert fields["preset"]["default"] == "nucleus"
+    for name in ("temperature", "top_p", "noise_sigma"):
+        assert fields[name]["type"] == "number"  # a plain input: no None/number toggle
+        assert "anyOf" not in fields[name]
+    for name in ("max_new_tokens", "top_k", "seed"):
+        assert fields[name]["type"] == "integer"
+    assert (fields["limit"]["type"], fields["limit"]["default"]) == ("integer", 0)
+    assert fields["more_decoding"]["description"].startswith("Any other decoding settings")
+    assert schema["required"] == []
+
+
+def test_a_run_from_the_form_fields(flow_env: Database) -> None:
+    state = generate_articles(
+        limit=2,
+        batch_size=2,
+        preset="greedy",
+        max_new_tokens=6,
+        more_decoding={"repetition_penalty": 1.3},
+        return_state=True,
+    )
+    assert state.is_completed(), state
+    with flow_env.session(write=False) as session:
+        job = session.scalars(select(Job)).one()
+    assert job.parameters["preset"] == "greedy"
+    assert job.parameters["limit"] == 2
+    assert job.parameters["overrides"] == {"max_new_tokens": 6, "repetition_penalty": 1.3}
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"temperature": -1.0}, "`overrides`: `temperature`"),
+        (
+            {"max_new_tokens": 5, "more_decoding": {"max_new_tokens": 9}},
+            "max_new_tokens set both in its own field and in more_decoding: keep one",
+        ),
+        ({"more_decoding": {"temprature": 0.5}}, "temprature"),
+        ({"template": "newsletter"}, "template newsletter: no newsletter.md.j2"),
+    ],
+)
+def test_bad_form_fields_fail_the_run_with_a_message_before_it_claims(
+    flow_env: Database, fields: dict[str, Any], message: str
+) -> None:
+    state = generate_articles(**fields, return_state=True)
+    assert state.is_failed()
+    assert message in (state.message or "")
+    with flow_env.session(write=False) as session:
+        assert {p.status for p in session.scalars(select(Prompt))} == {PromptStatus.PENDING}
 
 
 def test_dry_run_flow_claims_nothing(flow_env: Database) -> None:
-    result = generate_articles(GenerateParams(limit=2, dry_run=True))
+    result = run_generate(GenerateParams(limit=2, dry_run=True))
     assert (result.dry_run, result.prompts, result.total) == (True, 2, 3)
     with flow_env.session(write=False) as session:
         assert {p.status for p in session.scalars(select(Prompt))} == {PromptStatus.PENDING}
@@ -124,11 +234,11 @@ def test_retries_are_for_transient_failures_only(error: Exception, retried: bool
     assert _transient(None, None, Failed(data=error)) is retried
 
 
-def test_a_failed_run_releases_its_prompts(flow_env: Database) -> None:
+def test_a_model_that_cannot_load_fails_the_run_before_it_claims(flow_env: Database) -> None:
     from articlegen.core.errors import ModelError
 
     with pytest.raises(ModelError, match="model directory /nonexistent/model does not exist"):
-        generate_articles(GenerateParams(model="/nonexistent/model", limit=4, batch_size=2))
+        run_generate(GenerateParams(model="/nonexistent/model", limit=4, batch_size=2))
     with flow_env.session(write=False) as session:
         job = session.scalars(select(Job)).one()
         statuses = {p.status for p in session.scalars(select(Prompt))}
@@ -136,11 +246,12 @@ def test_a_failed_run_releases_its_prompts(flow_env: Database) -> None:
     assert job.status is JobStatus.FAILED
     assert (job.error or "").startswith("ModelError: model directory /nonexistent/model")
     assert statuses == {PromptStatus.PENDING}  # nothing stuck in `claimed`
-    assert attempts == [0] * 8 + [1] * 4  # the attempt is counted
+    # The model is loaded before anything is claimed: no prompt spent an attempt on a typo.
+    assert attempts == [0] * 12
 
 
 def test_a_dry_run_job_is_finished(flow_env: Database) -> None:
-    result = generate_articles(GenerateParams(dry_run=True))
+    result = run_generate(GenerateParams(dry_run=True))
     with flow_env.session(write=False) as session:
         job = session.get_one(Job, result.job)
     assert job.status is JobStatus.COMPLETED

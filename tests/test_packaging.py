@@ -70,11 +70,11 @@ SCRIPT = """
 import json, sys
 from pathlib import Path
 import articlegen
-from articlegen.flows import generate_articles, import_prompts
+from articlegen.flows import import_prompts, run_generate
 from articlegen.runs import GenerateParams
 
 imported = import_prompts("prompts.csv")
-result = generate_articles(GenerateParams(batch_size=2, overrides={"max_new_tokens": 4}))
+result = run_generate(GenerateParams(batch_size=2, overrides={"max_new_tokens": 4}))
 print(json.dumps({
     "articlegen": articlegen.__file__,
     "imported": imported,

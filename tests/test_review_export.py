@@ -139,7 +139,7 @@ def test_generate_checks_model_and_template_before_running(run: Callable[..., Re
     template = invoke("generate", "--template", "newsletter")
     assert template.exit_code == 1
     assert template.stderr.startswith(
-        "Error: --template newsletter: no newsletter.md.j2 or newsletter.html.j2 in the templates"
+        "Error: template newsletter: no newsletter.md.j2 or newsletter.html.j2 in the templates"
     )
     listed = invoke("jobs", "list", "--format", "json")
     assert listed.stdout.strip() == "[]"  # nothing was started

@@ -22,6 +22,7 @@ from articlegen.db.prompts import count_prompts
 from articlegen.runs import (
     GenerateParams,
     batch_size_known,
+    check_params,
     choose_batch_size,
     claimable,
     open_job,
@@ -46,19 +47,7 @@ def _checked_params(
         params = GenerateParams(overrides=typed, tags=list(tags), **options)
     except ValidationError as exc:
         raise ConfigError("; ".join(describe_error(e) for e in exc.errors())) from None
-    if params.preset is not None:
-        app.presets.get(params.preset)
-    template = params.template
-    if template is not None:
-        names = app.templates.names()
-        missing = [
-            f"{template}{s}" for s in (".md.j2", ".html.j2") if f"{template}{s}" not in names
-        ]
-        if missing:
-            raise ConfigError(
-                f"--template {template}: no {' or '.join(missing)} in the templates "
-                f"(available: {', '.join(names)})"
-            )
+    check_params(app.settings, params)
     return params
 
 
@@ -155,7 +144,7 @@ def run_in_process(app: App, params: GenerateParams) -> None:
     """Run generate-articles in this process with a progress bar, and report the outcome."""
     quiet_prefect()
     # Imported here: Prefect takes seconds to import, and most commands never need it.
-    from articlegen.flows.generate import generate_articles
+    from articlegen.flows.generate import run_generate
 
     job_id = open_job(app.settings, params)
     progress = progress_for(job_id)
@@ -169,7 +158,7 @@ def run_in_process(app: App, params: GenerateParams) -> None:
     started = time.perf_counter()
     follower.start()
     try:
-        result = generate_articles(params=params, job_id=job_id)
+        result = run_generate(params, job_id)
     finally:
         done.set()
         follower.join()

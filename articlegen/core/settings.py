@@ -130,6 +130,13 @@ class Settings(BaseSettings):
         "Unset: a random key made on first use and kept in ARTICLEGEN_CACHE_DIR/web-secret "
         "(readable by its owner only), so sessions survive a restart.",
     )
+    web_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^/@\s]+(/\S*)?$",
+        description="The review workspace's address as editors open it, e.g. "
+        "`http://127.0.0.1:8000`. Set, each run's Prefect artifacts link every article to its "
+        "page there. No credentials in it: it is shown in the artifacts.",
+    )
     web_secure_cookie: bool = Field(
         default=False,
         description="Mark the review workspace's session cookie `Secure`, so a browser sends "

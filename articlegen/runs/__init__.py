@@ -14,9 +14,11 @@ imports Prefect, so every step runs and is tested on its own.
 from articlegen.runs.artifacts import plan_markdown, summary_markdown
 from articlegen.runs.batch import write_batch
 from articlegen.runs.context import RunContext, close_contexts, context_for
+from articlegen.runs.form import params_from_form
 from articlegen.runs.lifecycle import (
     batch_size_known,
     cancel_requested,
+    check_params,
     choose_batch_size,
     finish_run,
     leases_kept,
@@ -37,6 +39,7 @@ __all__ = [
     "RunResult",
     "batch_size_known",
     "cancel_requested",
+    "check_params",
     "choose_batch_size",
     "claim_batches",
     "claimable",
@@ -45,6 +48,7 @@ __all__ = [
     "finish_run",
     "leases_kept",
     "open_job",
+    "params_from_form",
     "plan_markdown",
     "progress_for",
     "stage_seconds",

@@ -1,13 +1,74 @@
-"""The text of a run's Prefect artifacts: the dry-run plan and the end-of-run summary."""
+"""The text of a run's Prefect artifacts: the dry-run plan, the end-of-run summary, and a row
+of the articles table per article written.
+
+Numbers are rounded to what a person reads (perplexity 342.2, not 342.1759199907448); an article
+links to its page in the review workspace when ARTICLEGEN_WEB_URL says where that is.
+"""
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Sequence
+from typing import Any
 
+from articlegen.db.models import Article
+from articlegen.runs.params import GenerateParams
 from articlegen.runs.plan import RunPlan
 from articlegen.runs.reports import BatchReport, RunResult
 
-__all__ = ["plan_markdown", "summary_markdown"]
+__all__ = [
+    "ARTICLES_DESCRIPTION",
+    "PLAN_DESCRIPTION",
+    "PROGRESS_DESCRIPTION",
+    "SUMMARY_DESCRIPTION",
+    "article_link",
+    "article_row",
+    "plan_markdown",
+    "summary_markdown",
+]
+
+PROGRESS_DESCRIPTION = "Articles finished of those claimed, updated while each batch generates."
+SUMMARY_DESCRIPTION = "How the run ended: model, parameters, counts, time per stage, failures."
+ARTICLES_DESCRIPTION = "Every article the run wrote: title, size, quality measures, an excerpt."
+PLAN_DESCRIPTION = "What the dry run would claim and write; it claimed nothing."
+# Enough of an article's opening to tell two apart in a table.
+EXCERPT_CHARS = 120
+
+
+def article_link(article_id: int, web_url: str | None) -> str:
+    """Where to review an article: its page in the workspace, else the command that shows it."""
+    if web_url:
+        return f"{web_url.rstrip('/')}/articles/{article_id}"
+    return f"articlegen articles show {article_id}"
+
+
+def _text(value: str) -> str:
+    """Model or user text as literal markdown: no markup, links or HTML of its own."""
+    flat = " ".join(value.split())
+    flat = flat.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return re.sub(r"([\\`*_\[\]()#|!~])", r"\\\1", flat)
+
+
+def _excerpt(body: str) -> str:
+    flat = " ".join(body.split())
+    return flat if len(flat) <= EXCERPT_CHARS else flat[: EXCERPT_CHARS - 1].rstrip() + "…"
+
+
+def article_row(article: Article, web_url: str | None) -> dict[str, Any]:
+    """The articles table's row for one written article."""
+    perplexity = article.metrics.get("perplexity")
+    return {
+        "article": article.id,
+        "prompt": article.prompt_id,
+        "variant": article.variant,
+        "title": article.title,
+        "words": article.metrics.get("word_count"),
+        "perplexity": round(perplexity, 1) if isinstance(perplexity, float) else perplexity,
+        "flags": ", ".join(article.metrics.get("flags", [])),
+        "excerpt": _excerpt(article.body),
+        "review": article_link(article.id, web_url),
+    }
 
 
 def plan_markdown(job_id: int, plan: RunPlan) -> str:
@@ -18,24 +79,42 @@ def plan_markdown(job_id: int, plan: RunPlan) -> str:
     )
 
 
-def summary_markdown(result: RunResult, reports: Sequence[BatchReport]) -> str:
-    """The end-of-run summary: counts, where the time went, what failed or was lost."""
+def _settings_line(params: GenerateParams) -> str:
+    # Only what this run set: the defaults would bury it.
+    chosen = params.model_dump(mode="json", exclude_defaults=True, exclude={"model", "preset"})
+    return f"`{json.dumps(chosen, sort_keys=True)}`" if chosen else "the defaults"
+
+
+def summary_markdown(
+    result: RunResult,
+    reports: Sequence[BatchReport],
+    params: GenerateParams,
+    web_url: str | None = None,
+) -> str:
+    """The end-of-run summary: the model and parameters, counts, where the time went, what
+    failed or was lost, and where to review the articles."""
+    revision = f" at `{result.model_revision[:19]}`" if result.model_revision else ""
+    preset = params.preset or "each prompt's own (nucleus for those naming none)"
     lines = [
         f"# Job {result.job}: {result.status}",
         "",
         f"{result.done} of {result.total} articles written, {result.failed} failed.",
+        "",
+        f"- **Model:** `{result.model or params.model or 'the configured model'}`{revision}",
+        f"- **Preset:** {preset}",
+        f"- **Parameters:** {_settings_line(params)}",
     ]
     if result.seconds:
         wall = sum(result.seconds.values()) or 1.0
         lines += ["", "| stage | seconds | share |", "| --- | ---: | ---: |"]
-        lines += [f"| {k} | {v:.2f} | {v / wall:.0%} |" for k, v in result.seconds.items()]
+        lines += [f"| {k} | {v:.1f} | {v / wall:.0%} |" for k, v in result.seconds.items()]
     if result.warnings:
         lines += ["", "## Decoding warnings", ""]
-        lines += [f"- {warning}" for warning in result.warnings]
+        lines += [f"- {_text(warning)}" for warning in result.warnings]
     failures = [f for report in reports for f in report.failures]
     if failures:
         lines += ["", "## Failed prompts", ""]
-        lines += [f"- prompt {f.prompt_id}: {f.reason}" for f in failures]
+        lines += [f"- prompt {f.prompt_id}: {_text(f.reason)}" for f in failures]
     lost = [p for report in reports for p in report.lost]
     if lost:
         lines += [
@@ -45,5 +124,9 @@ def summary_markdown(result: RunResult, reports: Sequence[BatchReport]) -> str:
             f"This run's lease on prompts {', '.join(map(str, lost))} ran out before it could "
             "write them, and another run claimed them; it wrote nothing for them.",
         ]
+    written = [row for report in reports for row in report.written]
+    if written and web_url:
+        lines += ["", "## Articles", ""]
+        lines += [f"- [{_text(row['title'] or 'untitled')}]({row['review']})" for row in written]
     lines += ["", f"Review with `articlegen articles list --job {result.job}`."]
     return "\n".join(lines)

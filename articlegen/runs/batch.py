@@ -18,6 +18,7 @@ from articlegen.db.jobs import record_model
 from articlegen.db.models import ModelKind, Prompt
 from articlegen.db.registry import ensure_model
 from articlegen.generator.decoding import DEFAULT_PRESET, parse_overrides
+from articlegen.runs.artifacts import article_row
 from articlegen.runs.context import RunContext, context_for
 from articlegen.runs.params import GenerateParams
 from articlegen.runs.plan import variants_of
@@ -66,19 +67,7 @@ def write_batch(
         rows = [replace(row, model_id=model.id) for row in rows]
         recorded = record_batch(session, job_id, rows, report.failures)
         report.lost = recorded.lost
-        report.written = [
-            {
-                "article": a.id,
-                "prompt": a.prompt_id,
-                "variant": a.variant,
-                "title": a.title,
-                "words": a.metrics.get("word_count"),
-                "perplexity": a.metrics.get("perplexity"),
-                "flags": ", ".join(a.metrics.get("flags", [])),
-                "review": f"articlegen articles show {a.id}",
-            }
-            for a in recorded.articles
-        ]
+        report.written = [article_row(a, settings.web_url) for a in recorded.articles]
     report.tokens = sum(row.tokens_generated for row in rows)
     progress.batch_done(sum(planned.values()))
     report.seconds = {

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from articlegen.core.errors import ConfigError
 from articlegen.core.settings import Settings
 from articlegen.db.claims import release, renew
 from articlegen.db.jobs import create_job, finish_job, get_job
@@ -27,6 +28,7 @@ _log = logging.getLogger(__name__)
 __all__ = [
     "batch_size_known",
     "cancel_requested",
+    "check_params",
     "choose_batch_size",
     "finish_run",
     "leases_kept",
@@ -39,6 +41,25 @@ def open_job(settings: Settings, params: GenerateParams) -> int:
     with context_for(settings).database.session() as session:
         job = create_job(session, params.model_dump(mode="json"), params.model or settings.model)
         return job.id
+
+
+def check_params(settings: Settings, params: GenerateParams) -> None:
+    """What a run can check before it claims anything: its preset and template exist. A typo
+    is one message at the start, not every claimed prompt marked failed."""
+    context = context_for(settings)
+    if params.preset is not None:
+        context.presets.get(params.preset)
+    template = params.template
+    if template is not None:
+        names = context.templates.names()
+        missing = [
+            f"{template}{s}" for s in (".md.j2", ".html.j2") if f"{template}{s}" not in names
+        ]
+        if missing:
+            raise ConfigError(
+                f"template {template}: no {' or '.join(missing)} in the templates "
+                f"(available: {', '.join(names)})"
+            )
 
 
 def choose_batch_size(settings: Settings, params: GenerateParams) -> GenerateParams:
@@ -110,5 +131,11 @@ def finish_run(
         release(session, job_id, unwritten)
         job = finish_job(session, job_id, error, cancelled)
         return RunResult(
-            job=job.id, status=job.status.value, total=job.total, done=job.done, failed=job.failed
+            job=job.id,
+            status=job.status.value,
+            total=job.total,
+            done=job.done,
+            failed=job.failed,
+            model=job.model,
+            model_revision=job.model_revision,
         )

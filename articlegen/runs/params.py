@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from articlegen.core.bounds import MAX_BATCH_SIZE, MAX_RUN_LIMIT, MAX_SHARDS, MAX_VARIANTS
 from articlegen.core.errors import ConfigError
@@ -64,19 +65,21 @@ class GenerateParams(BaseModel):
     dry_run: bool = Field(
         default=False, description="Plan and report, but claim and write nothing."
     )
-    shard: int = Field(
+    # The fields below are set by commands (fan-out, `jobs resume`), never by a person filling
+    # in Prefect's form: SkipJsonSchema keeps them off it.
+    shard: SkipJsonSchema[int] = Field(
         default=0,
         ge=0,
         description="With `shards`: take only the prompts whose id is this "
         "modulo `shards` (the fan-out flow gives each of its runs one shard).",
     )
-    shards: int = Field(
+    shards: SkipJsonSchema[int] = Field(
         default=1,
         ge=1,
         le=MAX_SHARDS,
         description="How many shards the pending prompts are split into; 1: no split.",
     )
-    resume_job: int | None = Field(
+    resume_job: SkipJsonSchema[int | None] = Field(
         default=None,
         ge=1,
         description="Finish this crashed, failed or cancelled job: take only the pending "

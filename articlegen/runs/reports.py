@@ -52,6 +52,8 @@ class RunResult:
     dry_run: bool = False
     seconds: dict[str, float] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()  # each distinct decoding warning of its prompts, once
+    model: str | None = None  # the model's name as articles record it, once it was loaded
+    model_revision: str | None = None
 
 
 def stage_seconds(reports: Sequence[BatchReport], wall: float) -> dict[str, float]:

@@ -1,0 +1,85 @@
+"""The generate-articles form in Prefect's UI: flat fields in, one `GenerateParams` out.
+
+A person starting a custom run sees typed fields with working defaults (0 and "" mean "not
+set", so the form needs no None toggles), the bundled presets as a dropdown, the six decoding
+settings people change most as their own fields and a JSON box for the rest. Fields only
+commands set (shards, resumed jobs, the CLI's job id) are not on the form.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import ValidationError, WithJsonSchema
+
+from articlegen.core.describe import describe_error
+from articlegen.core.errors import ConfigError
+from articlegen.runs.params import GenerateParams
+
+__all__ = [
+    "COMMON_DECODING",
+    "PRESET_NAMES",
+    "FormDecimal",
+    "FormInteger",
+    "PresetName",
+    "params_from_form",
+]
+
+# The bundled presets (generator/presets.toml; a test keeps the two in step). Presets of an
+# ARTICLEGEN_PRESETS_FILE are not listed here: prompts name them in their own `preset` column.
+PresetName = Literal[
+    "nucleus", "greedy", "beam", "top_k", "creative", "precise", "noisy_greedy", "noisy_beam"
+]  # fmt: skip
+PRESET_NAMES: tuple[str, ...] = get_args(PresetName)
+
+# An optional number the form shows as a plain input, empty by default: None stays out of the
+# schema (it would add a None/number toggle), and an empty field is simply not sent.
+FormDecimal = Annotated[float | None, WithJsonSchema({"type": "number"})]
+FormInteger = Annotated[int | None, WithJsonSchema({"type": "integer"})]
+
+# The decoding settings with a field of their own; the rest go in the JSON box.
+COMMON_DECODING = ("temperature", "top_p", "top_k", "max_new_tokens", "seed", "noise_sigma")
+
+
+def params_from_form(
+    *,
+    limit: int = 0,
+    batch_size: int = 0,
+    model: str = "",
+    preset: str = "nucleus",
+    template: str = "",
+    tags: list[str] | None = None,
+    variants: int = 0,
+    order: str = "priority",
+    dry_run: bool = False,
+    decoding: Mapping[str, Any] | None = None,
+    more_decoding: Mapping[str, Any] | None = None,
+) -> GenerateParams:
+    """The run's parameters from the form's fields; `ConfigError` names each field at fault.
+
+    `decoding` holds the common settings' fields (None: not set), `more_decoding` the JSON box.
+    """
+    given = {k: v for k, v in (decoding or {}).items() if v is not None}
+    extra = dict(more_decoding or {})
+    twice = sorted(set(given) & set(extra))
+    if twice:
+        raise ConfigError(
+            f"{', '.join(twice)} set both in its own field and in more_decoding: keep one"
+        )
+    values: dict[str, Any] = {
+        "limit": limit or None,
+        "batch_size": batch_size or None,
+        "model": model.strip() or None,
+        "preset": preset,
+        "template": template.strip() or None,
+        "tags": [t for t in (tags or []) if t.strip()],
+        "variants": variants or None,
+        "order": order,
+        "dry_run": dry_run,
+        "overrides": {**extra, **given},
+    }
+    try:
+        return GenerateParams(**values)
+    except ValidationError as exc:
+        raise ConfigError("; ".join(describe_error(e) for e in exc.errors())) from None
