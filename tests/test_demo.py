@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import csv
+import os
+import signal
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from prefect.client.schemas.objects import FlowRun
+from prefect.deployments import run_deployment
+from prefect.settings import PREFECT_API_URL
 from sqlalchemy import select
 
 from articlegen.cli import cli
@@ -27,6 +35,7 @@ from articlegen.training.starter import (
 )
 from articlegen.training.store import exclusive
 
+from .test_deployments import _wait_for_deployments
 from .test_flows import prefect_server  # noqa: F401  (the session's Prefect server)
 from .training_support import set_env
 
@@ -45,24 +54,36 @@ def _demo(env: dict[str, str | None]) -> tuple[str, str]:
     return result.stdout, result.stderr
 
 
-def test_demo_trains_the_starter_model_once_and_reuses_it(
+def _models_of_articles(database: Path) -> dict[str, set[str]]:
+    db = Database.open(f"sqlite:///{database}")
+    with db.session(write=False) as session:
+        found: dict[str, set[str]] = {}
+        for article in session.scalars(select(Article)):
+            found.setdefault(article.prompt.external_id or "", set()).add(article.model_name)
+    db.close()
+    return found
+
+
+def test_demo_then_generate_then_serve_use_the_demo_model_with_no_settings_given(
     prefect_server: None,  # noqa: F811
-    sqlite_url: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # A fresh project as a new user has it: no ARTICLEGEN_* variable at all (the database,
+    # models and settings file are the defaults, in the working directory), the Hub offline.
     monkeypatch.chdir(tmp_path)
-    env: dict[str, str | None] = {
-        "ARTICLEGEN_DATABASE_URL": sqlite_url,
-        "ARTICLEGEN_MODEL": None,
-        "ARTICLEGEN_DEVICE": "cpu",
-        "ARTICLEGEN_DTYPE": "float32",
-    }
+    bare = {k: None for k in os.environ if k.startswith("ARTICLEGEN_")}
+    env: dict[str, str | None] = {**bare, "XDG_CACHE_HOME": str(tmp_path / "cache")}
     stdout, stderr = _demo(env)
     assert "The Hugging Face Hub can't be reached and gpt2 is not cached" in stderr
     assert f"{STARTER_NAME} is trained once, on 12 documents of Python's documentation" in stderr
     assert f"NOTE: {STARTER_NAME} is a 0.2M-parameter GPT-2 trained from scratch" in stderr
     assert "Expect English-like text about programming, not good articles." in stderr
+    assert (
+        f'Recorded model = "{STARTER_NAME}" in articlegen.toml: generate, serve and web use it'
+        in stderr
+    )
+    assert tomllib.loads((tmp_path / "articlegen.toml").read_text()) == {"model": STARTER_NAME}
     assert "Imported prompts.csv: 25 new, 0 unchanged." in stdout
     assert "Job 1 completed: 32 of 32 articles written, 0 failed" in stdout
     assert "32 articles exported to out/ (articles.csv, md/, html/index.html)." in stdout
@@ -70,7 +91,8 @@ def test_demo_trains_the_starter_model_once_and_reuses_it(
     with (tmp_path / "out" / "articles.csv").open(encoding="utf-8", newline="") as handle:
         assert {r["model"] for r in csv.DictReader(handle)} == {STARTER_NAME}
 
-    db = Database.open(sqlite_url)
+    database = tmp_path / "articlegen.db"
+    db = Database.open(f"sqlite:///{database}")
     with db.session(write=False) as session:
         row = registry.get_model(session, STARTER_NAME)
         assert (row.kind, row.status) == (ModelKind.FROM_SCRATCH, ModelStatus.READY)
@@ -84,15 +106,64 @@ def test_demo_trains_the_starter_model_once_and_reuses_it(
         linked = session.scalars(select(Article.model_id)).all()
         assert linked == [row.id] * 32
         revision = row.revision
+    db.close()
 
-    # Run again: the model is reused, not trained again, and nothing is left to generate.
+    # Run again: the recorded model is reused, not trained again, and the Hub not asked.
     stdout, stderr = _demo(env)
+    assert "Hub" not in stderr
     assert "Training" not in stderr  # the progress bar's label
     assert "is trained once" not in stderr
     assert f"NOTE: {STARTER_NAME} is a 0.2M-parameter GPT-2" in stderr
     assert "32 articles exported" in stdout
+
+    # Then, as the demo's closing lines suggest, the user's own commands: new prompts, generated
+    # by a separate `articlegen generate` process and by a run of the served deployment.
+    (tmp_path / "mine.csv").write_text(
+        "external_id,topic,max_new_tokens\nmine-1,Night trains,8\nmine-2,Heat pumps,8\n",
+        encoding="utf-8",
+    )
+    process_env = {k: v for k, v in os.environ.items() if not k.startswith("ARTICLEGEN_")}
+    process_env.update(
+        {
+            "XDG_CACHE_HOME": str(tmp_path / "cache"),
+            "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+            "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+        }
+    )
+    articlegen = str(Path(sys.executable).parent / "articlegen")
+
+    def run(*args: str) -> str:
+        done = subprocess.run(
+            [articlegen, *args], env=process_env, cwd=tmp_path, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    run("import", "mine.csv")
+    assert "1 of 1 articles written" in run("generate", "--limit", "1")
+    served = subprocess.Popen(
+        [articlegen, "serve"],
+        env=process_env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        _wait_for_deployments({"generate-articles/articlegen"})
+        flow_run = run_deployment("generate-articles/articlegen", parameters={}, timeout=240)
+        assert isinstance(flow_run, FlowRun)
+        assert flow_run.state is not None
+        assert flow_run.state.is_completed(), flow_run.state
+    finally:
+        os.killpg(served.pid, signal.SIGTERM)
+        served.wait(timeout=60)
+    models = _models_of_articles(database)
+    assert models["mine-1"] == models["mine-2"] == {STARTER_NAME}
+    assert set().union(*models.values()) == {STARTER_NAME}
+    db = Database.open(f"sqlite:///{database}")
     with db.session(write=False) as session:
-        assert registry.get_model(session, STARTER_NAME).revision == revision
+        assert registry.get_model(session, STARTER_NAME).revision == revision  # never retrained
     db.close()
 
 

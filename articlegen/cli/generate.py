@@ -81,7 +81,7 @@ def generate(app: App, /, dry_run: bool, **options: Any) -> None:
                 "(once per model and machine, then cached)…"
             )
             if not batch_size_known(loaded, app.settings):
-                with working(sentence):
+                with working(sentence, log=True):
                     params = choose_batch_size(app.settings, params)
             else:
                 params = choose_batch_size(app.settings, params)

@@ -23,11 +23,13 @@ _POLL_SECONDS = 0.2
 
 
 @contextmanager
-def working(sentence: str) -> Iterator[None]:
-    """A spinner and `sentence` while the block runs."""
+def working(sentence: str, *, log: bool = False) -> Iterator[None]:
+    """A spinner and `sentence` while the block runs; in a log, the sentence once if `log`
+    (for a wait long enough to look like a hang there), else nothing."""
     console = Console(stderr=True)
     if not console.is_terminal:
-        click.echo(sentence, err=True)
+        if log:
+            click.echo(sentence, err=True)
         yield
         return
     with console.status(sentence):

@@ -131,6 +131,8 @@ def settings_table(settings: Settings, path: Path | None = None) -> list[Setting
             source = "default"
         value = values[key]
         shown = "" if value is None else str(value)
+        if isinstance(value, bool):
+            shown = "true" if value else "false"  # as the file and the variable spell it
         if key in SECRET_KEYS and value is not None:
             shown = "(set, hidden)"
         elif key == "database_url":
