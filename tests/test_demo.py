@@ -110,7 +110,7 @@ def test_demo_then_generate_then_serve_use_the_demo_model_with_no_settings_given
 
     # Run again: the recorded model is reused, not trained again, and the Hub not asked.
     stdout, stderr = _demo(env)
-    assert "Hub" not in stderr
+    assert "can't be reached" not in stderr  # the recorded model is used, no Hub asked
     assert "Training" not in stderr  # the progress bar's label
     assert "is trained once" not in stderr
     assert f"NOTE: {STARTER_NAME} is a 0.2M-parameter GPT-2" in stderr

@@ -102,8 +102,9 @@ def _banner(row: RegisteredModel) -> str:
         f"over {characters / 1e3:,.0f} thousand "
         f"characters of {CORPUS_NAME}\n(eval perplexity {best.get('eval_perplexity', 0):.1f}; "
         f"{start.get('eval_perplexity', 0):.1f} with its random starting weights).\n"
-        "Expect English-like text about programming, not good articles. For real ones, set\n"
-        f"ARTICLEGEN_MODEL to a model directory, or run once where the Hub is reachable.\n{line}"
+        "Expect English-like text about programming, not good articles. For real ones:\n"
+        "`articlegen config set model DIR` (a model directory), or, where the Hub can be\n"
+        f"reached, `articlegen config unset model` (gpt2).\n{line}"
     )
 
 

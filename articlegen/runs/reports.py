@@ -31,7 +31,9 @@ class BatchReport:
         generating = self.seconds.get("generation", 0.0)
         rate = f", {self.tokens / generating:,.0f} tokens/s" if generating > 0 else ""
         failed = sum(f.articles for f in self.failures)
-        line = f"batch {number}/{batches}: {len(self.written)} articles written{rate}"
+        written = len(self.written)
+        line = f"batch {number}/{batches}: {written} article{'' if written == 1 else 's'}"
+        line += f" written{rate}"
         line += f", {failed} failed" if failed else ", none failed"
         if self.failures:
             line += " (" + "; ".join(f"prompt {f.prompt_id}: {f.reason}" for f in self.failures)
