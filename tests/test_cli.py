@@ -17,9 +17,10 @@ from click.testing import CliRunner
 from articlegen import __version__
 from articlegen.cli import cli
 from articlegen.core.settings import Settings
+from articlegen.db import Database
 from articlegen.generator import DECODING_FIELDS
 
-from .conftest import CliHarness
+from .conftest import CliHarness, row_counts
 
 ROOT = Path(__file__).parent.parent
 EXAMPLES = ROOT / "examples" / "prompts.csv"
@@ -305,3 +306,42 @@ def test_presets_file_setting_edge_cases(value: str, message: str | None) -> Non
     else:
         assert result.exit_code == 1
         assert result.stderr.startswith(message)
+
+
+NOOP_SCRIPT = """
+import sys
+from articlegen.cli import main
+sys.argv = ["articlegen", "generate"]
+try:
+    main()
+except SystemExit as exc:
+    print("exit", exc.code)
+print("prefect imported:", "prefect" in sys.modules)
+"""
+
+
+def test_generate_with_nothing_pending_answers_without_prefect_or_the_model(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    # The model does not exist and the Prefect server's address refuses connections: loading
+    # either would fail. The answer comes anyway, Prefect is not even imported, and no job is
+    # recorded.
+    env = {
+        **os.environ,
+        "ARTICLEGEN_DATABASE_URL": sqlite_url,
+        "ARTICLEGEN_MODEL": str(tmp_path / "no-such-model"),
+        "PREFECT_API_URL": "http://127.0.0.1:9/api",
+    }
+    empty = subprocess.run(
+        [sys.executable, "-c", NOOP_SCRIPT], env=env, capture_output=True, text=True, check=True
+    )
+    assert empty.stdout.splitlines() == [
+        "Nothing to generate: no pending prompts (0 pending, 0 done, 0 failed). Import more "
+        "with `articlegen import FILE`.",
+        "exit 0",
+        "prefect imported: False",
+    ]
+    assert empty.stderr == ""
+    db = Database.open(sqlite_url)
+    assert row_counts(db)["jobs"] == 0
+    db.close()
