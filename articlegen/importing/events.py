@@ -71,7 +71,7 @@ def import_event(database: Database, report: ImportReport) -> ImportEvent | None
             "prefect.resource.name": "articlegen prompts",
         },
         payload={
-            "file": str(report.path),
+            "file": str(report.path.resolve()),
             "inserted": report.inserted,
             "updated": report.updated,
             "pending": pending,
