@@ -2,7 +2,8 @@
 
 Given a folder (a drop folder), it imports each CSV in it in name order and moves the file to
 `imported/` or, when it is rejected, to `rejected/` with the reason beside it, so a scheduled
-run never imports a file twice.
+run never imports a file twice. A file that wrote prompts announces it with the event
+`articlegen.prompts.imported`, on which `articlegen serve` starts a generate-articles run.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from typing import Any
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.events import emit_event
 
 from articlegen.core.errors import ConfigError, InputError
 from articlegen.core.settings import Settings, load_settings
-from articlegen.importing import import_prompts_csv
+from articlegen.importing import import_event, import_prompts_csv
 from articlegen.runs import context_for
 
 __all__ = ["import_prompts"]
@@ -32,8 +34,9 @@ __all__ = ["import_prompts"]
 def import_csv(
     settings: Settings, path: Path, dry_run: bool, skip_invalid: bool, rejects: Path | None
 ) -> dict[str, Any]:
-    """Import one file. A bad file is reported, not raised, so the others go on; a database
-    that is down raises, so the task retries and the file stays where it is."""
+    """Import one file, and announce the prompts it wrote. A bad file is reported, not raised,
+    so the others go on; a database that is down raises, so the task retries and the file
+    stays where it is."""
     try:
         context = context_for(settings)
         report = import_prompts_csv(
@@ -46,6 +49,11 @@ def import_csv(
         )
     except (InputError, ConfigError) as exc:
         return {"file": path.name, "error": str(exc)}
+    event = import_event(context.database, report)
+    if event is not None:
+        # Prefect adds this flow run and task run as related resources; a failure to send is
+        # logged by Prefect and never fails the import, whose prompts are committed.
+        emit_event(event=event.event, resource=event.resource, payload=event.payload)
     return {
         "file": path.name, "inserted": report.inserted, "updated": report.updated,
         "unchanged": report.unchanged, "rejected": report.rejected,

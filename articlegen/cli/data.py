@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from articlegen.cli.base import CONTEXT, App, Group, cli, pass_app
+from articlegen.cli.events import announce_import
 from articlegen.cli.options import format_option
 from articlegen.cli.output import render
 from articlegen.db import Database
@@ -78,6 +79,9 @@ def import_(
     external_id update their prompt while it is still pending. By default one invalid row
     rejects the whole file and nothing is written.
 
+    With PREFECT_API_URL set, an import that writes prompts sends the Prefect event
+    articlegen.prompts.imported, on which `articlegen serve` starts a run.
+
     Example: articlegen import examples/prompts.csv --dry-run
     """
     if rejects_path is not None and not skip_invalid:
@@ -91,6 +95,9 @@ def import_(
         rejects_path=rejects_path,
     )
     _print_report(report, app.database.url)
+    warning = announce_import(app.database, report)
+    if warning is not None:
+        click.echo(f"Warning: {warning}", err=True)
 
 
 def _print_report(report: ImportReport, url: str) -> None:

@@ -96,6 +96,14 @@ class Settings(BaseSettings):
         description="Cron schedule of the generate-articles deployment that `articlegen serve` "
         "registers: hourly by default, so new prompts wait at most an hour.",
     )
+    trigger_seconds: int = Field(
+        default=30,
+        ge=1,
+        le=86_400,
+        description="How long after an import `articlegen serve` starts a generate-articles "
+        "run; imports in that time join the same run. Half a minute gathers a few imports "
+        "made one after another into one run, and a new prompt still starts within a minute.",
+    )
     cache_dir: Path = Field(
         default_factory=lambda: (
             Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "articlegen"
