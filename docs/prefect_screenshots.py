@@ -42,7 +42,7 @@ def _wait_for(url: str, seconds: float = 90) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(url, timeout=2):  # noqa: S310 (our own loopback server)
+            with urllib.request.urlopen(url, timeout=2):
                 return
         except OSError:
             time.sleep(0.5)
@@ -79,8 +79,12 @@ def main(source: Path = Path("articlegen.db")) -> None:
     serve = None
     try:
         _wait_for(f"{api}/health")
-        subprocess.run([str(BIN / "articlegen"), "import", str(work / "new.csv")], env=env, check=True)
-        serve = subprocess.Popen([str(BIN / "articlegen"), "serve"], env=env, start_new_session=True)
+        subprocess.run(
+            [str(BIN / "articlegen"), "import", str(work / "new.csv")], env=env, check=True
+        )
+        serve = subprocess.Popen(
+            [str(BIN / "articlegen"), "serve"], env=env, start_new_session=True
+        )
         _shoot(api, f"http://127.0.0.1:{port}")
     finally:
         for process in (serve, server):
@@ -106,7 +110,9 @@ def _shoot(api: str, ui: str) -> None:
         time.sleep(1)
     if deployment is None:
         sys.exit("articlegen serve did not register its deployments")
-    run = run_deployment("generate-articles/articlegen", parameters={"temperature": 0.8}, timeout=600)
+    run = run_deployment(
+        "generate-articles/articlegen", parameters={"temperature": 0.8}, timeout=600
+    )
     assert isinstance(run, FlowRun)
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
     with sync_playwright() as playwright:
