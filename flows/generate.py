@@ -31,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 
 from articlegen import runs
 from articlegen.core.bounds import MAX_BATCH_SIZE, MAX_RUN_LIMIT, MAX_VARIANTS
-from articlegen.core.errors import ArticlegenError, DatabaseError
+from articlegen.core.errors import ArticlegenError, ConfigError, DatabaseError
 from articlegen.core.settings import Settings, load_settings
 from articlegen.runs import (
     BatchReport,
@@ -41,7 +41,7 @@ from articlegen.runs import (
     RunResult,
     artifacts,
 )
-from articlegen.runs.form import FormDecimal, FormInteger, PresetName
+from articlegen.runs.form import FORM_DEFAULTS, FormDecimal, FormInteger, PresetName
 
 __all__ = ["generate_articles", "run_generate"]
 
@@ -190,26 +190,20 @@ def generate_articles(
         order: priority: highest priority first; fifo: oldest first.
         dry_run: Plan and report, but claim and write nothing.
     """
-    if params is None:  # the form's fields; the CLI and fan-out hand over a whole GenerateParams
-        params = runs.params_from_form(
-            limit=limit,
-            batch_size=batch_size,
-            model=model,
-            preset=preset,
-            template=template,
-            tags=tags,
-            variants=variants,
-            order=order,
-            dry_run=dry_run,
-            decoding={
-                "max_new_tokens": max_new_tokens,
-                "temperature": temperature,
-                "top_p": top_p,
-                "top_k": top_k,
-                "seed": seed,
-                "noise_sigma": noise_sigma,
-            },
-            more_decoding=more_decoding,
+    form = {
+        "limit": limit, "preset": preset, "max_new_tokens": max_new_tokens,
+        "temperature": temperature, "top_p": top_p, "top_k": top_k, "seed": seed,
+        "noise_sigma": noise_sigma, "more_decoding": more_decoding, "model": model,
+        "template": template, "tags": tags, "variants": variants, "batch_size": batch_size,
+        "order": order, "dry_run": dry_run,
+    }  # fmt: skip
+    # The CLI, fan-out and `jobs resume` hand over a whole GenerateParams; a person, the form.
+    if params is None:
+        params = runs.params_from_form(form)
+    elif form != FORM_DEFAULTS:
+        changed = sorted(k for k, v in form.items() if v != FORM_DEFAULTS[k])
+        raise ConfigError(
+            f"give either params or the form's fields, not both ({', '.join(changed)})"
         )
     return _run(params, job_id)
 

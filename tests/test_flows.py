@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +24,7 @@ from articlegen.flows.generate import generate_articles, run_generate
 from articlegen.generator import PresetCatalog, load_presets
 from articlegen.importing import import_prompts_csv
 from articlegen.runs import GenerateParams, close_contexts
-from articlegen.runs.form import PRESET_NAMES
+from articlegen.runs.form import FORM_DEFAULTS, PRESET_NAMES
 
 from .test_runner import PROMPTS_CSV
 
@@ -168,6 +169,13 @@ def test_the_form_has_flat_fields_a_preset_dropdown_and_no_internal_fields() -> 
     assert (fields["limit"]["type"], fields["limit"]["default"]) == ("integer", 0)
     assert fields["more_decoding"]["description"].startswith("Any other decoding settings")
     assert schema["required"] == []
+    # What the form leaves alone is what the flow's signature defaults to, field for field.
+    defaults = {
+        name: parameter.default
+        for name, parameter in inspect.signature(generate_articles.fn).parameters.items()
+        if name not in ("params", "job_id")
+    }
+    assert defaults == FORM_DEFAULTS
 
 
 def test_a_run_from_the_form_fields(flow_env: Database) -> None:
@@ -197,6 +205,10 @@ def test_a_run_from_the_form_fields(flow_env: Database) -> None:
         ),
         ({"more_decoding": {"temprature": 0.5}}, "temprature"),
         ({"template": "newsletter"}, "template newsletter: no newsletter.md.j2"),
+        (
+            {"params": GenerateParams(), "limit": 3},
+            "give either params or the form's fields, not both (limit)",
+        ),
     ],
 )
 def test_bad_form_fields_fail_the_run_with_a_message_before_it_claims(

@@ -19,6 +19,7 @@ from articlegen.runs.params import GenerateParams
 
 __all__ = [
     "COMMON_DECODING",
+    "FORM_DEFAULTS",
     "PRESET_NAMES",
     "FormDecimal",
     "FormInteger",
@@ -42,41 +43,35 @@ FormInteger = Annotated[int | None, WithJsonSchema({"type": "integer"})]
 COMMON_DECODING = ("temperature", "top_p", "top_k", "max_new_tokens", "seed", "noise_sigma")
 
 
-def params_from_form(
-    *,
-    limit: int = 0,
-    batch_size: int = 0,
-    model: str = "",
-    preset: str = "nucleus",
-    template: str = "",
-    tags: list[str] | None = None,
-    variants: int = 0,
-    order: str = "priority",
-    dry_run: bool = False,
-    decoding: Mapping[str, Any] | None = None,
-    more_decoding: Mapping[str, Any] | None = None,
-) -> GenerateParams:
-    """The run's parameters from the form's fields; `ConfigError` names each field at fault.
+# What each field holds when the form leaves it alone.
+FORM_DEFAULTS: dict[str, Any] = {
+    "limit": 0, "preset": "nucleus", **dict.fromkeys(COMMON_DECODING), "more_decoding": None,
+    "model": "", "template": "", "tags": None, "variants": 0, "batch_size": 0,
+    "order": "priority", "dry_run": False,
+}  # fmt: skip
 
-    `decoding` holds the common settings' fields (None: not set), `more_decoding` the JSON box.
-    """
-    given = {k: v for k, v in (decoding or {}).items() if v is not None}
-    extra = dict(more_decoding or {})
+
+def params_from_form(fields: Mapping[str, Any]) -> GenerateParams:
+    """The run's parameters from the form's fields (`FORM_DEFAULTS`' names); `ConfigError`
+    names each field at fault."""
+    form = {**FORM_DEFAULTS, **fields}
+    given = {k: form[k] for k in COMMON_DECODING if form[k] is not None}
+    extra = dict(form["more_decoding"] or {})
     twice = sorted(set(given) & set(extra))
     if twice:
         raise ConfigError(
             f"{', '.join(twice)} set both in its own field and in more_decoding: keep one"
         )
     values: dict[str, Any] = {
-        "limit": limit or None,
-        "batch_size": batch_size or None,
-        "model": model.strip() or None,
-        "preset": preset,
-        "template": template.strip() or None,
-        "tags": [t for t in (tags or []) if t.strip()],
-        "variants": variants or None,
-        "order": order,
-        "dry_run": dry_run,
+        "limit": form["limit"] or None,
+        "batch_size": form["batch_size"] or None,
+        "model": form["model"].strip() or None,
+        "preset": form["preset"],
+        "template": form["template"].strip() or None,
+        "tags": [t for t in (form["tags"] or []) if t.strip()],
+        "variants": form["variants"] or None,
+        "order": form["order"],
+        "dry_run": form["dry_run"],
         "overrides": {**extra, **given},
     }
     try:
