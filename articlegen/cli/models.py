@@ -137,7 +137,8 @@ def model_init(directory: Path, size: str, corpus: Path | None, seed: int) -> No
     """Write a randomly initialised GPT-2 and a BPE tokenizer trained on a corpus.
 
     Its weights are random, so its text is noise: it exercises the whole pipeline without a
-    download. Point ARTICLEGEN_MODEL at the directory to use it.
+    download. Its articles say so wherever they show (their model kind is `random`). Point
+    ARTICLEGEN_MODEL at the directory to use it.
 
     Example: articlegen models init ./models/tiny --size tiny
     """
