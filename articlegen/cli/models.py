@@ -217,7 +217,7 @@ def models_show(app: App, name: str, fmt: str) -> None:
 def models_rm(app: App, name: str, yes: bool) -> None:
     """Remove a model from the registry, and a model trained here from disk too.
 
-    The articles it wrote keep its name and revision. Refused while the model is training.
+    The articles it wrote keep its name, revision and kind. Refused while it is training.
 
     Example: articlegen models rm support-v1 --yes
     """
@@ -235,4 +235,4 @@ def models_rm(app: App, name: str, yes: bool) -> None:
         if removed.articles != 1
         else "the article it wrote keeps"
     )
-    click.echo(f"Removed {what}{where}; {written} its name and revision.")
+    click.echo(f"Removed {what}{where}; {written} its name, revision and kind.")
