@@ -14,7 +14,14 @@ from sqlalchemy.orm import Session, joinedload
 from articlegen.core.errors import NotFoundError
 from articlegen.db.backends import json_has_any
 from articlegen.db.claims import held_by
-from articlegen.db.models import Article, ArticleReviewStatus, Job, Prompt, PromptStatus
+from articlegen.db.models import (
+    Article,
+    ArticleReviewStatus,
+    Job,
+    ModelKind,
+    Prompt,
+    PromptStatus,
+)
 
 __all__ = [
     "ApprovedText",
@@ -64,6 +71,7 @@ class ArticleRow:
     preset: str | None = None
     prompt_text: str | None = None
     model_id: int | None = None  # its row in the model registry
+    model_kind: ModelKind | None = None  # that row's kind, kept if the row is removed
 
     def values(self, job_id: int | None) -> dict[str, Any]:
         """Its column values, for the job that wrote it, with the measures the review queue

@@ -29,6 +29,7 @@ from transformers.utils.hub import extract_commit_hash
 from articlegen.core.errors import ModelError
 
 __all__ = [
+    "RANDOM_WEIGHTS_FILE",
     "LoadedModel",
     "ModelSpec",
     "directory_digest",
@@ -43,6 +44,11 @@ Device = Literal["auto", "cpu", "cuda", "mps"]
 DType = Literal["auto", "float32", "bfloat16", "float16"]
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+# `articlegen models init` writes this file beside the weights it draws at random. A file of its
+# own, not a key in config.json: training saves the config it loaded into the trained model's
+# directory, and a trained model is not random; this file is never copied.
+RANDOM_WEIGHTS_FILE = "random_weights.json"
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,9 @@ class LoadedModel:
     dtype: torch.dtype
     source: str = ""  # what was opened: a Hub id, or a directory's path
     local: bool = False  # a directory, not a Hub id
+    # Never trained: a directory `articlegen models init` wrote (RANDOM_WEIGHTS_FILE). Its
+    # text is noise, and its articles say so.
+    random_weights: bool = False
 
     @property
     def context_length(self) -> int:
@@ -228,6 +237,7 @@ def _load_uncached(spec: ModelSpec, *, train: bool = False) -> LoadedModel:
         dtype=dtype,
         source=source,
         local=local,
+        random_weights=local and (Path(source) / RANDOM_WEIGHTS_FILE).is_file(),
     )
 
 

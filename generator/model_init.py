@@ -8,6 +8,7 @@ positions, 50,257-token embedding) so benchmarks do GPT-2's arithmetic.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
@@ -19,6 +20,7 @@ from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 from transformers.utils import logging as transformers_logging
 
 from articlegen.core.errors import InputError, ModelError
+from articlegen.generator.loading import RANDOM_WEIGHTS_FILE
 
 __all__ = ["EOS_TOKEN", "SIZES", "InitReport", "default_corpus", "init_model"]
 
@@ -80,7 +82,8 @@ def init_model(
     text: str | None = None,
 ) -> InitReport:
     """Write a random GPT-2 of `size` and a byte-level BPE tokenizer trained on `corpus` (a
-    file), or on `text`, else on the bundled corpus."""
+    file), or on `text`, else on the bundled corpus; and RANDOM_WEIGHTS_FILE, which tells the
+    loader (and so every article of the model) that the weights are random."""
     if path.exists() and any(path.iterdir()):
         raise ModelError(f"{path} exists and is not empty: choose a new directory")
     if text is None and corpus is not None:
@@ -126,6 +129,14 @@ def init_model(
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
+    marker = {
+        "random_weights": True,
+        "written_by": "articlegen models init",
+        "size": size,
+        "seed": seed,
+        "note": "These weights were drawn at random and never trained: the text is noise.",
+    }
+    (path / RANDOM_WEIGHTS_FILE).write_text(json.dumps(marker, indent=2) + "\n", "utf-8")
     return InitReport(
         path=path,
         size=size,

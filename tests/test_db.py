@@ -229,5 +229,65 @@ def test_upgrade_from_0001_keeps_prompts_and_articles(database_url: str) -> None
             ("x" * 100, ModelKind.HUB, "x" * 120 + "a"),
             ("x" * 92 + "@unknown", ModelKind.HUB, "x" * 120 + "b"),
         ]
+        # And 0006 gave each article its model's kind, in a column of its own.
+        assert [a.model_kind for a in articles] == [
+            ModelKind.HUB,
+            ModelKind.LOCAL,
+            ModelKind.HUB,
+            ModelKind.HUB,
+        ]
     assert current_revision(db.engine) == head_revision()
     db.close()
+
+
+def test_upgrade_from_0005_copies_each_article_its_models_kind(database_url: str) -> None:
+    from sqlalchemy import create_engine
+
+    from articlegen.db.migrate import upgrade
+
+    engine = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://"))
+    upgrade(engine, "0005")
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO prompts (content_key, topic, decoding, tags, priority, variants, "
+                "extra, status, attempts, created_at, updated_at) VALUES ('k', 'Old topic', '{}', "
+                "'[]', 0, 2, '{}', 'done', 1, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            )
+        )
+        prompt_id = connection.execute(text("SELECT id FROM prompts")).scalar_one()
+        connection.execute(
+            text(
+                "INSERT INTO models (name, kind, source, corpus, hyperparameters, epochs, "
+                "memorisation, progress, status, created_at) VALUES ('reports-v1', "
+                "'from_scratch', '/m', '{}', '{}', '[]', '{}', '{}', 'ready', CURRENT_TIMESTAMP)"
+            )
+        )
+        model_id = connection.execute(text("SELECT id FROM models")).scalar_one()
+        # One article of the trained model, one whose model was removed (its link cleared).
+        for variant, linked in ((1, model_id), (2, None)):
+            connection.execute(
+                text(
+                    "INSERT INTO articles (prompt_id, model_id, variant, version, raw_text, "
+                    "title, body, rendered, seed, decoding, model_name, prompt_tokens, "
+                    "tokens_generated, generation_seconds, timings, metrics, review_status, "
+                    "created_at) VALUES (:p, :m, :v, 1, 'raw', 'Kept', 'body', '{}', 1, '{}', "
+                    "'reports-v1', 1, 1, 0.1, '{}', '{}', 'approved', CURRENT_TIMESTAMP)"
+                ),
+                {"p": prompt_id, "m": linked, "v": variant},
+            )
+    engine.dispose()
+    db = Database.open(database_url)  # migrates to head
+    try:
+        with db.session(write=False) as session:
+            kinds = session.execute(
+                select(Article.variant, Article.model_kind).order_by(Article.variant)
+            ).all()
+        assert kinds == [(1, ModelKind.FROM_SCRATCH), (2, None)]
+        # The registry's check knows the new kind now, and still refuses an unknown one.
+        with db.engine.begin() as connection:
+            connection.execute(text("UPDATE models SET kind = 'random'"))
+        with pytest.raises(IntegrityError), db.engine.begin() as connection:
+            connection.execute(text("UPDATE models SET kind = 'imagined'"))
+    finally:
+        db.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -13,6 +14,7 @@ import torch
 
 from articlegen.core.errors import ModelError
 from articlegen.generator.loading import (
+    RANDOM_WEIGHTS_FILE,
     ModelSpec,
     _load_uncached,
     load_model,
@@ -50,6 +52,25 @@ def test_loaded_model_facts(tiny_model_dir: Path) -> None:
     assert loaded.context_length == SIZES["tiny"].n_positions
     assert loaded.tokenizer.pad_token is None  # like GPT-2
     assert not loaded.model.training
+
+
+def test_random_weights_are_known_by_the_file_models_init_writes(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    marker = json.loads((tiny_model_dir / RANDOM_WEIGHTS_FILE).read_text(encoding="utf-8"))
+    assert marker["random_weights"] is True
+    assert (marker["written_by"], marker["size"], marker["seed"]) == (
+        "articlegen models init",
+        "tiny",
+        0,
+    )
+    assert _load_uncached(ModelSpec(str(tiny_model_dir), device="cpu")).random_weights
+    # The same weights without the file: a directory of someone's making, not known as random.
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_model_dir, copy)
+    (copy / RANDOM_WEIGHTS_FILE).unlink()
+    loaded = _load_uncached(ModelSpec(str(copy), device="cpu"))
+    assert (loaded.local, loaded.random_weights) == (True, False)
 
 
 def test_device_and_dtype_choice() -> None:

@@ -13,7 +13,8 @@ from sqlalchemy import select
 
 from articlegen.cli import cli
 from articlegen.db import Article, Database, PromptStatus
-from articlegen.export import neutralise_formula
+from articlegen.export import RANDOM_WEIGHTS_NOTE, export_articles, neutralise_formula
+from articlegen.generator.templates import Templates
 from articlegen.runs import close_contexts
 
 from .test_flows import prefect_server  # noqa: F401  (the session's Prefect server)
@@ -66,6 +67,14 @@ def test_generate_review_regenerate_export(run: Callable[..., Result], tmp_path:
         "tokens_generated", "finish_reason", "job_id", "variant", "version", "created_at",
     }  # fmt: skip
     assert required <= set(listed[0])
+    # `models init`'s random weights wrote them: every one says so.
+    assert {(a["model_kind"], a["warning"]) for a in listed} == {("random", RANDOM_WEIGHTS_NOTE)}
+    table = invoke("articles", "list").stdout.splitlines()
+    assert table[0].split()[-1] == "warning"
+    assert all(line.endswith(RANDOM_WEIGHTS_NOTE) for line in table[1:])
+    read = invoke("articles", "show", "1").stdout
+    assert read.startswith(f"WARNING: {RANDOM_WEIGHTS_NOTE}\n\n# ")
+    assert "model_kind         random" in read
     shown = json.loads(invoke("articles", "show", "1", "--format", "json").stdout)
     assert shown == listed[0]
     job = json.loads(invoke("jobs", "show", "1", "--format", "json").stdout)
@@ -86,6 +95,7 @@ def test_generate_review_regenerate_export(run: Callable[..., Result], tmp_path:
     latest = json.loads(invoke("articles", "list", "--job", "2", "--format", "json").stdout)
     assert [(a["external_id"], a["variant"], a["version"]) for a in latest] == [("a1", 2, 2)]
     assert latest[0]["decoding"]["temperature"] == 0.6
+    assert latest[0]["model_kind"] == "random"  # a new version records its model's kind too
     assert len(json.loads(invoke("articles", "list", "--format", "json").stdout)) == 5
     nothing = invoke("generate")
     assert nothing.stdout.startswith(
@@ -100,6 +110,7 @@ def test_generate_review_regenerate_export(run: Callable[..., Result], tmp_path:
         rows = list(csv.DictReader(handle))
     assert [r["id"] for r in rows] == ["1", "3"]  # approved only, by default
     assert rows[1]["topic"] == '\'+HYPERLINK("http://x.invalid")'  # neutralised
+    assert {r["model_kind"] for r in rows} == {"random"}
 
     html = invoke("export", "--status", "all", "--format", "html", "--out", str(out / "html"))
     assert html.stdout == f"Exported 5 article(s) to {out / 'html'} (6 file(s)).\n"
@@ -108,15 +119,24 @@ def test_generate_review_regenerate_export(run: Callable[..., Result], tmp_path:
     assert "<script>" not in index
     page = next((out / "html").glob("00004-*.html")).read_text(encoding="utf-8")
     assert "Bees &lt;script&gt;" in page
+    warning = f"WARNING: {RANDOM_WEIGHTS_NOTE}"
+    assert page.count(warning) == 1
+    assert page.index("<body>") < page.index(warning) < page.index("<h1>")
+    assert index.count(warning) == 5
     md = invoke("export", "--status", "all", "--format", "md", "--out", str(out / "md"))
     assert md.exit_code == 0
-    assert (out / "md" / "index.md").read_text(encoding="utf-8").startswith("# Articles")
+    md_index = (out / "md" / "index.md").read_text(encoding="utf-8")
+    assert md_index.startswith("# Articles")
+    assert md_index.count(warning) == 5
+    for file in (out / "md").glob("0000*.md"):
+        assert file.read_text(encoding="utf-8").startswith(f"> **{warning}.**\n\n# ")
     jsonl = invoke(
         "export", "--status", "rejected", "--format", "jsonl", "--out", str(out / "r.jsonl")
     )
     assert jsonl.exit_code == 0
     (line,) = (out / "r.jsonl").read_text(encoding="utf-8").splitlines()
     assert json.loads(line)["reviewer_note"] == "off topic"
+    assert json.loads(line)["model_kind"] == "random"
 
 
 @pytest.mark.parametrize(
@@ -126,6 +146,36 @@ def test_generate_review_regenerate_export(run: Callable[..., Result], tmp_path:
 )  # fmt: skip
 def test_neutralise_formula(value: object, expected: object) -> None:
     assert neutralise_formula(value) == expected
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "md", "html"])
+def test_only_articles_of_random_weights_carry_the_warning(fmt: str, tmp_path: Path) -> None:
+    def record(article_id: int, kind: str | None, warning: str | None) -> dict[str, object]:
+        title = f"Title {article_id}"
+        return {
+            "id": article_id, "title": title, "body": "Text.", "words": 1, "flags": [],
+            "review_status": "approved", "model_kind": kind, "warning": warning,
+            "markdown": f"# {title}\n\nText.\n",
+            "html": f"<!doctype html>\n<html><body>\n<h1>{title}</h1>\n</body></html>\n",
+        }  # fmt: skip
+
+    records = [record(1, "fine_tuned", None), record(2, "random", RANDOM_WEIGHTS_NOTE)]
+    records.append(record(3, None, None))  # older than the kinds
+    out = tmp_path / f"out.{fmt}" if fmt in ("csv", "jsonl") else tmp_path / fmt
+    files = export_articles(records, fmt, out, Templates())  # type: ignore[arg-type]
+    text = {f.name[:5]: f.read_text(encoding="utf-8") for f in files}
+    if fmt == "csv":
+        rows = list(csv.DictReader(text["out.c"].splitlines()))
+        assert [r["model_kind"] for r in rows] == ["fine_tuned", "random", ""]
+        return
+    if fmt == "jsonl":
+        lines = [json.loads(line) for line in text["out.j"].splitlines()]
+        assert [r["model_kind"] for r in lines] == ["fine_tuned", "random", None]
+        return
+    warning = f"WARNING: {RANDOM_WEIGHTS_NOTE}"
+    assert [warning in text[f"0000{i}"] for i in (1, 2, 3)] == [False, True, False]
+    assert text["index"].count(warning) == 1
+    assert text["index"].index("Title 2") < text["index"].index(warning)
 
 
 def test_generate_checks_model_and_template_before_running(run: Callable[..., Result]) -> None:

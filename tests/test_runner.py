@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +12,10 @@ from sqlalchemy import select
 
 from articlegen.core.settings import Settings
 from articlegen.db import Article, Database, Job, JobStatus, Prompt, PromptStatus
+from articlegen.db.models import ModelKind, RegisteredModel
+from articlegen.export import RANDOM_WEIGHTS_NOTE
 from articlegen.generator import PresetCatalog
+from articlegen.generator.loading import RANDOM_WEIGHTS_FILE
 from articlegen.importing import import_prompts_csv
 from articlegen.runs import (
     GenerateParams,
@@ -21,6 +26,8 @@ from articlegen.runs import (
     open_job,
     write_batch,
 )
+
+from .conftest import CliHarness
 
 # 12 prompts of mixed length, with variants, presets and overrides; one far too long.
 PROMPTS_CSV = """external_id,topic,prompt,preset,variants,max_new_tokens,seed,x_audience
@@ -93,6 +100,7 @@ def test_a_run_writes_every_article_with_its_metadata(
         assert article.rendered["markdown"].startswith(f"# {article.title}")
         assert article.rendered["html"].startswith("<!doctype html>")
         assert article.model_name == settings.model
+        assert article.model_kind is ModelKind.RANDOM  # `models init`'s weights: noise
         assert (article.model_revision or "").startswith("sha256:")
         assert article.template_name == "article"
         assert article.prompt_tokens > 0
@@ -210,6 +218,62 @@ def test_a_run_keeps_the_presets_it_started_with_and_records_its_model(
         assert job.model_revision is not None
         assert job.model_revision.startswith("sha256:")
         assert {a.model_revision for a in articles} == {job.model_revision}
+    finally:
+        db.close()
+        close_contexts()
+
+
+def test_random_weights_are_recorded_and_outlive_their_registry_row(
+    database_url: str,
+    tiny_model_dir: Path,
+    catalog: PresetCatalog,
+    tmp_path: Path,
+    run_cli: CliHarness,
+) -> None:
+    """`models init`'s weights write articles of kind `random`, which they keep when the model
+    leaves the registry; the same weights without its file are a plain directory, unmarked."""
+    plain = tmp_path / "plain"
+    shutil.copytree(tiny_model_dir, plain)
+    (plain / RANDOM_WEIGHTS_FILE).unlink()
+    source = tmp_path / "four.csv"
+    source.write_text("topic\nAlpha\nBravo\nCharlie\nDelta\n", encoding="utf-8")
+    db = Database.open(database_url)
+    try:
+        assert import_prompts_csv(db, source, catalog).inserted == 4
+        params = GenerateParams(batch_size=2, limit=2, overrides={"max_new_tokens": 6})
+        for model in (tiny_model_dir, plain):
+            settings = Settings(database_url=database_url, model=str(model), device="cpu")
+            assert _run(settings, params).done == 2
+        with db.session(write=False) as session:
+            rows = {m.source: m.kind for m in session.scalars(select(RegisteredModel))}
+            articles = session.scalars(select(Article).order_by(Article.id))
+            kinds = [(a.model_name, a.model_kind) for a in articles]
+        assert rows == {str(tiny_model_dir): ModelKind.RANDOM, str(plain): ModelKind.LOCAL}
+        assert sorted(kinds, key=str) == sorted(
+            2 * [(str(tiny_model_dir), ModelKind.RANDOM)] + 2 * [(str(plain), ModelKind.LOCAL)],
+            key=str,
+        )
+
+        # The table warns on the rows of random weights, and only on them.
+        table = run_cli("articles", "list").stdout.splitlines()
+        assert table[0].split()[-1] == "warning"
+        assert [line.endswith(RANDOM_WEIGHTS_NOTE) for line in table[1:]] == [
+            kind is ModelKind.RANDOM for _, kind in kinds
+        ]
+
+        removed = run_cli("models", "rm", str(tiny_model_dir), "--yes")
+        assert removed.exit_code == 0, removed.output
+        assert removed.stdout.endswith(
+            "the 2 articles it wrote keep its name, revision and kind.\n"
+        )
+        with db.session(write=False) as session:
+            kept = [(a.model_id, a.model_kind) for a in session.scalars(select(Article))]
+        assert [k for i, k in kept if i is None] == [ModelKind.RANDOM, ModelKind.RANDOM]
+        listed = json.loads(run_cli("articles", "list", "--format", "json").stdout)
+        assert sorted((a["model_kind"], a["warning"]) for a in listed) == [
+            ("local", None), ("local", None),
+            ("random", RANDOM_WEIGHTS_NOTE), ("random", RANDOM_WEIGHTS_NOTE),
+        ]  # fmt: skip
     finally:
         db.close()
         close_contexts()

@@ -24,6 +24,8 @@ from articlegen.db import Article, Database, Prompt, PromptStatus
 from articlegen.db.articles import ArticleRow, record_batch
 from articlegen.db.jobs import create_job
 from articlegen.db.models import ModelKind, ModelStatus
+from articlegen.export import RANDOM_WEIGHTS_NOTE
+from articlegen.generator.loading import RANDOM_WEIGHTS_FILE
 from articlegen.review.actions import approve, edit_and_approve, reject
 from articlegen.runs import context_for
 from articlegen.training.params import TrainParams
@@ -113,13 +115,24 @@ def test_fine_tune_then_generate_with_it(
     # A directory's row is called as ARTICLEGEN_MODEL names it, as its articles are.
     local = registered(database_url, str(tiny_model_dir))
     assert local is not None
-    assert local.kind is ModelKind.LOCAL
+    assert local.kind is ModelKind.RANDOM  # `models init` wrote it: never trained
     assert local.source == str(tiny_model_dir)
     db = Database.open(database_url)
     with db.session(write=False) as session:
-        written = {(a.model_id, a.model_name) for a in session.scalars(select(Article))}
+        written = {
+            (a.model_id, a.model_name, a.model_kind) for a in session.scalars(select(Article))
+        }
     db.close()
-    assert written == {(row.id, "reports-v1"), (local.id, str(tiny_model_dir))}
+    # Trained from those random weights, the model is not random: its articles are unmarked.
+    assert written == {
+        (row.id, "reports-v1", ModelKind.FINE_TUNED),
+        (local.id, str(tiny_model_dir), ModelKind.RANDOM),
+    }
+    assert not (directory / "model" / RANDOM_WEIGHTS_FILE).exists()
+    shown = json.loads(run_cli("articles", "list", "--format", "json").stdout)
+    assert sorted((a["model"], a["warning"]) for a in shown) == [
+        (str(tiny_model_dir), RANDOM_WEIGHTS_NOTE), ("reports-v1", None), ("reports-v1", None)
+    ]  # fmt: skip
 
     listed = run_cli("models", "list", "--format", "json")
     models = {m["name"]: m for m in json.loads(listed.stdout)}
@@ -139,10 +152,15 @@ def test_fine_tune_then_generate_with_it(
     assert registered(database_url, "reports-v1") is None
     db = Database.open(database_url)
     with db.session(write=False) as session:
-        kept = [(a.model_id, a.model_name) for a in session.scalars(select(Article))]
+        kept = [(a.model_id, a.model_name, a.model_kind) for a in session.scalars(select(Article))]
     db.close()
     assert sorted(kept, key=str) == sorted(
-        [(None, "reports-v1"), (None, "reports-v1"), (local.id, str(tiny_model_dir))], key=str
+        [
+            (None, "reports-v1", ModelKind.FINE_TUNED),
+            (None, "reports-v1", ModelKind.FINE_TUNED),
+            (local.id, str(tiny_model_dir), ModelKind.RANDOM),
+        ],
+        key=str,
     )
 
 
@@ -438,6 +456,8 @@ def test_training_from_scratch_trains_its_own_tokenizer(
     row = registered(sqlite_url, "scratch")
     assert row is not None
     assert (row.kind, row.base, row.status) == (ModelKind.FROM_SCRATCH, None, ModelStatus.READY)
+    # It started from `models init`'s random weights, but it is trained: not marked random.
+    assert not (tmp_path / "models" / "scratch" / "model" / RANDOM_WEIGHTS_FILE).exists()
     assert row.epochs[-1]["eval_loss"] < row.epochs[0]["eval_loss"]
     vocabulary = json.loads(
         (tmp_path / "models" / "scratch" / "model" / "tokenizer.json").read_text()

@@ -25,12 +25,14 @@ from articlegen.core.settings import Settings
 from articlegen.db import Article, ArticleReviewStatus, Database, Prompt, PromptStatus
 from articlegen.db.models import (
     LoginFailure,
+    ModelKind,
     ReviewAction,
     Reviewer,
     ReviewerRole,
     ReviewEvent,
     utcnow,
 )
+from articlegen.export import RANDOM_WEIGHTS_NOTE
 from articlegen.review.accounts import try_login
 from articlegen.review.diff import word_diff
 from articlegen.runs import close_contexts
@@ -531,6 +533,24 @@ def test_pages_escape_what_prompts_and_models_wrote(client: TestClient, db: Data
         assert "script-src 'self'" in page.headers["content-security-policy"]
     framed = client.get(f"/articles/{article_id}/html")
     assert framed.headers["content-security-policy"].startswith("sandbox;")
+
+
+def test_only_articles_of_random_weights_wear_the_badge(client: TestClient, db: Database) -> None:
+    noise, local, old = seed(db, 3)  # `old`: written before kinds were recorded
+    with db.session() as session:
+        for article_id, kind in ((noise, ModelKind.RANDOM), (local, ModelKind.LOCAL)):
+            session.execute(update(Article).where(Article.id == article_id).values(model_kind=kind))
+    login(client, "ed", account(db, "ed"))
+    badge = f'<span class="badge noise" role="note">{RANDOM_WEIGHTS_NOTE}</span>'
+    rows = client.get("/articles?status=pending_review").text.split("<tr data-row>")[1:]
+    marked = {int(re.findall(r'href="/articles/(\d+)\?', row)[0]): badge in row for row in rows}
+    assert marked == {noise: True, local: False, old: False}
+    for article_id in (noise, local, old):
+        for path in (f"/articles/{article_id}", f"/articles/{article_id}/edit"):
+            page = client.get(path).text
+            assert (RANDOM_WEIGHTS_NOTE in page) is (article_id == noise), path
+    page = client.get(f"/articles/{noise}").text
+    assert "<dt>Model kind</dt><dd>random</dd>" in page
 
 
 def test_word_diff_marks_what_changed() -> None:

@@ -31,6 +31,7 @@ from articlegen.cli import cli
 from articlegen.core.settings import Settings
 from articlegen.db import Article, ArticleReviewStatus, Database, Prompt, PromptStatus
 from articlegen.db.models import ReviewAction, ReviewEvent
+from articlegen.export import RANDOM_WEIGHTS_NOTE
 from articlegen.runs import close_contexts
 from articlegen.web import create_app
 
@@ -258,6 +259,26 @@ def test_scripts_in_every_field_stay_inert(page: Page, served: Served) -> None:
     page.goto(served.url + f"/articles/{article.id}")
     expect(page.get_by_role("heading", level=1)).to_contain_text("<script>")
     expect(page.locator("dd", has_text="onerror").first).to_be_visible()  # shown as text
+
+
+def test_articles_of_random_weights_say_so_where_the_reader_looks(
+    page: Page, served: Served
+) -> None:
+    # The tiny model is `models init`'s: random weights, noise. Every row of the queue wears
+    # the badge, and the article page keeps it in view while its text scrolls by.
+    page.goto(served.url + "/articles")
+    rows = page.locator("tbody tr")
+    expect(rows.first).to_be_visible()
+    badges = page.get_by_role("note").filter(has_text=RANDOM_WEIGHTS_NOTE)
+    expect(badges).to_have_count(rows.count())
+    _open(page, served, "b1")
+    badge = page.get_by_role("note").filter(has_text=RANDOM_WEIGHTS_NOTE)
+    expect(badge).to_be_visible()
+    below = badge.evaluate("e => e.getBoundingClientRect().bottom + window.scrollY")
+    page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+    # Scrolled past where the badge stood: only a badge that follows is still in view.
+    page.wait_for_function(f"window.scrollY > {below}")
+    expect(badge).to_be_in_viewport()
 
 
 def test_usable_at_phone_width(browser: Browser, served: Served) -> None:

@@ -11,7 +11,7 @@ from articlegen.core.bounds import MAX_ID
 from articlegen.db.articles import get_article, list_articles
 from articlegen.db.models import ArticleReviewStatus
 from articlegen.db.review import events_of
-from articlegen.export.records import ARTICLE_COLUMNS, article_record, event_record
+from articlegen.export.records import article_columns, article_record, event_record
 
 __all__: list[str] = []
 
@@ -37,14 +37,16 @@ def articles() -> None:
 def articles_list(
     app: App, status: str | None, job_id: int | None, limit: int | None, fmt: str
 ) -> None:
-    """List articles, oldest first.
+    """List articles, oldest first. Articles written by random weights (`models init`) say so
+    in a `warning` column; CSV and JSON carry every field, `model_kind` among them.
 
     Example: articlegen articles list --job 1 --format csv
     """
     verdict = ArticleReviewStatus(status) if status else None
     with app.database.session(write=False) as session:
         records = [article_record(a) for a in list_articles(session, verdict, job_id, limit)]
-    click.echo(render(records, fmt, table_columns=ARTICLE_COLUMNS, empty="No articles."))
+    columns = article_columns(records)
+    click.echo(render(records, fmt, table_columns=columns, empty="No articles."))
 
 
 @articles.command("show")
@@ -64,8 +66,13 @@ def articles_show(app: App, article_id: int, fmt: str) -> None:
     if fmt != "table":
         click.echo(show(record, fmt))
         return
+    if record["warning"]:
+        # Before the text: whoever reads on must know it is noise.
+        click.echo(f"WARNING: {record['warning']}\n")
     click.echo(record["markdown"] or record["body"])
-    skip = ("body", "markdown", "html", "generated_body")
+    skip = {"body", "markdown", "html", "generated_body"}
+    if not record["warning"]:
+        skip.add("warning")  # no blank row for a real model's article
     click.echo(show({k: v for k, v in record.items() if k not in skip}, fmt))
     click.echo("\nHistory:")
     click.echo(render(history, fmt, empty="  no review yet"))

@@ -19,7 +19,7 @@ from articlegen.core.settings import config_path
 from articlegen.db import registry
 from articlegen.db.articles import list_articles
 from articlegen.db.models import RegisteredModel
-from articlegen.export import ARTICLE_COLUMNS, article_record, export_articles
+from articlegen.export import article_columns, article_record, export_articles
 from articlegen.importing import import_prompts_csv
 from articlegen.training.starter import (
     CORPUS_NAME,
@@ -156,7 +156,8 @@ def demo(
     export_articles(records, "csv", out / "articles.csv", templates)
     export_articles(records, "md", out / "md", templates)
     export_articles(records, "html", out / "html", templates)
-    click.echo(render(records, "table", table_columns=ARTICLE_COLUMNS, empty="No articles."))
+    columns = article_columns(records)
+    click.echo(render(records, "table", table_columns=columns, empty="No articles."))
     others = sorted({str(r["model"]) for r in records} - {STARTER_NAME})
     if model == STARTER_NAME and others:
         # An earlier demo's articles (its random model's noise, say) stay until removed.

@@ -137,7 +137,8 @@ def model_init(directory: Path, size: str, corpus: Path | None, seed: int) -> No
     """Write a randomly initialised GPT-2 and a BPE tokenizer trained on a corpus.
 
     Its weights are random, so its text is noise: it exercises the whole pipeline without a
-    download. Point ARTICLEGEN_MODEL at the directory to use it.
+    download. Its articles say so wherever they show (their model kind is `random`). Point
+    ARTICLEGEN_MODEL at the directory to use it.
 
     Example: articlegen models init ./models/tiny --size tiny
     """
@@ -216,7 +217,7 @@ def models_show(app: App, name: str, fmt: str) -> None:
 def models_rm(app: App, name: str, yes: bool) -> None:
     """Remove a model from the registry, and a model trained here from disk too.
 
-    The articles it wrote keep its name and revision. Refused while the model is training.
+    The articles it wrote keep its name, revision and kind. Refused while it is training.
 
     Example: articlegen models rm support-v1 --yes
     """
@@ -234,4 +235,4 @@ def models_rm(app: App, name: str, yes: bool) -> None:
         if removed.articles != 1
         else "the article it wrote keeps"
     )
-    click.echo(f"Removed {what}{where}; {written} its name and revision.")
+    click.echo(f"Removed {what}{where}; {written} its name, revision and kind.")

@@ -5,9 +5,12 @@ from articlegen.export.files import EXPORT_FORMATS, export_articles, neutralise_
 from articlegen.export.records import (
     ARTICLE_COLUMNS,
     JOB_COLUMNS,
+    RANDOM_WEIGHTS_NOTE,
+    article_columns,
     article_record,
     event_record,
     job_record,
+    kind_note,
     prompt_record,
 )
 
@@ -15,10 +18,13 @@ __all__ = [
     "ARTICLE_COLUMNS",
     "EXPORT_FORMATS",
     "JOB_COLUMNS",
+    "RANDOM_WEIGHTS_NOTE",
+    "article_columns",
     "article_record",
     "event_record",
     "export_articles",
     "job_record",
+    "kind_note",
     "neutralise_formula",
     "prompt_record",
 ]

@@ -3,10 +3,15 @@
 CSV cells that a spreadsheet would run as a formula (starting with = + - @, a tab or a carriage
 return) are prefixed with an apostrophe, as OWASP advises: an article or a prompt could carry
 `=HYPERLINK(...)`, and the client opens exports in Excel.
+
+An article written by random weights carries its warning in every format: the `model_kind`
+column of CSV, the record of JSON Lines, a first line of its Markdown file and a note at the top
+of its HTML page, and a mark in both indexes.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import unicodedata
@@ -26,9 +31,15 @@ ExportFormat = Literal["csv", "jsonl", "md", "html"]
 CSV_COLUMNS = [
     "id", "external_id", "topic", "title", "body", "edited", "edited_by", "review_status",
     "reviewer_note", "reviewed_by", "words", "perplexity", "flags", "model", "model_revision",
-    "preset", "seed", "job_id", "variant", "version", "created_at",
+    "model_kind", "preset", "seed", "job_id", "variant", "version", "created_at",
 ]  # fmt: skip
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_BODY_TAG = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
+# Inline: an exported page travels alone, without the workspace's stylesheet.
+_HTML_NOTE_STYLE = (
+    "background:#fde8e8;color:#9b1c1c;border:2px solid #9b1c1c;border-radius:4px;"
+    "padding:.6rem 1rem;font:600 16px/1.4 system-ui,sans-serif"
+)
 
 
 def neutralise_formula(value: Any) -> Any:
@@ -69,7 +80,8 @@ def export_articles(
         written, entries = [], []
         for record in records:
             name = f"{record['id']:05d}-{_slug(record['title'])}.{fmt}"
-            (out / name).write_text(record[key] or "", encoding="utf-8")
+            text = _with_warning(record[key] or "", fmt, record.get("warning"))
+            (out / name).write_text(text, encoding="utf-8")
             written.append(out / name)
             entries.append({**record, "file": name})
         index = templates.render(f"index.{fmt}.j2", {"articles": entries}).text
@@ -77,6 +89,20 @@ def export_articles(
         return [*written, out / f"index.{fmt}"]
     except OSError as exc:
         raise InputError(f"cannot write the export to {out}: {exc.strerror}") from exc
+
+
+def _with_warning(text: str, fmt: str, warning: str | None) -> str:
+    """An exported article's text, with `warning` (if any) where a reader meets it first: a
+    first line of Markdown, a note opening the HTML page's body."""
+    if not warning:
+        return text
+    if fmt == "md":
+        return f"> **WARNING: {warning}.**\n\n{text}"
+    note = f'<p role="note" style="{_HTML_NOTE_STYLE}">WARNING: {html.escape(warning)}.</p>'
+    body = _BODY_TAG.search(text)
+    if body is None:  # a template that renders a fragment
+        return f"{note}\n{text}"
+    return f"{text[: body.end()]}\n{note}{text[body.end() :]}"
 
 
 def _cell(value: Any) -> Any:

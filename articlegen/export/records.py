@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from articlegen.db.models import Article, Job, Prompt, RegisteredModel, ReviewEvent
+from articlegen.db.models import Article, Job, ModelKind, Prompt, RegisteredModel, ReviewEvent
 
 __all__ = [
     "ARTICLE_COLUMNS",
     "JOB_COLUMNS",
     "MODEL_COLUMNS",
+    "RANDOM_WEIGHTS_NOTE",
+    "article_columns",
     "article_record",
     "epoch_records",
     "event_record",
     "job_record",
+    "kind_note",
     "model_record",
     "prompt_record",
 ]
@@ -23,11 +27,26 @@ ARTICLE_COLUMNS = [
     "id", "job_id", "external_id", "variant", "version", "title", "words", "perplexity",
     "flags", "review_status",
 ]  # fmt: skip
+# What every place that shows an article of random weights says about it, and only about it:
+# such text looks like an article at a glance, and must never pass for one.
+RANDOM_WEIGHTS_NOTE = "random weights — noise, not an article"
 JOB_COLUMNS = ["id", "status", "model", "total", "done", "failed", "created_at", "finished_at"]
 MODEL_COLUMNS = [
     "name", "kind", "status", "base", "best_epoch", "eval_perplexity", "memorised_tokens",
     "articles", "created_at",
 ]  # fmt: skip
+
+
+def kind_note(kind: ModelKind | str | None) -> str | None:
+    """The warning an article of a model of `kind` carries: for random weights, else none."""
+    return RANDOM_WEIGHTS_NOTE if kind == ModelKind.RANDOM else None
+
+
+def article_columns(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The table's columns for `records`: ARTICLE_COLUMNS, and `warning` when one of them was
+    written by random weights (a column of blanks would be clutter everywhere else)."""
+    noisy = any(r.get("warning") for r in records)
+    return [*ARTICLE_COLUMNS, "warning"] if noisy else list(ARTICLE_COLUMNS)
 
 
 def prompt_record(prompt: Prompt) -> dict[str, Any]:
@@ -77,7 +96,9 @@ def article_record(article: Article) -> dict[str, Any]:
     """An article with its prompt's identity and every field a reviewer or an export needs.
 
     `title`, `body`, `markdown` and `html` are the editor's when the article was edited (the
-    generated ones stay in `generated_title` and `generated_body`).
+    generated ones stay in `generated_title` and `generated_body`). `model_kind` is the kind of
+    the model that wrote it (None for articles older than the registry's kinds); `warning`,
+    RANDOM_WEIGHTS_NOTE for random weights, else None.
     """
     metrics = article.metrics
     rendered = article.edited_rendered or article.rendered
@@ -101,6 +122,8 @@ def article_record(article: Article) -> dict[str, Any]:
         "seed": article.seed,
         "model": article.model_name,
         "model_revision": article.model_revision,
+        "model_kind": article.model_kind,
+        "warning": kind_note(article.model_kind),
         "preset": article.preset,
         "decoding": article.decoding,
         "metrics": metrics,

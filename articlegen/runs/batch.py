@@ -63,8 +63,9 @@ def write_batch(
     with context.database.session() as session:
         record_model(session, job_id, loaded.name, loaded.revision)
         kind = ModelKind.LOCAL if loaded.local else ModelKind.HUB
+        kind = ModelKind.RANDOM if loaded.random_weights else kind  # `models init`'s: noise
         model = ensure_model(session, loaded.name, loaded.source, loaded.revision, kind)
-        rows = [replace(row, model_id=model.id) for row in rows]
+        rows = [replace(row, model_id=model.id, model_kind=model.kind) for row in rows]
         recorded = record_batch(session, job_id, rows, report.failures)
         report.lost = recorded.lost
         report.written = [article_row(a, settings.web_url) for a in recorded.articles]

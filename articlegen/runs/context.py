@@ -33,7 +33,7 @@ __all__ = ["RunContext", "close_contexts", "context_for"]
 T = TypeVar("T")
 
 # Models registered when they first wrote an article, not by a training here.
-_AS_GIVEN = (ModelKind.HUB, ModelKind.LOCAL)
+_AS_GIVEN = (ModelKind.HUB, ModelKind.LOCAL, ModelKind.RANDOM)
 
 
 @dataclass(eq=False)

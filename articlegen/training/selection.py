@@ -24,7 +24,7 @@ def check_new_name(context: RunContext, name: str) -> None:
     default model it would take the place of."""
     with context.database.session(write=False) as session:
         row = registry.find_model(session, name)
-    if row is not None and row.kind in (ModelKind.HUB, ModelKind.LOCAL):
+    if row is not None and row.kind in (ModelKind.HUB, ModelKind.LOCAL, ModelKind.RANDOM):
         raise InputError(
             f"{name!r} already names the {row.kind} model {row.source} in the registry: choose "
             "another name"

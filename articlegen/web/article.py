@@ -90,6 +90,7 @@ def _metadata(article: Article) -> list[tuple[str, Any]]:
     return [
         ("Model", article.model_name),
         ("Revision", article.model_revision),
+        ("Model kind", article.model_kind.value if article.model_kind else None),
         ("Preset", article.preset),
         ("Seed", article.seed),
         ("Prompt tokens", article.prompt_tokens),

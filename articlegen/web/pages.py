@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from articlegen.db.models import Article, ArticleReviewStatus
 from articlegen.db.queue import ArticleFilter
+from articlegen.export.records import kind_note
 from articlegen.generator.postprocess import words
 from articlegen.runs.context import RunContext
 from articlegen.web.security import CurrentReviewer, csrf_token
@@ -103,6 +104,8 @@ def article_row(article: Article) -> dict[str, Any]:
         "perplexity": round(article.perplexity, 1) if article.perplexity is not None else None,
         "flags": list(article.flags),
         "model": article.model_name,
+        # Shown as a badge: text of random weights must never pass for an article.
+        "warning": kind_note(article.model_kind),
         "preset": article.preset,
         "job": article.job_id,
         "variant": article.variant,

@@ -50,13 +50,15 @@ def new_session_key() -> str:
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
 
-def str_enum(cls: type[enum.StrEnum], name: str) -> Enum:
+def str_enum(cls: type[enum.StrEnum], name: str, *, checked: bool = True) -> Enum:
+    """`cls` stored as its values' strings, in a VARCHAR with a CHECK constraint unless not
+    `checked`."""
     # A VARCHAR with a CHECK constraint: portable, and new states need no type migration dance.
     return Enum(
         cls,
         name=name,
         native_enum=False,
-        create_constraint=True,
+        create_constraint=checked,
         length=32,
         values_callable=lambda members: [m.value for m in members],
     )

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from articlegen.core.bounds import MAX_EXTERNAL_ID, MAX_NAME
 from articlegen.db.models.base import Base, JSONType, str_enum, utcnow
+from articlegen.db.models.registry import ModelKind
 
 __all__ = ["Article", "ArticleReviewStatus", "Job", "JobStatus", "Prompt", "PromptStatus"]
 
@@ -163,6 +164,12 @@ class Article(Base):
     # The registry's row for the model that wrote it (`model_name` and `model_revision` stay,
     # whatever becomes of the registry).
     model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id", ondelete="SET NULL"))
+    # That model's kind, copied as the article is written: it outlives the registry row, so an
+    # article of random weights says so after its model is removed. Unchecked in the database
+    # (the registry's column checks it), so a new kind needs no rebuild of this table.
+    model_kind: Mapped[ModelKind | None] = mapped_column(
+        str_enum(ModelKind, "article_model_kind", checked=False)
+    )
     variant: Mapped[int] = mapped_column(default=1)
     version: Mapped[int] = mapped_column(default=1)
     # The exact text the model continued (articles written before 0.1 have none).

@@ -23,6 +23,9 @@ class ModelKind(enum.StrEnum):
     LOCAL = "local"  # a directory of someone else's making
     FINE_TUNED = "fine_tuned"  # trained here from a base model
     FROM_SCRATCH = "from_scratch"  # trained here from random weights
+    # Random weights never trained (`articlegen models init`): its text is noise, and every
+    # article it writes says so.
+    RANDOM = "random"
 
 
 class ModelStatus(enum.StrEnum):
