@@ -75,6 +75,12 @@ def generate(app: App, /, dry_run: bool, **options: Any) -> None:
         name = params.model or app.settings.model
         with working(f"Loading model {name}…"):
             loaded = app.context.model(params.model)
+        if loaded.random_weights:
+            click.echo(
+                f"Note: {loaded.name} has random weights (`articlegen models init`): its "
+                "articles will be noise, and are marked so everywhere.",
+                err=True,
+            )
         if params.batch_size is None:
             sentence = (
                 f"Measuring the best batch size for {loaded.name} on {loaded.device.type} "

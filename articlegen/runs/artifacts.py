@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from articlegen.db.models import Article
+from articlegen.db.models import Article, ModelKind
 from articlegen.runs.params import GenerateParams
 from articlegen.runs.plan import RunPlan
 from articlegen.runs.reports import BatchReport, RunResult
@@ -32,6 +32,7 @@ PROGRESS_DESCRIPTION = "Articles finished of those claimed, updated while each b
 SUMMARY_DESCRIPTION = "How the run ended: model, parameters, counts, time per stage, failures."
 ARTICLES_DESCRIPTION = "Every article the run wrote: title, size, quality measures, an excerpt."
 PLAN_DESCRIPTION = "What the dry run would claim and write; it claimed nothing."
+RANDOM_WEIGHTS = "this model has random weights (`articlegen models init`), never trained"
 # Enough of an article's opening to tell two apart in a table.
 EXCERPT_CHARS = 120
 
@@ -67,6 +68,7 @@ def article_row(article: Article, web_url: str | None) -> dict[str, Any]:
         "perplexity": round(perplexity, 1) if isinstance(perplexity, float) else perplexity,
         "flags": ", ".join(article.metrics.get("flags", [])),
         "excerpt": _excerpt(article.body),
+        "model_kind": article.model_kind,
         "review": article_link(article.id, web_url),
     }
 
@@ -104,6 +106,9 @@ def summary_markdown(
         f"- **Preset:** {preset}",
         f"- **Parameters:** {_settings_line(params)}",
     ]
+    written = [row for report in reports for row in report.written]
+    if any(row["model_kind"] == ModelKind.RANDOM for row in written):
+        lines += ["", f"**WARNING: {RANDOM_WEIGHTS}.** Its articles are noise, not articles."]
     if result.seconds:
         wall = sum(result.seconds.values()) or 1.0
         lines += ["", "| stage | seconds | share |", "| --- | ---: | ---: |"]
@@ -124,7 +129,6 @@ def summary_markdown(
             f"This run's lease on prompts {', '.join(map(str, lost))} ran out before it could "
             "write them, and another run claimed them; it wrote nothing for them.",
         ]
-    written = [row for report in reports for row in report.written]
     if written and web_url:
         lines += ["", "## Articles", ""]
         lines += [f"- [{_text(row['title'] or 'untitled')}]({row['review']})" for row in written]
