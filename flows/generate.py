@@ -31,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 
 from articlegen import runs
 from articlegen.core.bounds import MAX_BATCH_SIZE, MAX_RUN_LIMIT, MAX_VARIANTS
-from articlegen.core.errors import ArticlegenError, ConfigError, DatabaseError
+from articlegen.core.errors import ArticlegenError, ConfigError, DatabaseError, PromptsFailed
 from articlegen.core.settings import Settings, load_settings
 from articlegen.runs import (
     BatchReport,
@@ -288,11 +288,12 @@ def _run(params: GenerateParams, job_id: int | None) -> RunResult | State[RunRes
     if result.failed:
         # Red in the UI and a failure to automations, unlike a clean run: someone should look
         # at the failed prompts. The articles written are kept; the summary lists the failures.
+        message = (
+            f"{result.failed} of {result.total} articles failed, {result.done} written: see "
+            f"the job-{job_id}-summary artifact"
+        )
         return Failed(
-            name="CompletedWithErrors",
-            message=f"{result.failed} of {result.total} articles failed, {result.done} "
-            f"written: see the job-{job_id}-summary artifact",
-            data=result,
+            name="CompletedWithErrors", message=message, data=PromptsFailed(message, result)
         )
     return result
 
@@ -301,7 +302,9 @@ def run_generate(params: GenerateParams, job_id: int | None = None) -> RunResult
     """Run generate-articles here and return how it went, whether its state is Completed or
     CompletedWithErrors; an exception that failed the run is raised again."""
     state = generate_articles(params=params, job_id=job_id, return_state=True)
-    outcome = state.result(raise_on_failure=False)
+    outcome: object = state.result(raise_on_failure=False)
+    if isinstance(outcome, PromptsFailed):
+        outcome = outcome.result
     if isinstance(outcome, BaseException):
         raise outcome
     if not isinstance(outcome, RunResult):

@@ -9,11 +9,13 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
 from click.testing import CliRunner
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.objects import FlowRun
+from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL
 from sqlalchemy import select
@@ -44,6 +46,22 @@ def _wait_for_deployments(names: set[str], seconds: float = 90) -> dict[str, Any
     raise AssertionError(f"deployments {names} never appeared")
 
 
+def _logs(flow_run_id: UUID, awaited: str, seconds: float = 30) -> str:
+    """The flow run's log lines, once one holding `awaited` has arrived."""
+    deadline = time.monotonic() + seconds
+    text = ""
+    while time.monotonic() < deadline:
+        with get_client(sync_client=True) as client:
+            found = client.read_logs(
+                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
+            )
+        text = "\n".join(log.message for log in found)
+        if awaited in text:
+            return text
+        time.sleep(1)
+    return text
+
+
 def test_serve_registers_the_deployments_and_runs_them(
     prefect_server: None,  # noqa: F811
     sqlite_url: str,
@@ -61,6 +79,8 @@ def test_serve_registers_the_deployments_and_runs_them(
         "ARTICLEGEN_DEVICE": "cpu",
         "ARTICLEGEN_SCHEDULE": "*/30 * * * *",
         "ARTICLEGEN_MODELS_DIR": str(tmp_path / "models"),
+        # The runs' logs go to the server, where the test reads what a user would see there.
+        "PREFECT_LOGGING_TO_API_ENABLED": "true",
     }
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n\n".join(f"Report {i}: the line ran {i} trains." for i in range(12)))
@@ -117,6 +137,28 @@ def test_serve_registers_the_deployments_and_runs_them(
         assert isinstance(trained, FlowRun)
         assert trained.state is not None
         assert trained.state.is_completed(), trained.state
+
+        # A run with a failed prompt (too long for the model) ends CompletedWithErrors.
+        long = tmp_path / "long.csv"
+        long.write_text(f"external_id,topic,tags,prompt\nlong,Too long,long,{'word ' * 600}\n")
+        assert CliRunner().invoke(cli, ["import", str(long)], env=env).exit_code == 0
+        partial = run_deployment(
+            "generate-articles/articlegen", parameters={"tags": ["long"]}, timeout=240
+        )
+        assert isinstance(partial, FlowRun)
+        assert partial.state is not None
+        assert (partial.state.type, partial.state.name) == (
+            StateType.FAILED,
+            "CompletedWithErrors",
+        )
+        # Prefect logs every failed run's final exception; ours is a sentence, not a TypeError
+        # about a result it could not read.
+        logs = _logs(partial.id, "PromptsFailed")
+        assert (
+            "PromptsFailed: 1 of 1 articles failed, 0 written: see the job-2-summary artifact"
+            in logs
+        )
+        assert "Unexpected result for failed state" not in logs
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -142,11 +184,12 @@ def test_serve_registers_the_deployments_and_runs_them(
         assert [e["epoch"] for e in served.epochs] == [0, 1]
     db.close()
     assert (tmp_path / "models" / "served" / "model" / "model.safetensors").is_file()
-    # limit 2, highest priority then oldest: s1 (2 variants) and s2.
+    # limit 2, highest priority then oldest: s1 (2 variants) and s2; then the long one, alone.
     assert statuses == {
         "s1": PromptStatus.DONE,
         "s2": PromptStatus.DONE,
         "s3": PromptStatus.PENDING,
+        "long": PromptStatus.FAILED,
     }
     assert len(articles) == 3
     assert {a.tokens_generated for a in articles} <= set(range(1, 11))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -81,9 +83,12 @@ def _state(flow_run_id: str | None) -> State[Any]:
     return state
 
 
-def test_generate_articles_flow(flow_env: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_generate_articles_flow(
+    flow_env: Database, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.setenv("ARTICLEGEN_WEB_URL", "http://127.0.0.1:8000/")
-    result = run_generate(GenerateParams(batch_size=4, overrides={"max_new_tokens": 24}))
+    with caplog.at_level(logging.INFO, logger="prefect.flow_runs"):
+        result = run_generate(GenerateParams(batch_size=4, overrides={"max_new_tokens": 24}))
     assert result.status == JobStatus.COMPLETED_WITH_ERRORS.value
     assert (result.total, result.done, result.failed) == (16, 15, 1)
     # Where the time went: every batch stage, and the orchestration around them.
@@ -97,6 +102,13 @@ def test_generate_articles_flow(flow_env: Database, monkeypatch: pytest.MonkeyPa
         "orchestration",
     }
     assert result.seconds["generation"] > 0
+    # One line per batch in the run's log: what it wrote, how fast, what failed and why.
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("batch ")]
+    assert len(lines) == 5  # 16 articles of batches of 4 prompts, one with variants
+    pattern = r"batch [1-5]/5: \d articles? written, [\d,]+ tokens/s, "
+    assert all(re.match(pattern, line) for line in lines), lines
+    assert sum("none failed" in line for line in lines) == 4
+    assert any(", 1 failed (prompt 12: the prompt is 601 tokens;" in line for line in lines)
     with flow_env.session(write=False) as session:
         job = session.get_one(Job, result.job)
         prompts = list(session.scalars(select(Prompt)))

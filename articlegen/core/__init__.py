@@ -18,6 +18,7 @@ from articlegen.core.errors import (
     JobStateError,
     ModelError,
     NotFoundError,
+    PromptsFailed,
     TemplateError,
 )
 from articlegen.core.settings import Settings, load_settings
@@ -32,6 +33,7 @@ __all__ = [
     "JobStateError",
     "ModelError",
     "NotFoundError",
+    "PromptsFailed",
     "Settings",
     "TemplateError",
     "bounds",

@@ -13,7 +13,8 @@ its traceback.
     ├── ConflictError        an article changed since it was read (another editor acted)
     ├── DatabaseError        the database cannot be reached, migrated or written
     ├── ModelError           a model or tokenizer cannot be loaded or built
-    └── TemplateError        a Jinja template is missing, broken, or needs a missing variable
+    ├── TemplateError        a Jinja template is missing, broken, or needs a missing variable
+    └── PromptsFailed        a generation run finished, but some of its prompts failed
 
 Messages say what happened and what to do, naming the file, row, field or value at fault.
 """
@@ -30,6 +31,7 @@ __all__ = [
     "JobStateError",
     "ModelError",
     "NotFoundError",
+    "PromptsFailed",
     "TemplateError",
 ]
 
@@ -87,3 +89,13 @@ class TemplateError(ArticlegenError):
 
     The message names the template and, where Jinja knows it, the line.
     """
+
+
+class PromptsFailed(ArticlegenError):
+    """The outcome of a generation run that finished with failed prompts: its Prefect state is
+    Failed (named CompletedWithErrors) and this is the state's data, so whoever asks the state
+    for its result gets a message, and the run's result in `result`."""
+
+    def __init__(self, message: str, result: object) -> None:
+        super().__init__(message)
+        self.result = result
