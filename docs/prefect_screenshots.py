@@ -117,16 +117,25 @@ def _shoot(api: str, ui: str) -> None:
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1280, "height": 1500})
+        # Tall: Prefect's pages scroll inside their own frame, which a full-page shot misses.
+        page = browser.new_page(viewport={"width": 1280, "height": 2300})
         page.goto(f"{ui}/deployments/deployment/{deployment.id}/run")
-        page.get_by_text("preset", exact=True).first.wait_for()
-        time.sleep(1)
-        page.screenshot(path=DOCS / "prefect-form.png", full_page=True)
+        page.wait_for_load_state("networkidle")
+        page.screenshot(path=DOCS / "prefect-form.png")
         page.goto(f"{ui}/runs/flow-run/{run.id}?tab=Artifacts")
-        page.get_by_text("CompletedWithErrors").first.wait_for()
+        page.wait_for_load_state("networkidle")
         time.sleep(2)
-        page.screenshot(path=DOCS / "prefect-artifacts.png", full_page=True)
+        page.screenshot(path=DOCS / "prefect-artifacts.png")
+        # The form, submitted as a person would: one field set, every other left as it is.
+        page.goto(f"{ui}/deployments/deployment/{deployment.id}/run")
+        page.wait_for_load_state("networkidle")
+        page.get_by_role("button", name="Submit").click()
+        page.wait_for_url("**/runs/flow-run/**")
         browser.close()
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs()
+    submitted = max(runs, key=lambda r: r.created or 0)
+    print(f"the form's run {submitted.name}: parameters {submitted.parameters}")
 
 
 if __name__ == "__main__":

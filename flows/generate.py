@@ -41,7 +41,14 @@ from articlegen.runs import (
     RunResult,
     artifacts,
 )
-from articlegen.runs.form import FORM_DEFAULTS, FormDecimal, FormInteger, PresetName
+from articlegen.runs.form import (
+    FORM_DEFAULTS,
+    FormDecimal,
+    FormInteger,
+    FormObject,
+    FormStrings,
+    PresetName,
+)
 
 __all__ = ["generate_articles", "run_generate"]
 
@@ -159,10 +166,10 @@ def generate_articles(
     top_k: FormInteger = None,
     seed: FormInteger = None,
     noise_sigma: FormDecimal = None,
-    more_decoding: dict[str, Any] | None = None,
+    more_decoding: FormObject = None,
     model: str = "",
     template: str = "",
-    tags: list[str] | None = None,
+    tags: FormStrings = None,
     variants: Annotated[int, Field(ge=0, le=MAX_VARIANTS)] = 0,
     batch_size: Annotated[int, Field(ge=0, le=MAX_BATCH_SIZE)] = 0,
     order: Literal["priority", "fifo"] = "priority",

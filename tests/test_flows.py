@@ -180,6 +180,9 @@ def test_the_form_has_flat_fields_a_preset_dropdown_and_no_internal_fields() -> 
         assert fields[name]["type"] == "integer"
     assert (fields["limit"]["type"], fields["limit"]["default"]) == ("integer", 0)
     assert fields["more_decoding"]["description"].startswith("Any other decoding settings")
+    assert fields["more_decoding"]["type"] == "object"  # a JSON box, no dict/None toggle
+    assert fields["tags"] == {**fields["tags"], "type": "array", "items": {"type": "string"}}
+    assert not any("anyOf" in field for field in fields.values())
     assert schema["required"] == []
     # What the form leaves alone is what the flow's signature defaults to, field for field.
     defaults = {

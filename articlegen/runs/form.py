@@ -23,6 +23,8 @@ __all__ = [
     "PRESET_NAMES",
     "FormDecimal",
     "FormInteger",
+    "FormObject",
+    "FormStrings",
     "PresetName",
     "params_from_form",
 ]
@@ -38,6 +40,10 @@ PRESET_NAMES: tuple[str, ...] = get_args(PresetName)
 # schema (it would add a None/number toggle), and an empty field is simply not sent.
 FormDecimal = Annotated[float | None, WithJsonSchema({"type": "number"})]
 FormInteger = Annotated[int | None, WithJsonSchema({"type": "integer"})]
+FormObject = Annotated[dict[str, Any] | None, WithJsonSchema({"type": "object"})]
+FormStrings = Annotated[
+    list[str] | None, WithJsonSchema({"type": "array", "items": {"type": "string"}})
+]
 
 # The decoding settings with a field of their own; the rest go in the JSON box.
 COMMON_DECODING = ("temperature", "top_p", "top_k", "max_new_tokens", "seed", "noise_sigma")
