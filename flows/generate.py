@@ -41,14 +41,7 @@ from articlegen.runs import (
     RunResult,
     artifacts,
 )
-from articlegen.runs.form import (
-    FORM_DEFAULTS,
-    FormDecimal,
-    FormInteger,
-    FormObject,
-    FormStrings,
-    PresetName,
-)
+from articlegen.runs.form import FORM_DEFAULTS, FormDecimal, FormInteger, PresetName
 
 __all__ = ["generate_articles", "run_generate"]
 
@@ -160,16 +153,16 @@ def _name_run(job_id: int) -> None:
 def generate_articles(
     limit: Annotated[int, Field(ge=0, le=MAX_RUN_LIMIT)] = 0,
     preset: PresetName = "nucleus",
-    max_new_tokens: FormInteger = None,
-    temperature: FormDecimal = None,
-    top_p: FormDecimal = None,
-    top_k: FormInteger = None,
-    seed: FormInteger = None,
-    noise_sigma: FormDecimal = None,
-    more_decoding: FormObject = None,
+    max_new_tokens: FormInteger = "",
+    temperature: FormDecimal = "",
+    top_p: FormDecimal = "",
+    top_k: FormInteger = "",
+    seed: FormInteger = "",
+    noise_sigma: FormDecimal = "",
+    more_decoding: str = "",
     model: str = "",
     template: str = "",
-    tags: FormStrings = None,
+    tags: tuple[str, ...] = (),
     variants: Annotated[int, Field(ge=0, le=MAX_VARIANTS)] = 0,
     batch_size: Annotated[int, Field(ge=0, le=MAX_BATCH_SIZE)] = 0,
     order: Literal["priority", "fifo"] = "priority",

@@ -173,15 +173,21 @@ def test_the_form_has_flat_fields_a_preset_dropdown_and_no_internal_fields() -> 
     assert fields["preset"]["enum"] == list(PRESET_NAMES)
     assert set(PRESET_NAMES) == set(load_presets().names())  # the bundled presets, all of them
     assert fields["preset"]["default"] == "nucleus"
-    for name in ("temperature", "top_p", "noise_sigma"):
-        assert fields[name]["type"] == "number"  # a plain input: no None/number toggle
-        assert "anyOf" not in fields[name]
-    for name in ("max_new_tokens", "top_k", "seed"):
-        assert fields[name]["type"] == "integer"
+    # The six decoding fields are plain inputs, empty by default; the form checks as they are
+    # typed that they hold a number (an integer, for three).
+    for name in ("temperature", "top_p", "noise_sigma", "max_new_tokens", "top_k", "seed"):
+        assert (fields[name]["type"], fields[name]["default"]) == ("string", "")
+    decimal = re.compile(fields["temperature"]["pattern"])
+    integer = re.compile(fields["top_k"]["pattern"])
+    assert all(decimal.match(v) for v in ("", "0.8", "1", ".5", "1e-3", " 2.0 "))
+    assert not any(decimal.match(v) for v in ("abc", "0.8.1", "nan", "1,5"))
+    assert all(integer.match(v) for v in ("", "40", "-1"))
+    assert not any(integer.match(v) for v in ("4.5", "forty"))
     assert (fields["limit"]["type"], fields["limit"]["default"]) == ("integer", 0)
     assert fields["more_decoding"]["description"].startswith("Any other decoding settings")
-    assert fields["more_decoding"]["type"] == "object"  # a JSON box, no dict/None toggle
-    assert fields["tags"] == {**fields["tags"], "type": "array", "items": {"type": "string"}}
+    assert (fields["more_decoding"]["type"], fields["more_decoding"]["default"]) == ("string", "")
+    assert (fields["tags"]["type"], fields["tags"]["default"]) == ("array", [])
+    # No field needs a None toggle: none of them may be null.
     assert not any("anyOf" in field for field in fields.values())
     assert schema["required"] == []
     # What the form leaves alone is what the flow's signature defaults to, field for field.
@@ -198,8 +204,8 @@ def test_a_run_from_the_form_fields(flow_env: Database) -> None:
         limit=2,
         batch_size=2,
         preset="greedy",
-        max_new_tokens=6,
-        more_decoding={"repetition_penalty": 1.3},
+        max_new_tokens=6,  # a number from Python; the form sends text
+        more_decoding='{"repetition_penalty": 1.3}',
         return_state=True,
     )
     assert state.is_completed(), state
@@ -213,12 +219,14 @@ def test_a_run_from_the_form_fields(flow_env: Database) -> None:
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"temperature": -1.0}, "`overrides`: `temperature`"),
+        ({"temperature": "-1"}, "`overrides`: `temperature`"),
         (
-            {"max_new_tokens": 5, "more_decoding": {"max_new_tokens": 9}},
+            {"max_new_tokens": "5", "more_decoding": '{"max_new_tokens": 9}'},
             "max_new_tokens set both in its own field and in more_decoding: keep one",
         ),
-        ({"more_decoding": {"temprature": 0.5}}, "temprature"),
+        ({"more_decoding": '{"temprature": 0.5}'}, "temprature"),
+        ({"more_decoding": "{temperature: 0.5}"}, "more_decoding: not JSON ("),
+        ({"more_decoding": "[1, 2]"}, "more_decoding: give a JSON object of settings"),
         ({"template": "newsletter"}, "template newsletter: no newsletter.md.j2"),
         (
             {"params": GenerateParams(), "limit": 3},
