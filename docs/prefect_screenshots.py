@@ -111,7 +111,7 @@ def _shoot(api: str, ui: str) -> None:
     if deployment is None:
         sys.exit("articlegen serve did not register its deployments")
     run = run_deployment(
-        "generate-articles/articlegen", parameters={"temperature": 0.8}, timeout=600
+        "generate-articles/articlegen", parameters={"temperature": "0.8"}, timeout=600
     )
     assert isinstance(run, FlowRun)
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
