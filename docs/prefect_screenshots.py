@@ -130,12 +130,17 @@ def _shoot(api: str, ui: str) -> None:
         page.goto(f"{ui}/deployments/deployment/{deployment.id}/run")
         page.wait_for_load_state("networkidle")
         page.get_by_role("button", name="Submit").click()
-        page.wait_for_url("**/runs/flow-run/**")
+        page.get_by_text("scheduled to start").wait_for()
         browser.close()
-    with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs()
-    submitted = max(runs, key=lambda r: r.created or 0)
-    print(f"the form's run {submitted.name}: parameters {submitted.parameters}")
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        with get_client(sync_client=True) as client:
+            latest = max(client.read_flow_runs(), key=lambda r: r.created or 0)
+        if latest.state is not None and latest.state.is_final():
+            break
+        time.sleep(2)
+    state = latest.state.name if latest.state else "unknown"
+    print(f"the form's run {latest.name}: parameters {latest.parameters}, ended {state}")
 
 
 if __name__ == "__main__":
