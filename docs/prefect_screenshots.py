@@ -130,7 +130,7 @@ def _shoot(api: str, ui: str) -> None:
         page.goto(f"{ui}/deployments/deployment/{deployment.id}/run")
         page.wait_for_load_state("networkidle")
         page.get_by_role("button", name="Submit").click()
-        page.get_by_text("scheduled to start").wait_for()
+        page.get_by_text("scheduled to start").first.wait_for()
         browser.close()
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
