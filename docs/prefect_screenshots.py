@@ -129,16 +129,20 @@ def _shoot(api: str, ui: str) -> None:
         # The form, submitted as a person would: one field set, every other left as it is.
         page.goto(f"{ui}/deployments/deployment/{deployment.id}/run")
         page.wait_for_load_state("networkidle")
-        page.get_by_role("button", name="Submit").click()
-        page.get_by_text("scheduled to start").first.wait_for()
-        browser.close()
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
         with get_client(sync_client=True) as client:
-            latest = max(client.read_flow_runs(), key=lambda r: r.created or 0)
-        if latest.state is not None and latest.state.is_final():
-            break
-        time.sleep(2)
+            before = {r.id for r in client.read_flow_runs()}
+        page.get_by_role("button", name="Submit").click()
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:  # until the form's run exists and has ended
+            with get_client(sync_client=True) as client:
+                new = [r for r in client.read_flow_runs() if r.id not in before]
+            if new and new[0].state is not None and new[0].state.is_final():
+                break
+            time.sleep(2)
+        browser.close()
+    if not new:
+        sys.exit("submitting the form started no run")
+    latest = new[0]
     state = latest.state.name if latest.state else "unknown"
     print(f"the form's run {latest.name}: parameters {latest.parameters}, ended {state}")
 
