@@ -5,7 +5,8 @@ records it). It copies the demo's database to a temporary folder, imports a few 
 into the copy (one of them too long for the model, so the run shows how failures look), starts a
 Prefect server and `articlegen serve` on loopback, runs the generate-articles deployment, and
 with the system's Chromium (driven by Playwright) saves the custom-run form and the run's
-artifacts into docs/.
+artifacts into docs/ (prefect-form.png, prefect-run.png, prefect-artifacts.png); then it
+submits the form as it stands and reports the run that started.
 """
 
 from __future__ import annotations
@@ -91,7 +92,9 @@ def main(source: Path = Path("articlegen.db")) -> None:
             if process is not None:
                 os.killpg(process.pid, signal.SIGTERM)
                 process.wait(timeout=60)
-    print(f"wrote {DOCS / 'prefect-form.png'}, {DOCS / 'prefect-artifacts.png'}")
+    print(
+        "wrote " + ", ".join(str(DOCS / f"prefect-{n}.png") for n in ("form", "run", "artifacts"))
+    )
 
 
 def _shoot(api: str, ui: str) -> None:
@@ -122,7 +125,11 @@ def _shoot(api: str, ui: str) -> None:
         page.goto(f"{ui}/deployments/deployment/{deployment.id}/run")
         page.wait_for_load_state("networkidle")
         page.screenshot(path=DOCS / "prefect-form.png")
-        page.goto(f"{ui}/runs/flow-run/{run.id}?tab=Artifacts")
+        page.goto(f"{ui}/runs/flow-run/{run.id}")
+        page.wait_for_load_state("networkidle")
+        time.sleep(2)
+        page.screenshot(path=DOCS / "prefect-run.png")  # its state and its log
+        page.get_by_text("Artifacts", exact=True).first.click()
         page.wait_for_load_state("networkidle")
         time.sleep(2)
         page.screenshot(path=DOCS / "prefect-artifacts.png")
