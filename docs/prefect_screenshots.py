@@ -5,7 +5,7 @@ records it). It copies the demo's database to a temporary folder, imports a few 
 into the copy (one of them too long for the model, so the run shows how failures look), starts a
 Prefect server and `articlegen serve` on loopback, runs the generate-articles deployment, and
 with the system's Chromium (driven by Playwright) saves the custom-run form and the run's
-artifacts into docs/ (prefect-form.png, prefect-run.png, prefect-artifacts.png); then it
+artifacts into docs/ (prefect-form.png, -run, -artifacts and -summary); then it
 submits the form as it stands and reports the run that started.
 """
 
@@ -133,6 +133,10 @@ def _shoot(api: str, ui: str) -> None:
         page.wait_for_load_state("networkidle")
         time.sleep(2)
         page.screenshot(path=DOCS / "prefect-artifacts.png")
+        page.get_by_text("-summary", exact=False).first.click()
+        page.wait_for_load_state("networkidle")
+        time.sleep(2)
+        page.screenshot(path=DOCS / "prefect-summary.png")
         # The form, submitted as a person would: one field set, every other left as it is.
         page.goto(f"{ui}/deployments/deployment/{deployment.id}/run")
         page.wait_for_load_state("networkidle")
