@@ -129,6 +129,7 @@ def _shoot(api: str, ui: str) -> None:
         page.wait_for_load_state("networkidle")
         time.sleep(2)
         page.screenshot(path=DOCS / "prefect-run.png")  # its state and its log
+        page.set_viewport_size({"width": 1280, "height": 1100})  # the cards need less
         page.get_by_text("Artifacts", exact=True).first.click()
         page.wait_for_load_state("networkidle")
         time.sleep(2)
