@@ -45,6 +45,8 @@ migration: install  ## Generate a migration from db/models/: make migration MESS
 	@test -n "$(MESSAGE)" || { echo 'usage: make migration MESSAGE="what changed"'; exit 2; }
 	$(BIN)/python -c 'import sys; from articlegen.db.migrate import new_revision; new_revision(sys.argv[1])' "$(MESSAGE)"
 
-clean:  ## Remove the virtualenv, caches, the demo database and the demo's model.
+clean:  ## Remove the virtualenv, caches, the demo database and the demo's model (and its setting).
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .prefect articlegen.db articlegen.db-* out \
 		models/demo-english models/.corpora models/.locks/demo-english.lock
+	@# The demo's model is gone: so is the line of articlegen.toml that chose it.
+	test ! -f articlegen.toml || sed -i '/^model = "demo-english"$$/d' articlegen.toml

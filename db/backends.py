@@ -18,6 +18,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.types import Text
 
 from articlegen.core.errors import DatabaseError
+from articlegen.core.redact import safe_database_url
 
 __all__ = [
     "SQLITE_BEGIN",
@@ -39,10 +40,12 @@ def parse_url(url: str) -> URL:
     """`url` parsed, with psycopg 3 as the PostgreSQL driver; `DatabaseError` if it is none."""
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+        # The text is not shown: it may hold a password.
         raise DatabaseError(
-            f"ARTICLEGEN_DATABASE_URL is not a database URL: {url!r}; use e.g. "
-            "sqlite:///articlegen.db or postgresql://user@host:5432/dbname"
+            "the database URL (ARTICLEGEN_DATABASE_URL, or database_url in articlegen.toml) is "
+            "not a database URL; use e.g. sqlite:///articlegen.db or "
+            "postgresql://user@host:5432/dbname"
         ) from None
     if parsed.drivername in ("postgresql", "postgres"):
         # SQLAlchemy's default PostgreSQL driver is psycopg2, which we don't ship.
@@ -52,11 +55,9 @@ def parse_url(url: str) -> URL:
 
 def safe_url(url: str | URL) -> str:
     """The URL as text with any password replaced by ***, fit for messages and logs."""
-    try:
-        parsed = url if isinstance(url, URL) else make_url(url)
-    except ArgumentError:
-        return "<unparseable database URL>"
-    return parsed.render_as_string(hide_password=True)
+    if isinstance(url, URL):
+        url = url.render_as_string(hide_password=False)
+    return safe_database_url(url)
 
 
 def driver_message(exc: SQLAlchemyError) -> str:

@@ -93,7 +93,8 @@ def open_job(settings: Settings, params: GenerateParams) -> int:
 def check_run(settings: Settings, params: GenerateParams) -> None:
     """Check the preset and template names and load the model, before anything is claimed."""
     runs.check_params(settings, params)
-    runs.context_for(settings).model(params.model)
+    if not (params.dry_run and params.batch_size):  # a dry run with a batch size only plans
+        runs.context_for(settings).model(params.model)
 
 
 @_step("choose-batch-size")
@@ -220,6 +221,7 @@ def _run(params: GenerateParams, job_id: int | None) -> RunResult | State[RunRes
     try:
         _name_run(job_id)
         check_run(settings, params)
+        asked = params  # as given: the summary lists what the user set, not what was measured
         params = choose_batch_size(settings, params)
         plan = claim_prompts(settings, job_id, params)
         if params.dry_run:
@@ -276,7 +278,7 @@ def _run(params: GenerateParams, job_id: int | None) -> RunResult | State[RunRes
         warnings=tuple(warnings),
     )
     create_markdown_artifact(
-        runs.summary_markdown(result, reports, params, settings.web_url),
+        runs.summary_markdown(result, reports, asked, settings.web_url),
         key=f"job-{job_id}-summary",
         description=artifacts.SUMMARY_DESCRIPTION,
     )

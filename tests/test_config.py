@@ -139,3 +139,70 @@ def test_another_file_can_be_named(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert _config("set", "model", "team-model").exit_code == 0
     assert tomllib.loads(elsewhere.read_text(encoding="utf-8")) == {"model": "team-model"}
     assert load_settings().model == "team-model"
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "shown"),
+    [
+        ("web_secret", "k" * 40, "articlegen.toml: web_secret = (set, hidden)\n"),
+        (
+            "database_url",
+            "postgresql://alice:S3cretPW@db.example/x?sslpassword=S3cretPW",
+            "articlegen.toml: database_url = "
+            "postgresql://alice:***@db.example/x?sslpassword=%2A%2A%2A\n",
+        ),
+    ],
+)
+def test_set_never_prints_a_secret_back(project: Path, key: str, value: str, shown: str) -> None:
+    result = _config("set", key, value)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == shown
+    assert "S3cretPW" not in result.output
+    assert "k" * 40 not in result.output
+    refused = _config("set", "web_secret", "short-secret-pw")  # too short: refused
+    assert refused.exit_code == 1
+    assert "short-secret-pw" not in refused.output
+
+
+def test_unset_removes_a_key_that_is_no_setting_as_the_error_advises(project: Path) -> None:
+    project.write_text('modle = "x"\nmodel = "kept"\n', encoding="utf-8")
+    broken = CliRunner().invoke(cli, ["jobs", "list"], catch_exceptions=False)
+    assert "`articlegen config unset modle` removes it" in broken.stderr
+    assert _config("unset", "modle").stdout == "articlegen.toml: modle removed.\n"
+    assert load_settings().model == "kept"
+
+
+def test_set_checks_the_file_alone_not_this_shells_variables(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ARTICLEGEN_DEVICE", "gpu")  # wrong, but not the file's business
+    assert _config("set", "model", "foo").exit_code == 0
+    project.write_text('kv_cache_mb = "abc"\n', encoding="utf-8")
+    blamed = _config("set", "model", "bar")
+    assert blamed.exit_code == 1
+    assert blamed.stderr.startswith("Error: articlegen.toml already has a bad `kv_cache_mb`")
+
+
+def test_set_keeps_the_files_permissions_and_writes_through_a_link(tmp_path: Path) -> None:
+    shared = tmp_path / "shared.toml"
+    shared.write_text('schedule = "0 2 * * *"\n', encoding="utf-8")
+    shared.chmod(0o644)
+    link = tmp_path / "articlegen.toml"
+    link.symlink_to(shared)
+    env: dict[str, str | None] = {"ARTICLEGEN_CONFIG": str(link)}
+    assert _config("set", "model", "team", env=env).exit_code == 0
+    assert link.is_symlink()
+    assert tomllib.loads(shared.read_text(encoding="utf-8"))["model"] == "team"
+    assert shared.stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize("kind", ["directory", "dangling link"])
+def test_a_settings_path_that_is_no_file_is_an_error(
+    project: Path, kind: str, tmp_path: Path
+) -> None:
+    if kind == "directory":
+        project.mkdir()
+    else:
+        project.symlink_to(tmp_path / "gone.toml")
+    with pytest.raises(ConfigError, match=r"^articlegen\.toml is (not a regular file|a link to)"):
+        load_settings()

@@ -25,7 +25,7 @@ from articlegen.db import Article, Database, Job, JobStatus, Prompt, PromptStatu
 from articlegen.flows.generate import generate_articles, run_generate
 from articlegen.generator import PresetCatalog, load_presets
 from articlegen.importing import import_prompts_csv
-from articlegen.runs import GenerateParams, close_contexts
+from articlegen.runs import GenerateParams, RunResult, close_contexts, summary_markdown
 from articlegen.runs.form import FORM_DEFAULTS, PRESET_NAMES
 
 from .test_runner import PROMPTS_CSV
@@ -138,9 +138,12 @@ def test_generate_articles_flow(
     found = _artifacts(job.id)
     assert all(a.description for a in found.values())
     summary = found[f"job-{job.id}-summary"].data
-    assert f"- **Model:** `{job.model}` at `{(job.model_revision or '')[:19]}`" in summary
-    assert "- **Preset:** each prompt's own (nucleus for those naming none)" in summary
-    assert '- **Parameters:** `{"batch_size": 4, "overrides": {"max_new_tokens": 24}}`' in summary
+    model = (job.model or "").replace("_", "\\_")  # escaped: model text is never markup
+    assert f"- **Model:** {model} at sha256:" in summary
+    assert "- **Preset:** nucleus for prompts naming none \\(a prompt's own wins\\)" in summary
+    assert (
+        '- **Parameters:** {"batch\\_size": 4, "overrides": {"max\\_new\\_tokens": 24}}' in summary
+    )
     assert "- prompt 12: the prompt is" in summary
     assert f"](http://127.0.0.1:8000/articles/{articles[0].id})" in summary
     table = found[f"job-{job.id}-articles"].data
@@ -164,6 +167,18 @@ def test_generate_articles_flow(
     with flow_env.session(write=False) as session:
         clean = session.get_one(Job, again.job)
     assert _state(clean.flow_run_id).type == StateType.COMPLETED
+
+
+def test_the_summary_never_lets_a_name_or_tag_become_markup() -> None:
+    hostile = "m`<img src=x onerror=alert(7)>[c](javascript:alert(9))"
+    result = RunResult(job=1, status="completed", total=0, model=hostile, model_revision="r`x")
+    params = GenerateParams(tags=[hostile], preset=hostile, template="t")
+    markdown = summary_markdown(result, [], params, "http://127.0.0.1:8000")
+    assert "<img" not in markdown
+    assert "](javascript" not in markdown
+    ours = markdown.replace("`articlegen articles list --job 1`", "")
+    assert re.search(r"(?<!\\)`", ours) is None  # every backtick of theirs escaped
+    assert "&lt;img src=x onerror=alert\\(7\\)&gt;" in markdown  # shown, as text
 
 
 def test_the_form_has_flat_fields_a_preset_dropdown_and_no_internal_fields() -> None:

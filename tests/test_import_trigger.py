@@ -75,8 +75,9 @@ def test_database_identity_drops_credentials_and_query() -> None:
     url = "postgresql://maria:s3cret@db.example:5432/articles?sslpassword=k3y&timeout=5"
     assert database_identity(url) == "postgresql://db.example:5432/articles"
     assert resource_id(url) == "articlegen.prompts.postgresql://db.example:5432/articles"
+    # The default port is written out: both spellings of one database match one trigger.
     assert database_identity("postgresql+psycopg://maria@db.example/articles") == (
-        "postgresql://db.example/articles"
+        "postgresql://db.example:5432/articles"
     )
     here = Path("articlegen.db").resolve().as_posix()
     assert database_identity("sqlite:///articlegen.db") == f"sqlite:{here}"

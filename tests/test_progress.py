@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import pty
 import re
 import select
@@ -11,14 +12,16 @@ import sys
 import time
 from pathlib import Path
 
+import cloudpickle  # type: ignore[import-untyped]
 import pytest
 from click.testing import CliRunner
 from prefect.settings import PREFECT_API_URL
 
 from articlegen.cli import cli
+from articlegen.core.errors import PromptsFailed
 from articlegen.generator import init_model
 from articlegen.generator.requests import DecodeStep
-from articlegen.runs import RunProgress, close_contexts
+from articlegen.runs import RunProgress, RunResult, close_contexts
 
 from .test_flows import prefect_server  # noqa: F401  (the session's Prefect server)
 
@@ -165,3 +168,24 @@ def test_in_a_log_the_waits_are_named_once(
     close_contexts()
     assert second.exit_code == 0, second.output
     assert "Measuring" not in second.stderr  # measured once, then read from the cache
+
+
+def test_a_failing_display_never_stops_the_run() -> None:
+    progress = RunProgress()
+    progress.plan(1)
+
+    def broken(_: object) -> None:
+        raise ConnectionError("the Prefect server went away")
+
+    with progress.listening(broken, every=0):
+        progress.step(DecodeStep(tokens=1, finished=0, running_fraction=0.5))
+        progress.step(DecodeStep(tokens=1, finished=1, running_fraction=0.0))
+    assert progress.snapshot().done == 1
+
+
+def test_the_outcome_of_a_run_with_failed_prompts_survives_a_round_trip() -> None:
+    result = RunResult(job=3, status="completed_with_errors", total=4, done=3, failed=1)
+    outcome = PromptsFailed("1 of 4 articles failed", result)
+    for dumps, loads in ((pickle.dumps, pickle.loads), (cloudpickle.dumps, cloudpickle.loads)):
+        again = loads(dumps(outcome))
+        assert (str(again), again.result) == ("1 of 4 articles failed", result)

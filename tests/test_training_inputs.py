@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from articlegen.cli.training import _interrupted
+from articlegen.cli.prefect_env import interrupted
 from articlegen.core.settings import load_settings
 from articlegen.db import Database
 from articlegen.db.models import ModelKind, RegisteredModel
@@ -216,10 +216,10 @@ def _error_while_handling_interrupt() -> None:
 def test_an_interrupt_is_recognised_behind_the_error_it_caused() -> None:
     """A terminal's Ctrl-C also stops Prefect's server; recording the interrupted run then
     fails to connect, and that error, whose context is the interrupt, is what surfaces."""
-    assert _interrupted(_raised(_refused_after_interrupt))
-    assert _interrupted(_raised(_error_while_handling_interrupt))
-    assert not _interrupted(ConnectionRefusedError(111, "Connection refused"))
+    assert interrupted(_raised(_refused_after_interrupt))
+    assert interrupted(_raised(_error_while_handling_interrupt))
+    assert not interrupted(ConnectionRefusedError(111, "Connection refused"))
     looped = ValueError("a")
     looped.__context__ = ValueError("b")
     looped.__context__.__context__ = looped  # a cycle ends the walk
-    assert not _interrupted(looped)
+    assert not interrupted(looped)

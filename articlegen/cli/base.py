@@ -7,6 +7,7 @@ This is the one place where errors become messages: an `ArticlegenError` is prin
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,4 +98,12 @@ def cli(ctx: click.Context) -> None:
 
 def main() -> None:
     """Console-script entry point."""
+    # articlegen's own warnings (a lease that could not be renewed, say) reach the terminal
+    # through a handler of ours: Prefect's, which the root logger has, is quieted for commands.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("Warning: %(message)s"))
+    own = logging.getLogger("articlegen")
+    own.addHandler(handler)
+    own.setLevel(logging.WARNING)
+    own.propagate = False
     cli(prog_name="articlegen")

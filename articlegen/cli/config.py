@@ -11,7 +11,7 @@ import click
 from articlegen.cli.base import CONTEXT, App, cli, pass_app
 from articlegen.cli.options import format_option
 from articlegen.cli.output import render
-from articlegen.core.config_file import set_setting, settings_table, unset_setting
+from articlegen.core.config_file import set_setting, settings_table, shown_value, unset_setting
 from articlegen.core.settings import config_path, env_variable
 
 __all__: list[str] = []
@@ -52,7 +52,8 @@ def set_(key: str, value: str) -> None:
     Example: articlegen config set model demo-english
     """
     stored = set_setting(key, value)
-    click.echo(f"{config_path()}: {key} = {json.dumps(stored)}")
+    shown = shown_value(key, stored) if key in ("web_secret", "database_url") else None
+    click.echo(f"{config_path()}: {key} = {shown or json.dumps(stored)}")
     _shadowed(key)
 
 

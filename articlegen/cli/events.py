@@ -13,11 +13,11 @@ import asyncio
 import logging
 import os
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 from articlegen.cli.prefect_env import quiet_prefect
+from articlegen.core.redact import redact_urls
 from articlegen.db import Database
-from articlegen.importing import ImportEvent, ImportReport, import_event
+from articlegen.importing import PROMPTS_IMPORTED, ImportEvent, ImportReport, import_event
 
 __all__ = ["announce_import", "prefect_api_configured"]
 
@@ -61,25 +61,28 @@ def _mentions(path: Path, text: str) -> bool:
 def announce_import(database: Database, report: ImportReport) -> str | None:
     """Send the import's event to the Prefect server, if one is configured and the import
     wrote prompts. Returns a one-line warning when the server did not take it, else None."""
-    if not prefect_api_configured():
-        return None
-    event = import_event(database, report)
-    if event is None:
-        return None
-    quiet_prefect()
-    from prefect.settings import get_current_settings
-
-    url = _without_credentials(str(get_current_settings().api.url))
+    url = redact_urls(os.environ.get("PREFECT_API_URL", "the configured Prefect API"))
+    # Whatever goes wrong from here on, the import itself stands: its prompts are committed.
     try:
+        if not prefect_api_configured():
+            return None
+        event = import_event(database, report)
+        if event is None:
+            return None
+        quiet_prefect()
+        from prefect.settings import get_current_settings
+
+        url = redact_urls(str(get_current_settings().api.url))
         asyncio.run(asyncio.wait_for(_send(event), SEND_TIMEOUT_S))
-    except Exception as exc:  # whatever went wrong, the import itself stands
+    except Exception as exc:
         text = str(exc).strip()
-        reason = text.splitlines()[0][:200] if text else type(exc).__name__
+        # The error's text may quote the URL it failed on, credentials and all.
+        reason = redact_urls(text.splitlines()[0][:200]) if text else type(exc).__name__
         if isinstance(exc, TimeoutError):
             reason = f"no answer in {SEND_TIMEOUT_S:g} s"
         return (
             f"the prompts are imported, but the Prefect server at {url} did not get the "
-            f"{event.event} event ({reason}), so no run starts now; a scheduled run will take "
+            f"{PROMPTS_IMPORTED} event ({reason}), so no run starts now; a scheduled run will take "
             "them, or start one with `articlegen generate`"
         )
     return None
@@ -103,9 +106,3 @@ async def _send(event: ImportEvent) -> None:
             )
     finally:
         client_log.setLevel(level)
-
-
-def _without_credentials(url: str) -> str:
-    parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=host))

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from articlegen.cli.base import CONTEXT, App, cli, pass_app
 from articlegen.cli.options import run_options, typed_overrides
-from articlegen.cli.prefect_env import quiet_prefect
+from articlegen.cli.prefect_env import interrupted, quiet_prefect
 from articlegen.cli.progress import follow, working
 from articlegen.core.bounds import MAX_SHARDS
 from articlegen.core.describe import describe_error
@@ -165,6 +165,18 @@ def run_in_process(app: App, params: GenerateParams) -> None:
     follower.start()
     try:
         result = run_generate(params, job_id)
+    except BaseException as exc:
+        if not interrupted(exc):
+            raise
+        done.set()
+        follower.join()
+        # The run, interrupted, closed its job as cancelled and gave its prompts back.
+        click.echo(
+            f"Interrupted: job {job_id} is cancelled; the articles it wrote are kept and its "
+            "other prompts are pending again (`articlegen generate` takes them).",
+            err=True,
+        )
+        raise SystemExit(130) from None  # the shell's code for a run stopped by Ctrl-C
     finally:
         done.set()
         follower.join()
@@ -192,3 +204,5 @@ def run_in_process(app: App, params: GenerateParams) -> None:
         f"articles written, {result.failed} failed, in {seconds:.1f} s.\n"
         f"Next: articlegen articles list --job {job_id}"
     )
+    if result.failed and not result.done:
+        raise SystemExit(1)  # nothing written: a script must see that the run failed

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from articlegen.cli.base import CONTEXT, App, cli, pass_app
 from articlegen.cli.output import render
-from articlegen.cli.prefect_env import quiet_prefect
+from articlegen.cli.prefect_env import interrupted, quiet_prefect
 from articlegen.core.errors import ConfigError, InputError
 from articlegen.db import registry
 from articlegen.db.models import ModelStatus
@@ -175,7 +175,7 @@ def run_training(app: App, name: str, params: TrainParams | None) -> None:
     try:
         result = fine_tune_model(params=params, resume=None if params else name)
     except BaseException as exc:
-        if not _interrupted(exc):
+        if not interrupted(exc):
             raise
         with app.database.session(write=False) as session:
             started = registry.find_model(session, name) is not None
@@ -221,20 +221,6 @@ def run_training(app: App, name: str, params: TrainParams | None) -> None:
         f"Weights: {result.directory / 'model'}; loss curve: {result.loss_curve}\n"
         f"Next: articlegen generate --model {name}"
     )
-
-
-def _interrupted(exc: BaseException) -> bool:
-    """Whether `exc` is Ctrl-C or came of it. A terminal's Ctrl-C reaches the whole process
-    group, Prefect's temporary server included: the engine, recording the interrupted run,
-    then fails to reach the server, and that error carries the interrupt as its context."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, KeyboardInterrupt):
-            return True
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return False
 
 
 def _follow(app: App, name: str, done: threading.Event, told: set[str]) -> None:

@@ -99,3 +99,7 @@ class PromptsFailed(ArticlegenError):
     def __init__(self, message: str, result: object) -> None:
         super().__init__(message)
         self.result = result
+
+    def __reduce__(self) -> tuple[type[PromptsFailed], tuple[str, object]]:
+        # Both arguments, so a persisted state's data loads again (pickle, cloudpickle).
+        return (PromptsFailed, (str(self), self.result))

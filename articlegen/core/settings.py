@@ -140,7 +140,8 @@ class Settings(BaseSettings):
     )
     web_url: str | None = Field(
         default=None,
-        pattern=r"^https?://[^/@\s]+(/\S*)?$",
+        # Host, port and a plain path only: it goes into markdown links in the artifacts.
+        pattern=r"^https?://[A-Za-z0-9.\-]+(:\d{1,5})?(/[A-Za-z0-9._~\-/%]*)?$",
         description="The review workspace's address as editors open it, e.g. "
         "`http://127.0.0.1:8000`. Set, each run's Prefect artifacts link every article to its "
         "page there. No credentials in it: it is shown in the artifacts.",
@@ -178,6 +179,13 @@ class Settings(BaseSettings):
 def load_settings() -> Settings:
     """Read the settings, turning a bad value into a `ConfigError` that names where it was set."""
     path = config_path()
+    if path.exists() and not path.is_file():
+        raise ConfigError(
+            f"{path} is not a regular file: remove it, or point ARTICLEGEN_CONFIG "
+            "at a settings file"
+        )
+    if path.is_symlink() and not path.exists():
+        raise ConfigError(f"{path} is a link to nothing: remove it, or restore its target")
     try:
         return Settings()
     except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:

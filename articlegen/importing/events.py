@@ -42,14 +42,16 @@ def database_identity(url: str | URL) -> str:
     """
     try:
         parsed = url if isinstance(url, URL) else make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         return "unparseable"
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         if parsed.database in (None, "", ":memory:"):
             return "sqlite:memory"  # a process's own database: no other process shares it
         return f"sqlite:{Path(parsed.database).resolve().as_posix()}"
-    port = f":{parsed.port}" if parsed.port is not None else ""
+    # The default port written out, so `h/db` and `h:5432/db` name one database.
+    port_number = parsed.port or {"postgresql": 5432, "mysql": 3306}.get(backend)
+    port = f":{port_number}" if port_number is not None else ""
     return f"{backend}://{parsed.host or ''}{port}/{parsed.database or ''}"
 
 

@@ -84,7 +84,8 @@ def plan_markdown(job_id: int, plan: RunPlan) -> str:
 def _settings_line(params: GenerateParams) -> str:
     # Only what this run set: the defaults would bury it.
     chosen = params.model_dump(mode="json", exclude_defaults=True, exclude={"model", "preset"})
-    return f"`{json.dumps(chosen, sort_keys=True)}`" if chosen else "the defaults"
+    # Escaped, not a code span: a tag or model name could close a span and start markup.
+    return _text(json.dumps(chosen, sort_keys=True)) if chosen else "the defaults"
 
 
 def summary_markdown(
@@ -95,15 +96,16 @@ def summary_markdown(
 ) -> str:
     """The end-of-run summary: the model and parameters, counts, where the time went, what
     failed or was lost, and where to review the articles."""
-    revision = f" at `{result.model_revision[:19]}`" if result.model_revision else ""
-    preset = params.preset or "each prompt's own (nucleus for those naming none)"
+    revision = f" at {_text(result.model_revision[:19])}" if result.model_revision else ""
+    model = result.model or params.model or "the configured model"
+    preset = f"{params.preset or 'nucleus'} for prompts naming none (a prompt's own wins)"
     lines = [
         f"# Job {result.job}: {result.status}",
         "",
         f"{result.done} of {result.total} articles written, {result.failed} failed.",
         "",
-        f"- **Model:** `{result.model or params.model or 'the configured model'}`{revision}",
-        f"- **Preset:** {preset}",
+        f"- **Model:** {_text(model)}{revision}",
+        f"- **Preset:** {_text(preset)}",
         f"- **Parameters:** {_settings_line(params)}",
     ]
     written = [row for report in reports for row in report.written]

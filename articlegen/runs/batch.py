@@ -53,6 +53,7 @@ def write_batch(
     inputs = _inputs(context, [prompts[p] for p in prompt_ids], versions, params, report)
     loading = time.perf_counter() - started
     progress = progress_for(job_id)
+    progress.batch_started()
     result = writer.write(inputs, progress.step)
     report.batch_metrics = result.batch_metrics
     started = time.perf_counter()

@@ -10,6 +10,7 @@ progress artifact both read it.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
     from articlegen.generator.requests import DecodeStep
 
 __all__ = ["ProgressSnapshot", "RunProgress", "forget_progress", "progress_for"]
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,8 @@ class RunProgress:
     _running: float = 0.0
     _tokens: int = 0
     _started: float | None = None  # when the first token came: model loads don't count
+    _last: float | None = None  # when the last token came: the rate stops when decoding does
+    _listener_failed: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _listeners: list[Callable[[ProgressSnapshot], None]] = field(default_factory=list)
 
@@ -67,12 +72,19 @@ class RunProgress:
     def step(self, event: DecodeStep) -> None:
         """One decoding step of the running batch (`Engine.generate`'s `on_step`)."""
         with self._lock:
+            now = time.monotonic()
             if self._started is None:
-                self._started = time.monotonic()
+                self._started = now
+            self._last = now
             self._tokens += event.tokens
             self._finished += event.finished
             self._running = event.running_fraction
         self._notify()
+
+    def batch_started(self) -> None:
+        """A batch starts, or starts again (a retry): what its rows reported is forgotten."""
+        with self._lock:
+            self._finished, self._running = 0, 0.0
 
     def batch_done(self, articles: int) -> None:
         """A batch of `articles` was recorded: its own count replaces the rows heard so far
@@ -89,7 +101,8 @@ class RunProgress:
             done = min(self._settled + self._finished, total) if total else 0
             units = min(self._settled + self._finished + self._running, float(total))
             elapsed = time.monotonic() - self._started if self._started is not None else 0.0
-            rate = self._tokens / elapsed if elapsed > 0 else 0.0
+            decoding = (self._last or 0.0) - (self._started or 0.0)
+            rate = self._tokens / decoding if decoding > 0 else 0.0
             eta = None
             if elapsed > 0 and units > 0:
                 eta = (total - units) * elapsed / units
@@ -126,7 +139,12 @@ class RunProgress:
         if self._listeners:
             snapshot = self.snapshot()
             for listener in list(self._listeners):
-                listener(snapshot)
+                try:
+                    listener(snapshot)
+                except Exception as exc:  # a display must never stop the work it shows
+                    if not self._listener_failed:
+                        _log.warning("progress display failed, the run goes on: %s", exc)
+                    self._listener_failed = True
 
 
 _runs: dict[int, RunProgress] = {}
