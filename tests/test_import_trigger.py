@@ -25,6 +25,7 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 from prefect.events.schemas.automations import Automation
 from prefect.events.schemas.events import ReceivedEvent
+from prefect.events.worker import EventsWorker
 from prefect.settings import PREFECT_API_URL
 from sqlalchemy import make_url, select
 
@@ -143,6 +144,11 @@ def test_the_import_flow_announces_each_file_from_its_run(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("ARTICLEGEN_DATABASE_URL", sqlite_url)
+    # The flow sends through Prefect's process-wide events worker. An earlier test's flow run
+    # may have started it against that test's temporary server, now gone: start afresh, so it
+    # talks to this session's server (a real process has one server and never meets this).
+    EventsWorker.drain_all(timeout=5)
+    EventsWorker.reset_instances_for_fork()
     drop = tmp_path / "drop"
     drop.mkdir()
     (drop / "a.csv").write_text(FIRST, encoding="utf-8")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from articlegen.cli.prefect_env import quiet_prefect
@@ -73,7 +74,7 @@ def announce_import(database: Database, report: ImportReport) -> str | None:
         from prefect.settings import get_current_settings
 
         url = redact_urls(str(get_current_settings().api.url))
-        asyncio.run(asyncio.wait_for(_send(event), SEND_TIMEOUT_S))
+        _send_now(event)
     except Exception as exc:
         text = str(exc).strip()
         # The error's text may quote the URL it failed on, credentials and all.
@@ -86,6 +87,19 @@ def announce_import(database: Database, report: ImportReport) -> str | None:
             "them, or start one with `articlegen generate`"
         )
     return None
+
+
+def _send_now(event: ImportEvent) -> None:
+    """Send `event` and wait for the server to confirm it, at most SEND_TIMEOUT_S.
+
+    In a thread of its own: the caller may already run an event loop (a notebook, a test), and
+    asyncio.run refuses to start a second one in the same thread."""
+
+    async def within_timeout() -> None:
+        await asyncio.wait_for(_send(event), SEND_TIMEOUT_S)
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(lambda: asyncio.run(within_timeout())).result()
 
 
 async def _send(event: ImportEvent) -> None:
