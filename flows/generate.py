@@ -220,11 +220,21 @@ def _run(params: GenerateParams, job_id: int | None) -> RunResult | State[RunRes
     warnings: list[str] = []
     try:
         _name_run(job_id)
+        # The progress artifact says what the run does before its first token, too.
+        progress = create_progress_artifact(
+            0.0, key=f"job-{job_id}-progress", description="Loading the model…"
+        )
+        assert isinstance(progress, UUID)  # the sync API, called from a sync flow
         check_run(settings, params)
         asked = params  # as given: the summary lists what the user set, not what was measured
+        if params.batch_size is None:
+            update_progress_artifact(
+                progress, 0.0, "Choosing the batch size (measured once per model and machine)…"
+            )
         params = choose_batch_size(settings, params)
         plan = claim_prompts(settings, job_id, params)
         if params.dry_run:
+            update_progress_artifact(progress, 100.0, "Dry run: planned; nothing claimed.")
             create_markdown_artifact(
                 runs.plan_markdown(job_id, plan),
                 key=f"job-{job_id}-plan",
@@ -232,10 +242,7 @@ def _run(params: GenerateParams, job_id: int | None) -> RunResult | State[RunRes
             )
             finished = finish_job(settings, job_id)
             return replace(finished, total=plan.articles, prompts=plan.prompts, dry_run=True)
-        progress = create_progress_artifact(
-            0.0, key=f"job-{job_id}-progress", description=artifacts.PROGRESS_DESCRIPTION
-        )
-        assert isinstance(progress, UUID)  # the sync API, called from a sync flow
+        update_progress_artifact(progress, 0.0, f"0/{plan.articles} articles: generating…")
         with runs.leases_kept(settings, job_id):
             for number, prompt_ids in enumerate(plan.batches, start=1):
                 if runs.cancel_requested(settings, job_id):

@@ -20,7 +20,6 @@ from articlegen.runs.reports import BatchReport, RunResult
 __all__ = [
     "ARTICLES_DESCRIPTION",
     "PLAN_DESCRIPTION",
-    "PROGRESS_DESCRIPTION",
     "SUMMARY_DESCRIPTION",
     "article_link",
     "article_row",
@@ -28,7 +27,6 @@ __all__ = [
     "summary_markdown",
 ]
 
-PROGRESS_DESCRIPTION = "Articles finished of those claimed, updated while each batch generates."
 SUMMARY_DESCRIPTION = "How the run ended: model, parameters, counts, time per stage, failures."
 ARTICLES_DESCRIPTION = "Every article the run wrote: title, size, quality measures, an excerpt."
 PLAN_DESCRIPTION = "What the dry run would claim and write; it claimed nothing."
