@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
+from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
 import click
@@ -21,6 +24,7 @@ from articlegen.db.models import PromptStatus
 from articlegen.db.prompts import count_prompts
 from articlegen.runs import (
     GenerateParams,
+    RunProgress,
     batch_size_known,
     check_params,
     choose_batch_size,
@@ -146,6 +150,22 @@ def fan_out(app: App, /, shards: int, deployment: str, **options: Any) -> None:
     click.echo("Next: articlegen jobs list")
 
 
+def _interrupt_handler(progress: RunProgress) -> Callable[[int, FrameType | None], None]:
+    """Ctrl-C: say at once what happens, on the progress bar. The run closes its job and gives
+    its prompts back in a moment; Prefect then reports the run to its server, and when that was
+    the temporary one (the same Ctrl-C stops it) its client retries for minutes. A second
+    Ctrl-C ends the wait."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        progress.phase = (
+            "stopping: written articles are kept, the rest go back to pending "
+            "(Ctrl-C again to stop waiting for Prefect)"
+        )
+        raise KeyboardInterrupt
+
+    return handler
+
+
 def run_in_process(app: App, params: GenerateParams) -> None:
     """Run generate-articles in this process with a progress bar, and report the outcome."""
     quiet_prefect()
@@ -163,6 +183,9 @@ def run_in_process(app: App, params: GenerateParams) -> None:
     follower = threading.Thread(target=follow, args=(progress, f"Job {job_id}", done), daemon=True)
     started = time.perf_counter()
     follower.start()
+    # Signals reach the main thread only; a command run from another (a test's) keeps Python's.
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, _interrupt_handler(progress)) if main else None
     try:
         result = run_generate(params, job_id)
     except BaseException as exc:
@@ -178,6 +201,8 @@ def run_in_process(app: App, params: GenerateParams) -> None:
         )
         raise SystemExit(130) from None  # the shell's code for a run stopped by Ctrl-C
     finally:
+        if main:
+            signal.signal(signal.SIGINT, previous)
         done.set()
         follower.join()
     seconds = time.perf_counter() - started

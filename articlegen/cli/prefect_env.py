@@ -21,6 +21,12 @@ def quiet_prefect(log_level: str = "CRITICAL") -> None:
         "DO_NOT_TRACK": "1",
         "PREFECT_SERVER_API_HOST": "127.0.0.1",
         "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": log_level,
+        # Without a server of the user's, runs go to a temporary one that ends with the command:
+        # nobody reads logs there, and a Ctrl-C, which stops it first, left "Error logging to
+        # API" on the terminal.
+        **(
+            {} if os.environ.get("PREFECT_API_URL") else {"PREFECT_LOGGING_TO_API_ENABLED": "false"}
+        ),
         # The temporary server's first start on a new PREFECT_HOME migrates its database; on
         # two busy cores that can pass Prefect's 20 s default.
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",

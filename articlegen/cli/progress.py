@@ -49,7 +49,9 @@ def follow(progress: RunProgress, label: str, done: threading.Event) -> None:
         while True:
             stop = done.wait(_POLL_SECONDS)
             now = progress.snapshot()
-            if now.total:
+            if now.phase.startswith("stopping"):  # Ctrl-C: what happens now, not the count
+                bar.update(task, line=now.phase)
+            elif now.total:
                 completed = now.fraction * now.total
                 bar.update(task, total=now.total, completed=completed, line=now.line())
             else:
