@@ -71,7 +71,10 @@ def test_fan_out_over_two_workers_writes_every_prompt_once(
     env = {
         **os.environ,
         "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+        # The workers' INFO lines ("submitting flow run ...") are what this test reads; an
+        # in-process CLI test before it may have quieted Prefect's console in os.environ.
         "PREFECT_LOGGING_LEVEL": "INFO",
+        "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "INFO",
         "PREFECT_WORKER_QUERY_SECONDS": "1",
         "ARTICLEGEN_DATABASE_URL": postgres_url,
         "ARTICLEGEN_MODEL": str(tiny_model_dir),
