@@ -189,3 +189,21 @@ def test_the_outcome_of_a_run_with_failed_prompts_survives_a_round_trip() -> Non
     for dumps, loads in ((pickle.dumps, pickle.loads), (cloudpickle.dumps, cloudpickle.loads)):
         again = loads(dumps(outcome))
         assert (str(again), again.result) == ("1 of 4 articles failed", result)
+
+
+def test_a_run_that_wrote_nothing_and_failed_exits_1(
+    tiny_model_dir: Path,
+    sqlite_url: str,
+    tmp_path: Path,
+    prefect_server: None,  # noqa: F811
+) -> None:
+    source = tmp_path / "long.csv"
+    source.write_text(f"topic,prompt,max_new_tokens\nLong,{'word ' * 600},8\n", encoding="utf-8")
+    env = {"ARTICLEGEN_DATABASE_URL": sqlite_url, "ARTICLEGEN_MODEL": str(tiny_model_dir)}
+    runner = CliRunner()
+    assert runner.invoke(cli, ["import", str(source)], env=env).exit_code == 0
+    result = runner.invoke(cli, ["generate", "--batch-size", "1"], env=env, catch_exceptions=False)
+    close_contexts()
+    # A script sees the failure: nothing written, the prompt failed (too long for the model).
+    assert result.exit_code == 1
+    assert "completed_with_errors: 0 of 1 articles written, 1 failed" in result.stdout
