@@ -32,6 +32,33 @@ from .test_flows import prefect_server  # noqa: F401  (the session's Prefect ser
 GOOD = "external_id,topic,variants\ns1,Night trains,2\ns2,Sourdough,1\ns3,Heat pumps,1\n"
 
 
+def _serve(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    script = Path(sys.executable).parent / "articlegen"
+    return subprocess.Popen(
+        [str(script), "serve", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def _stop(server: subprocess.Popen[str]) -> str:
+    """Stop `serve` as a service manager would; its output, once it exited cleanly."""
+    server.send_signal(signal.SIGTERM)
+    try:
+        code = server.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        raise
+    output = server.stdout.read() if server.stdout else ""
+    if server.stdout:
+        server.stdout.close()
+    assert code == 0, output
+    return output
+
+
 def _wait_for_deployments(names: set[str], seconds: float = 90) -> dict[str, Any]:
     """The deployments called `names` ("flow/deployment"), once the server has them all."""
     deadline = time.monotonic() + seconds
@@ -85,15 +112,7 @@ def test_serve_registers_the_deployments_and_runs_them(
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n\n".join(f"Report {i}: the line ran {i} trains." for i in range(12)))
     assert CliRunner().invoke(cli, ["import", str(source)], env=env).exit_code == 0
-    script = Path(sys.executable).parent / "articlegen"
-    server = subprocess.Popen(
-        [str(script), "serve"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    server = _serve(env)
     try:
         deployments = _wait_for_deployments(
             {
@@ -160,16 +179,7 @@ def test_serve_registers_the_deployments_and_runs_them(
         )
         assert "Unexpected result for failed state" not in logs
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            code = server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            raise
-        output = server.stdout.read() if server.stdout else ""
-        if server.stdout:
-            server.stdout.close()
-    assert code == 0, output
+        output = _stop(server)
     assert (
         "Serving generate-articles (cron '*/30 * * * *'), import-prompts and fine-tune-model"
         in output

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -35,7 +34,7 @@ from articlegen.flows.import_prompts import import_prompts
 from articlegen.importing import PROMPTS_IMPORTED, database_identity, resource_id
 from articlegen.runs import close_contexts
 
-from .test_deployments import _wait_for_deployments
+from .test_deployments import _serve, _stop, _wait_for_deployments
 from .test_flows import prefect_server  # noqa: F401  (the session's Prefect server)
 
 # Each row writes 6 tokens, so the run the trigger starts is quick on a CPU.
@@ -242,33 +241,6 @@ def _polled_since(deployment_id: UUID, moment: datetime) -> bool:
     with get_client(sync_client=True) as client:
         polled = client.read_deployment(deployment_id).last_polled
     return polled is not None and polled > moment
-
-
-def _serve(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
-    script = Path(sys.executable).parent / "articlegen"
-    return subprocess.Popen(
-        [str(script), "serve", *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-
-
-def _stop(server: subprocess.Popen[str]) -> str:
-    """Stop `serve` as a service manager would; its output, once it exited cleanly."""
-    server.send_signal(signal.SIGTERM)
-    try:
-        code = server.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        raise
-    output = server.stdout.read() if server.stdout else ""
-    if server.stdout:
-        server.stdout.close()
-    assert code == 0, output
-    return output
 
 
 def test_imports_start_one_generate_run_through_serve(

@@ -7,6 +7,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from types import FrameType
 from typing import Any
 
@@ -90,10 +91,8 @@ def generate(app: App, /, dry_run: bool, **options: Any) -> None:
                 f"Measuring the best batch size for {loaded.name} on {loaded.device.type} "
                 "(once per model and machine, then cached)…"
             )
-            if not batch_size_known(loaded, app.settings):
-                with working(sentence, log=True):
-                    params = choose_batch_size(app.settings, params)
-            else:
+            measuring = not batch_size_known(loaded, app.settings)
+            with working(sentence, log=True) if measuring else nullcontext():
                 params = choose_batch_size(app.settings, params)
     run_in_process(app, params)
 
