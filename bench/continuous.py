@@ -1,11 +1,16 @@
-"""Continuous batching (transformers' `generate_batch` machinery) against our engine, on articles
-of different lengths: `python -m bench.continuous`.
+"""Articles of different lengths: continuous batching against the batch loop, transformers'
+continuous batching, and the same work at one fixed length: `python -m bench.continuous`.
 
-Continuous batching pays off where outputs stop at different lengths: a finished row's place
-goes to a waiting prompt instead of idling until its batch ends, as our engine's rows do. A
-random-weights model almost never stops by itself, so each article here gets its own length
-(16 to 256 tokens, cycling), as end-of-text would give it. Same prompts, nucleus sampling, one
-process, the engine with the cache budget a run uses; each system measured after a warm-up.
+A trained model stops at its end-of-text token after a different number of tokens in every
+article. In a plain batch a finished row idles until the batch's longest row ends; our engine
+refills it with the next waiting prompt (`generator.continuous`). A random-weights model almost
+never stops by itself, so each article here gets its own length (16 to 256 tokens, cycling), as
+end-of-text would give it. Same prompts, nucleus sampling, one process, CPU float32, the cache
+budget a run uses; each system measured after a warm-up, all in the same run so the ratios
+compare like with like.
+
+Targets (issue 16): mixed lengths at >= 90% of the fixed-length throughput, and >= 1.5x
+transformers' continuous batching; fixed lengths as fast as the batch loop (within noise).
 """
 
 from __future__ import annotations
@@ -16,23 +21,28 @@ from typing import Any
 import click
 import torch
 
-from articlegen.generator.loading import ModelSpec, load_model
+from articlegen.generator.loading import LoadedModel, ModelSpec, load_model
 from bench.__main__ import _model
 from bench.workload import make_workload
 
 LENGTHS = (16, 48, 96, 160, 256, 32, 128, 200)
+FIXED = 128  # the fixed-length workload's tokens per article: about the mixed mean (117)
 
 
-def _engine(model_dir: str, prompts: list[str], lengths: list[int], batch_size: int) -> float:
+def _engine(
+    loaded: LoadedModel, prompts: list[str], lengths: list[int], batch_size: int, continuous: bool
+) -> float:
     from articlegen.core.settings import load_settings
     from articlegen.generator import load_presets
     from articlegen.generator.batching import cache_tokens
     from articlegen.generator.engine import Engine
     from articlegen.generator.requests import GenerationRequest
 
-    loaded = load_model(ModelSpec(model_dir, device="cpu", dtype="float32"))
     engine = Engine(
-        loaded, batch_size, cache_tokens=cache_tokens(loaded, load_settings().kv_cache_mb)
+        loaded,
+        batch_size,
+        cache_tokens=cache_tokens(loaded, load_settings().kv_cache_mb),
+        continuous=continuous,
     )
     nucleus = load_presets().resolve("nucleus", {})
     requests = [
@@ -49,7 +59,7 @@ def _engine(model_dir: str, prompts: list[str], lengths: list[int], batch_size: 
     return sum(getattr(o, "tokens_generated", 0) for o in outcomes) / seconds
 
 
-def _continuous(model_dir: str, prompts: list[str], lengths: list[int]) -> float:
+def _transformers(model_dir: str, prompts: list[str], lengths: list[int]) -> float:
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -82,21 +92,52 @@ def _continuous(model_dir: str, prompts: list[str], lengths: list[int]) -> float
     return tokens / seconds
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--prompts", default=64, show_default=True)
-@click.option("--batch-size", default=32, show_default=True, help="The engine's batch size.")
-def main(prompts: int, batch_size: int) -> None:
-    """Tokens per second of the engine and of continuous batching, articles of mixed lengths.
+def _verdict(passed: bool) -> str:
+    return "PASS" if passed else "FAIL"
 
-    Example: python -m bench.continuous --prompts 64
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--prompts", default=128, show_default=True)
+@click.option("--batch-size", default=32, show_default=True, help="The engine's rows.")
+@click.option("--size", default="small", show_default=True, help="The benchmark model's size.")
+@click.option(
+    "--no-transformers", is_flag=True, help="Skip transformers' continuous batching (slow)."
+)
+def main(prompts: int, batch_size: int, size: str, no_transformers: bool) -> None:
+    """Tokens per second on articles of mixed and of fixed length, with PASS/FAIL targets.
+
+    Example: python -m bench.continuous --prompts 128
     """
-    model_dir = _model("small")
+    model_dir = _model(size)
+    loaded = load_model(ModelSpec(model_dir, device="cpu", dtype="float32"))
     texts = list(make_workload(prompts, 1).prompts)
-    lengths = [LENGTHS[i % len(LENGTHS)] for i in range(prompts)]
-    engine = _engine(model_dir, texts, lengths, batch_size)
-    click.echo(f"engine, batch {batch_size}: {engine:.1f} tokens/s")
-    continuous = _continuous(model_dir, texts, lengths)
-    click.echo(f"continuous batching: {continuous:.1f} tokens/s ({continuous / engine:.2f}x)")
+    mixed = [LENGTHS[i % len(LENGTHS)] for i in range(prompts)]
+    fixed = [FIXED] * prompts
+    rates = {
+        "fixed, batch loop": _engine(loaded, texts, fixed, batch_size, continuous=False),
+        "fixed, continuous": _engine(loaded, texts, fixed, batch_size, continuous=True),
+        "mixed, batch loop": _engine(loaded, texts, mixed, batch_size, continuous=False),
+        "mixed, continuous": _engine(loaded, texts, mixed, batch_size, continuous=True),
+    }
+    if not no_transformers:
+        rates["mixed, transformers"] = _transformers(model_dir, texts, mixed)
+    click.echo(f"{prompts} prompts, {batch_size} rows, GPT-2 {size}, CPU float32")
+    for name, rate in rates.items():
+        click.echo(f"  {name:<22} {rate:7.1f} tokens/s")
+    ours = rates["mixed, continuous"]
+    targets = [
+        ("mixed >= 90% of fixed", ours / rates["fixed, continuous"], 0.90),
+        (
+            "fixed unchanged (>= 0.95x loop)",
+            rates["fixed, continuous"] / rates["fixed, batch loop"],
+            0.95,
+        ),
+    ]
+    if "mixed, transformers" in rates:
+        targets.append(("mixed >= 1.5x transformers", ours / rates["mixed, transformers"], 1.5))
+    click.echo(f"  continuous / batch loop, mixed: {ours / rates['mixed, batch loop']:.2f}x")
+    for name, ratio, target in targets:
+        click.echo(f"  {name:<34} {ratio:5.2f}  {_verdict(ratio >= target)}")
 
 
 if __name__ == "__main__":

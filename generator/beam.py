@@ -24,8 +24,9 @@ def beam_search(inputs: ModelInputs, batch: Sequence[Prepared]) -> list[Decoded]
     ids, mask = inputs.left_pad(batch)
     _, noise = draw(batch, ids.shape[1], inputs.embedding_dim, inputs.embedding_rms, inputs.device)
     embeds = inputs.embed(ids, noise)
+    stops = inputs.stops(config)
     generation_config = config.to_generation_config(
-        inputs.eos_id,
+        sorted(stops) or None,
         inputs.pad_id,
         suppress_tokens=list(range(inputs.vocab_limit, inputs.vocab_size)) or None,
     )
@@ -45,14 +46,14 @@ def beam_search(inputs: ModelInputs, batch: Sequence[Prepared]) -> list[Decoded]
         raw = sequences[row, ids.shape[1] :].tolist()
         # Beams that ended early are padded; for GPT-2 the pad is end-of-text itself, so a row
         # that stopped on a stop string looks as if it ended with end-of-text. Everything from
-        # the first pad or end-of-text on is padding, except an end-of-text the model
-        # produced, which only a stop string can rule out.
-        end = next((i for i, t in enumerate(raw) if t in (inputs.eos_id, inputs.pad_id)), len(raw))
+        # the first pad or stop token on is padding, except a stop token the model produced,
+        # which only a stop string can rule out.
+        end = next((i for i, t in enumerate(raw) if t in stops or t == inputs.pad_id), len(raw))
         tokens = raw[:end]
         text = inputs.loaded.tokenizer.decode(tokens, skip_special_tokens=True)
         if any(s in text for s in config.stop_strings):
             outputs.append((tokens, "stop_string"))
-        elif end < len(raw) and raw[end] == inputs.eos_id:
+        elif end < len(raw) and raw[end] in stops:
             outputs.append((raw[: end + 1], "eos"))
         else:
             outputs.append((tokens, "length"))

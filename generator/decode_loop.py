@@ -2,12 +2,16 @@
 
 Every step handles all rows at once, each with its own settings (`generator.sampling`) and its
 own uniforms drawn in advance from its seed (`generator.seeding`), so an article's text does not
-depend on its batch. Finished rows stay in the batch, idle, until the last row ends.
+depend on its batch. `TokenChooser` is that step, shared with continuous batching
+(`generator.continuous`), which most models run; this batch loop serves the models whose cache
+must be transformers' own (sliding-window and other non-plain attention layers), where finished
+rows stay in the batch, idle, until the last row ends.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import torch
@@ -27,7 +31,7 @@ from articlegen.generator.requests import (
 from articlegen.generator.sampling import RowSettings, choose_tokens, process_logits
 from articlegen.generator.seeding import draw
 
-__all__ = ["chunks", "decode_batch"]
+__all__ = ["REASONS", "TokenChooser", "chunks", "decode_batch", "plain_attention"]
 
 # Prompt chunks: a chunk's padding may add at most this share to its real tokens, and a chunk
 # is never cut below this many rows for padding (tiny chunks use the hardware poorly).
@@ -37,7 +41,71 @@ _MIN_CHUNK = 8
 # the MLP's 4x-wide hidden states) grow with a chunk's tokens, and at 4,096 tokens the matrix
 # products are already large enough to keep a CPU or a GPU busy.
 _CHUNK_TOKENS = 4096
-_REASONS: dict[int, FinishReason] = {1: "eos", 2: "length", 3: "stop_string"}
+REASONS: dict[int, FinishReason] = {1: "eos", 2: "length", 3: "stop_string"}
+
+
+def plain_attention(model: Any) -> bool:
+    """Whether every attention layer of `model` is plain, full attention: only those can be
+    written in place, chunk by chunk and row by row (`InPlaceCache`); sliding-window and
+    linear-attention layers need transformers' own cache."""
+    config = model.config.get_text_config(decoder=True)
+    layer_types = getattr(config, "layer_types", None)
+    if layer_types:
+        return set(layer_types) == {"full_attention"}
+    # Older configs (Mistral's) say it with a window shorter than the context.
+    window = getattr(config, "sliding_window", None)
+    context = getattr(config, "max_position_embeddings", None)
+    return window is None or (context is not None and window >= context)
+
+
+class TokenChooser:
+    """One decoding step's choice for every row: the controls (`process_logits`), n-gram
+    blocking, the draw, and whether a stop string ended the row. A batch shares its stop
+    strings and n-gram size (`generator.scheduling` groups it so)."""
+
+    def __init__(self, inputs: ModelInputs, config: DecodingConfig) -> None:
+        self.inputs = inputs
+        self.no_repeat = _no_repeat_processor(config)
+        self.stop = (
+            StopStringCriteria(inputs.loaded.tokenizer, list(config.stop_strings))
+            if config.stop_strings
+            else None
+        )
+        self.settings = RowSettings.stack([config], inputs.device)
+
+    def restack(self, configs: Sequence[DecodingConfig]) -> None:
+        """Take the rows' settings (after rows joined or left)."""
+        self.settings = RowSettings.stack(configs, self.inputs.device)
+
+    def choose(
+        self,
+        last_logits: torch.Tensor,
+        seen: torch.Tensor,
+        made: torch.Tensor,
+        stops: torch.Tensor,
+        uniforms: torch.Tensor,
+        history: Callable[[], torch.Tensor],
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The next token per row, its log-probability, the scores it was drawn from and the
+        raw logits; `history()` gives the rows' tokens so far, right-aligned."""
+        logits = last_logits.float()
+        if self.inputs.vocab_limit < self.inputs.vocab_size:
+            logits = logits.clone()  # the caller's logits stay as the model gave them
+            logits[:, self.inputs.vocab_limit :] = float("-inf")
+        scores = process_logits(logits, self.settings, seen, made, stops)
+        if self.no_repeat is not None:
+            scores = self.no_repeat(history(), scores)
+        token = choose_tokens(scores, self.settings, uniforms)
+        logprob = logits.log_softmax(-1).gather(1, token[:, None]).squeeze(1)
+        return token, logprob, scores, logits
+
+    def stopped(
+        self, history: Callable[[], torch.Tensor], scores: torch.Tensor
+    ) -> torch.Tensor | None:
+        """Which rows' text now ends with a stop string (None: the batch has none)."""
+        if self.stop is None:
+            return None
+        return torch.as_tensor(self.stop(history(), scores), device=scores.device)
 
 
 def chunks(lengths: Sequence[int]) -> list[tuple[int, int]]:
@@ -72,11 +140,8 @@ def prefill(
     """
     batch_size, width = mask.shape
     lengths = mask.sum(dim=1).tolist()
-    # Only plain attention layers can be written in place and chunk by chunk (not
-    # sliding-window or linear-attention ones): other models use transformers' static cache
-    # and prefill in one piece.
-    layer_types = getattr(model.config, "layer_types", None) or ["full_attention"]
-    if set(layer_types) != {"full_attention"}:
+    # Other models use transformers' static cache and prefill in one piece.
+    if not plain_attention(model):
         static = StaticCache(config=model.config, max_cache_len=length)
         out = model(
             inputs_embeds=embeds,
@@ -96,7 +161,7 @@ def prefill(
             inputs_embeds=embeds[start:stop, width - w :],
             attention_mask=mask[start:stop, width - w :],
             position_ids=positions[start:stop, width - w :],
-            cache=cache.rows(start, stop, offset=width - w),
+            cache=cache.rows(slice(start, stop), offset=width - w),
             use_cache=True,
             logits_to_keep=1,
         )
@@ -111,25 +176,21 @@ def decode_batch(
     keep_step_logits: bool = False,
     on_step: StepCallback | None = None,
 ) -> list[Decoded]:
-    """Greedy and sampled decoding with a key/value cache; the batch shares its stop strings
-    and n-gram blocking (`generator.scheduling` groups it so), nothing else. `on_step` hears
-    after every step how far the batch is."""
+    """Greedy and sampled decoding of one batch, every row to its end; `on_step` hears after
+    every step how far the batch is."""
     model = inputs.model
     device = inputs.device
-    config0 = batch[0].request.config
+    configs = [p.request.config for p in batch]
     ids, mask = inputs.left_pad(batch)
     batch_size, width = ids.shape
-    settings = RowSettings.stack([p.request.config for p in batch], device)
+    chooser = TokenChooser(inputs, configs[0])
+    chooser.restack(configs)
+    settings = chooser.settings
+    stops = inputs.stop_mask(configs)
     uniforms, noise = draw(batch, width, inputs.embedding_dim, inputs.embedding_rms, device)
     steps = uniforms.shape[1]
-    every_step = any(p.request.config.noise_every_step for p in batch)
+    every_step = any(c.noise_every_step for c in configs)
     step_noise = noise if every_step else None
-    no_repeat = _no_repeat_processor(config0)
-    stop = (
-        StopStringCriteria(inputs.loaded.tokenizer, list(config0.stop_strings))
-        if config0.stop_strings
-        else None
-    )
     vocab = inputs.vocab_size
 
     # Which tokens each row has seen, for the repetition penalty (pads excluded).
@@ -143,32 +204,32 @@ def decode_batch(
     logprobs = torch.zeros((batch_size, steps), device=device)
     lengths = torch.zeros(batch_size, dtype=torch.long, device=device)
     finished = torch.zeros(batch_size, dtype=torch.bool, device=device)
-    reasons = torch.zeros(batch_size, dtype=torch.long, device=device)  # keys of _REASONS
+    reasons = torch.zeros(batch_size, dtype=torch.long, device=device)  # keys of REASONS
+    rows = torch.arange(batch_size, device=device)
     kept: list[torch.Tensor] = []
     for step in range(steps):
-        logits = last_logits.float()
-        if inputs.vocab_limit < vocab:
-            logits[:, inputs.vocab_limit :] = float("-inf")
+        token, logprob, scores, logits = chooser.choose(
+            last_logits,
+            seen,
+            lengths,
+            stops,
+            uniforms[:, step],
+            partial(_history, ids, generated, step),
+        )
         if keep_step_logits:
             kept.append(logits.cpu())
-        scores = process_logits(logits, settings, seen, step, inputs.eos_id)
-        if no_repeat is not None:
-            history = torch.cat([ids, generated[:, :step]], dim=1)
-            scores = no_repeat(history, scores)
-        token = choose_tokens(scores, settings, uniforms[:, step])
         token = torch.where(finished, inputs.pad_id, token)
         generated[:, step] = token
-        logprobs[:, step] = logits.log_softmax(-1).gather(1, token[:, None]).squeeze(1)
+        logprobs[:, step] = logprob
         lengths += (~finished).long()
         running = ~finished
-        if inputs.eos_id is not None:
-            ended = running & (token == inputs.eos_id)
-            reasons = torch.where(ended, 1, reasons)
-            finished = finished | ended
+        ended = running & stops[rows, token]
+        reasons = torch.where(ended, 1, reasons)
+        finished = finished | ended
         # A stop string completed by the last allowed token is a stop, not a truncation.
-        if stop is not None:
-            history = torch.cat([ids, generated[:, : step + 1]], dim=1)
-            stopped = ~finished & stop(history, scores)
+        stopped = chooser.stopped(partial(_history, ids, generated, step + 1), scores)
+        if stopped is not None:
+            stopped = ~finished & stopped
             reasons = torch.where(stopped, 3, reasons)
             finished = finished | stopped
         full = ~finished & (lengths >= settings.max_new_tokens)
@@ -178,7 +239,7 @@ def decode_batch(
             _report(on_step, running, finished, lengths, settings.max_new_tokens)
         if bool(finished.all()):
             break
-        seen[torch.arange(batch_size, device=device), token] = True
+        seen[rows, token] = True
         mask = torch.cat([mask, mask.new_ones((batch_size, 1))], dim=1)
         # Finished rows idle in place: their positions must not run past the context while
         # longer rows of the batch go on.
@@ -193,18 +254,22 @@ def decode_batch(
             cache=cache,
             use_cache=True,
         ).logits[:, -1, :]
-    rows: list[Decoded] = []
+    results: list[Decoded] = []
     for row in range(batch_size):
         n = int(lengths[row])
-        rows.append(
+        results.append(
             Decoded(
                 ids=generated[row, :n].tolist(),
                 logprobs=logprobs[row, :n].tolist(),
-                reason=_REASONS.get(int(reasons[row]), "length"),
+                reason=REASONS.get(int(reasons[row]), "length"),
                 step_logits=tuple(k[row] for k in kept[:n]),
             )
         )
-    return rows
+    return results
+
+
+def _history(prompts: torch.Tensor, generated: torch.Tensor, made: int) -> torch.Tensor:
+    return torch.cat([prompts, generated[:, :made]], dim=1)
 
 
 def _report(

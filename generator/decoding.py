@@ -30,7 +30,7 @@ from pydantic import (
 )
 from pydantic.fields import FieldInfo
 
-from articlegen.core.bounds import MAX_NEW_TOKENS, MAX_SEED
+from articlegen.core.bounds import MAX_NEW_TOKENS, MAX_SEED, MAX_TOKEN_ID
 from articlegen.core.describe import describe_validation_error
 from articlegen.core.errors import ConfigError, InputError
 
@@ -79,6 +79,27 @@ def _no_empty_stop_string(value: tuple[str, ...] | None) -> tuple[str, ...] | No
 
 StopStrings = Annotated[
     tuple[str, ...], BeforeValidator(_parse_stop_strings), AfterValidator(_no_empty_stop_string)
+]
+
+
+def _parse_stop_token_ids(value: object) -> object:
+    # As stop strings: a CSV cell holds one id or a JSON array of ids.
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not a valid JSON array of token ids ({exc.msg})") from exc
+        return (text,)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (value,)
+    return value
+
+
+StopTokenIds = Annotated[
+    tuple[Annotated[int, Field(ge=0, le=MAX_TOKEN_ID)], ...],
+    BeforeValidator(_parse_stop_token_ids),
 ]
 
 
@@ -175,6 +196,13 @@ class DecodingConfig(BaseModel):
         description="Stop an article when it produces one of these strings. In a CSV cell: one "
         'string, or a JSON array such as ["\\n\\n", "THE END"].',
     )
+    stop_token_ids: StopTokenIds = Field(
+        default=(),
+        max_length=16,
+        description="End an article at one of these token ids, besides the model's own "
+        "end-of-text tokens (its tokenizer's and its generation_config's). In a CSV cell: one id, "
+        "or a JSON array such as [198, 628].",
+    )
     seed: int | None = Field(
         default=None,
         ge=0,
@@ -187,7 +215,7 @@ class DecodingConfig(BaseModel):
         ge=0,
         le=10,
         description="Standard deviation of Gaussian noise added to the input word embeddings, "
-        "relative to the RMS of the model's embedding matrix; 0 turns it off.",
+        "relative to their RMS as the model feeds them forward; 0 turns it off.",
     )
     noise_every_step: bool = Field(
         default=False,
@@ -248,7 +276,7 @@ class DecodingConfig(BaseModel):
         return self
 
     def to_generation_config(
-        self, eos_token_id: int | None, pad_token_id: int | None, **extra: Any
+        self, eos_token_id: int | list[int] | None, pad_token_id: int | None, **extra: Any
     ) -> Any:
         """The equivalent `transformers.GenerationConfig` (seed and noise are articlegen's own).
 

@@ -3,12 +3,20 @@
 `Engine.generate` takes requests (prompt text, decoding config, seed) and returns one outcome per
 request, in order: a `Generation`, or a `GenerationFailure` for a prompt that cannot run (too
 long for the context). How requests become batches is `generator.scheduling`'s; greedy and
-sampled batches run in our own loop (`generator.decode_loop`), beam batches through
-transformers (`generator.beam`).
+sampled requests run in our own loop, as a queue through the batch's rows where the model's
+attention allows it (`generator.continuous`), else batch by batch (`generator.decode_loop`);
+beam batches run through transformers (`generator.beam`).
+
+An article ends at any of its stop tokens: the tokenizer's end-of-text, the ids of the model's
+`generation_config` (instruct models end a turn with their own), and the request's
+`stop_token_ids`. The model's other generation defaults (temperature, top-p, …) are not used:
+the preset says how to decode, the same on every model.
 
 Embedding noise: with `noise_sigma` > 0, Gaussian noise of standard deviation
-`noise_sigma * rms(E)` (E the input embedding matrix) is added to the prompt's word embeddings,
-and with `noise_every_step` to each generated token's embedding too (`generator.seeding`).
+`noise_sigma * rms(E)` is added to the prompt's embeddings, and with `noise_every_step` to each
+generated token's embedding too (`generator.seeding`). E is the embeddings as the model's
+embedding module hands them on (Gemma's scales its weights by sqrt(hidden)), so one sigma is
+the same share of the signal on every model.
 """
 
 from __future__ import annotations
@@ -20,7 +28,8 @@ from functools import partial
 import torch
 
 from articlegen.generator.beam import beam_search
-from articlegen.generator.decode_loop import decode_batch
+from articlegen.generator.continuous import decode_continuous
+from articlegen.generator.decode_loop import decode_batch, plain_attention
 from articlegen.generator.inputs import ModelInputs
 from articlegen.generator.loading import LoadedModel
 from articlegen.generator.requests import (
@@ -32,7 +41,7 @@ from articlegen.generator.requests import (
     Prepared,
     StepCallback,
 )
-from articlegen.generator.scheduling import run_splitting, schedule
+from articlegen.generator.scheduling import Batch, run_splitting, schedule
 
 __all__ = ["Engine"]
 
@@ -46,10 +55,13 @@ class Engine:
         batch_size: int = 8,
         keep_step_logits: bool = False,
         cache_tokens: int | None = None,
+        continuous: bool | None = None,
     ) -> None:
         """`batch_size` caps a batch's rows; `cache_tokens`, if set, caps its key/value cache:
         rows x (longest prompt + most new tokens), which bounds the batch's memory whatever
-        the prompts' lengths (short prompts then run in larger batches than long ones)."""
+        the prompts' lengths (short prompts then run in larger batches than long ones).
+        `continuous` refills finished rows (by default wherever the model allows it; False
+        runs batch by batch, the benchmark's baseline)."""
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         if cache_tokens is not None and cache_tokens < 1:
@@ -60,6 +72,8 @@ class Engine:
         # Tests inspect the raw distribution of every step; off by default (it is B x T x V).
         self.keep_step_logits = keep_step_logits
         self.inputs = ModelInputs(loaded)
+        # Rows refill as articles finish: only where our cache can write row by row.
+        self.continuous = plain_attention(loaded.model) and continuous is not False
 
     def encode(self, prompt: str) -> list[int]:
         """The prompt's token ids, as the engine feeds them to the model."""
@@ -76,6 +90,14 @@ class Engine:
         for index, request in enumerate(requests):
             ids = self.encode(request.prompt)
             needed = len(ids) + request.config.max_new_tokens
+            outside = [i for i in request.config.stop_token_ids if i >= self.inputs.vocab_size]
+            if outside:
+                outcomes[index] = GenerationFailure(
+                    request.key,
+                    f"stop_token_ids {outside} are not tokens of this model (its vocabulary has "
+                    f"{self.inputs.vocab_size}): use ids below that",
+                )
+                continue
             if needed > context:
                 outcomes[index] = GenerationFailure(
                     request.key,
@@ -85,7 +107,8 @@ class Engine:
                 )
                 continue
             runnable.append(Prepared(index, request, ids))
-        for batch in schedule(runnable, self.batch_size, self.cache_tokens):
+        plan = schedule(runnable, self.batch_size, self.cache_tokens, self.continuous)
+        for batch in plan:
             run = partial(self._run, on_step=on_step)
             for prepared, outcome in run_splitting(batch, run):
                 outcomes[prepared.index] = outcome
@@ -94,13 +117,18 @@ class Engine:
 
     @torch.inference_mode()
     def _run(
-        self, batch: list[Prepared], on_step: StepCallback | None = None
+        self, planned: Batch, on_step: StepCallback | None = None
     ) -> list[tuple[Prepared, Outcome]]:
         started = time.perf_counter()
+        batch = planned.members
         if batch[0].request.config.num_beams > 1:
             rows = beam_search(self.inputs, batch)
             if on_step is not None:
                 on_step(DecodeStep(sum(len(r.ids) for r in rows), len(rows), 0.0))
+        elif planned.continuous:
+            rows = decode_continuous(
+                self.inputs, batch, planned.rows, self.keep_step_logits, on_step
+            )
         else:
             rows = decode_batch(self.inputs, batch, self.keep_step_logits, on_step)
         seconds = time.perf_counter() - started
@@ -115,7 +143,7 @@ class Engine:
                 prompt_tokens=len(prepared.ids),
                 finish_reason=row.reason,
                 seconds=seconds * len(row.ids) / total_tokens,
-                batch_size=len(batch),
+                batch_size=min(planned.rows, len(batch)),
                 step_logits=row.step_logits,
             )
             results.append((prepared, generation))

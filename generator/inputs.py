@@ -33,8 +33,14 @@ class ModelInputs:
         )
         self.embeddings = loaded.model.get_input_embeddings()
         self.embedding_dim = int(self.embeddings.weight.shape[1])
-        self.embedding_rms = float(self.embeddings.weight.detach().float().pow(2).mean().sqrt())
         self.vocab_size = int(loaded.model.config.vocab_size)
+        self.embedding_rms = _fed_rms(self.embeddings, self.vocab_size, self.device)
+        # Every token that ends an article: the tokenizer's end-of-text and the model's own
+        # list (Llama-3.1-Instruct ends a turn with <|eot_id|>, Gemma-2-it with <end_of_turn>,
+        # neither of them the tokenizer's eos). A request's `stop_token_ids` add to these.
+        self.stop_ids: frozenset[int] = frozenset(
+            i for i in (self.eos_id, *_generation_eos(loaded.model)) if i is not None
+        )
         # Ids past the tokenizer's vocabulary (padded embedding rows) decode to nothing.
         self.vocab_limit = min(len(tokenizer), self.vocab_size)
 
@@ -46,8 +52,24 @@ class ModelInputs:
         start = self.loaded.tokenizer.bos_token_id
         return ids or [start if start is not None else (self.eos_id or self.pad_id)]
 
+    def stops(self, config: DecodingConfig) -> frozenset[int]:
+        """The token ids that end an article decoded with `config`."""
+        return self.stop_ids | frozenset(config.stop_token_ids)
+
+    def stop_mask(self, configs: Sequence[DecodingConfig]) -> torch.Tensor:
+        """[B, vocab] bool: which tokens end each row's article."""
+        mask = torch.zeros((len(configs), self.vocab_size), dtype=torch.bool)
+        for row, config in enumerate(configs):
+            ids = [i for i in self.stops(config) if i < self.vocab_size]
+            mask[row, ids] = True
+        return mask.to(self.device)
+
     def decode(self, ids: Sequence[int], reason: FinishReason, config: DecodingConfig) -> str:
-        """A row's text, cut before the stop string that ended it."""
+        """A row's text, cut before the stop string or without the stop token that ended it."""
+        if reason == "eos" and ids:
+            # A stop token is the article's end, not its text (a `stop_token_ids` entry need not
+            # be a special token that decoding would skip anyway).
+            ids = ids[:-1]
         text = str(self.loaded.tokenizer.decode(list(ids), skip_special_tokens=True))
         if reason == "stop_string":
             cuts = [text.find(s) for s in config.stop_strings if s in text]
@@ -72,3 +94,30 @@ class ModelInputs:
             # Rows with sigma 0 get exact zeros added: their output equals plain decoding.
             embeds = embeds + noise[:, : ids.shape[1]].to(embeds.dtype)
         return embeds
+
+
+def _generation_eos(model: Any) -> list[int]:
+    """The end-of-text ids of the model's `generation_config`: one id, a list, or none."""
+    config = getattr(model, "generation_config", None)
+    eos = getattr(config, "eos_token_id", None)
+    if eos is None:
+        return []
+    return [int(i) for i in (eos if isinstance(eos, list | tuple) else [eos])]
+
+
+@torch.inference_mode()
+def _fed_rms(embeddings: Any, vocab: int, device: torch.device) -> float:
+    """The RMS of the embeddings as the embedding module hands them on, over the vocabulary.
+
+    Not the weight matrix's: Gemma's module multiplies its weights by sqrt(hidden) (2048 wide:
+    45x), so noise scaled to the weights would be that much weaker there than on GPT-2 or
+    Llama. Measured through the module, in slices, so any scaling it applies counts and a
+    262k-token vocabulary never sits in memory at once.
+    """
+    total, count = 0.0, 0
+    for start in range(0, vocab, 8192):
+        ids = torch.arange(start, min(vocab, start + 8192), device=device)
+        fed = embeddings(ids).float()
+        total += float(fed.pow(2).sum())
+        count += fed.numel()
+    return float((total / max(count, 1)) ** 0.5)

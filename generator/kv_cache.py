@@ -7,9 +7,13 @@ step, so each step reads every position of the cache, the ones not written yet i
 one is preallocated like the second and hands attention only the positions written so far, like
 the first: each step reads what it needs and copies nothing.
 
-`rows(start, stop, offset)` gives a cache over some rows of the same memory, from a position on:
-the engine runs the prompts of a batch in chunks of similar length, and each chunk's keys and
+`rows(which, offset)` gives a cache over some rows of the same memory, from a position on: the
+engine runs the prompts of a batch in chunks of similar length, and each chunk's keys and
 values land straight where the whole batch's decoding will read them, with no second copy.
+
+`ragged(cursors)` lets every row write its next position at its own column: under continuous
+batching (`generator.continuous`) a row joins when another leaves, so rows are at different
+lengths, each laid out from column 0 of its own row.
 """
 
 from __future__ import annotations
@@ -50,18 +54,28 @@ class _InPlaceLayer(DynamicLayer):  # type: ignore[no-untyped-call]
     """Rows `rows` of one layer's storage from position `offset` on; attention sees the
     positions written so far."""
 
-    def __init__(self, storage: _Storage, rows: slice, offset: int) -> None:
+    def __init__(self, storage: _Storage, rows: slice | torch.Tensor, offset: int) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.storage = storage
         self.rows = rows
         self.offset = offset
         self.length = 0
         self.is_initialized = True
+        self.cursors: torch.Tensor | None = None
 
     def update(
         self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
     ) -> tuple[torch.Tensor, torch.Tensor]:
         keys, values = self.storage.tensors(key_states, value_states)
+        if self.cursors is not None:
+            # One new position per row, each at its own column; attention reads every row up to
+            # the longest (the mask hides what a shorter row has not written).
+            rows = torch.arange(keys.shape[0], device=keys.device)
+            keys[rows, :, self.cursors] = key_states[:, :, 0]
+            values[rows, :, self.cursors] = value_states[:, :, 0]
+            self.keys = keys[:, :, : self.length + 1]
+            self.values = values[:, :, : self.length + 1]
+            return self.keys, self.values
         start = self.offset + self.length
         end = start + key_states.shape[-2]
         if end > self.storage.capacity:
@@ -84,7 +98,7 @@ class _InPlaceLayer(DynamicLayer):  # type: ignore[no-untyped-call]
 class InPlaceCache(Cache):
     """A cache of `batch` rows and `capacity` positions for a model of `layers` layers."""
 
-    def __init__(self, storages: list[_Storage], rows: slice, offset: int) -> None:
+    def __init__(self, storages: list[_Storage], rows: slice | torch.Tensor, offset: int) -> None:
         self._layers = [_InPlaceLayer(s, rows, offset) for s in storages]
         super().__init__(layers=list(self._layers))
         self._storages = storages
@@ -94,9 +108,27 @@ class InPlaceCache(Cache):
         """An empty cache; memory is taken at the first write of each layer."""
         return cls([_Storage(batch, capacity) for _ in range(layers)], slice(None), 0)
 
-    def rows(self, start: int, stop: int, offset: int) -> InPlaceCache:
-        """A cache writing rows `start:stop` of this one's memory, from position `offset` on."""
-        return InPlaceCache(self._storages, slice(start, stop), offset)
+    def rows(self, which: slice | torch.Tensor, offset: int) -> InPlaceCache:
+        """A cache writing rows `which` (a slice, or row indices) of this one's memory, from
+        position `offset` on."""
+        return InPlaceCache(self._storages, which, offset)
+
+    def ragged(self, cursors: torch.Tensor, longest: int) -> None:
+        """The next step writes row r at column `cursors[r]` and attends to columns up to
+        `longest` (the largest cursor); the attention mask must hide, per row, what it has not
+        written."""
+        for layer in self._layers:
+            layer.cursors = cursors
+            # What `get_seq_length` says, hence where transformers puts the causal mask's query.
+            layer.length = longest
+
+    def keep_rows(self, rows: torch.Tensor) -> None:
+        """Keep only rows `rows`, in that order (rows that left a batch stop costing work)."""
+        for storage in self._storages:
+            if storage.keys is not None and storage.values is not None:
+                storage.keys = storage.keys.index_select(0, rows)
+                storage.values = storage.values.index_select(0, rows)
+            storage.batch = len(rows)
 
     def attended(self, layer: int) -> torch.Tensor:
         """The keys attention sees in `layer`: the positions written so far."""

@@ -61,12 +61,13 @@ def process_logits(
     logits: torch.Tensor,
     settings: RowSettings,
     seen: torch.Tensor,
-    step: int,
-    eos_token_id: int | None,
+    steps: torch.Tensor,
+    stops: torch.Tensor,
 ) -> torch.Tensor:
     """The controls that apply to greedy and sampled rows alike: repetition penalty, minimum length.
 
-    `seen` [B, V] marks tokens already in each row (prompt and output).
+    `seen` [B, V] marks tokens already in each row (prompt and output), `stops` [B, V] the
+    tokens that would end each row, and `steps` [B] how many tokens each row has made.
     """
     scores = logits
     penalty = settings.repetition_penalty
@@ -75,11 +76,9 @@ def process_logits(
         # dividing positive logits and multiplying negative ones.
         penalised = torch.where(scores > 0, scores / penalty, scores * penalty)
         scores = torch.where(seen, penalised, scores)
-    if eos_token_id is not None:
-        too_short = step < settings.min_new_tokens
-        if bool(too_short.any()):
-            scores = scores.clone()
-            scores[too_short, eos_token_id] = _NEG_INF
+    too_short = steps < settings.min_new_tokens
+    if bool(too_short.any()):
+        scores = scores.masked_fill(too_short[:, None] & stops, _NEG_INF)
     return scores
 
 

@@ -48,7 +48,7 @@ def test_the_cache_budget_counts_what_the_cache_really_takes(tiny_model: LoadedM
     cache = InPlaceCache.allocate(model.config.num_hidden_layers, batch=3, capacity=10)
     with torch.inference_mode():
         ids = torch.randint(0, 100, (3, 4))
-        model(input_ids=ids, cache=cache.rows(0, 3, offset=6), use_cache=True)
+        model(input_ids=ids, cache=cache.rows(slice(0, 3), offset=6), use_cache=True)
     cache.written(10)
     assert cache.attended(0).shape[:3] == (3, model.config.num_attention_heads, 10)
     per_token = cache_bytes_per_token(tiny_model)

@@ -21,6 +21,7 @@ __all__ = [
     "MAX_SEED",
     "MAX_SHARDS",
     "MAX_TAGS",
+    "MAX_TOKEN_ID",
     "MAX_TOPIC",
     "MAX_VARIANTS",
     "PRIORITY_RANGE",
@@ -33,6 +34,8 @@ MAX_ID = 2**31 - 1
 # Generation.
 MAX_NEW_TOKENS = 8192  # tokens per article: past every context length we load today
 MAX_BATCH_SIZE = 512  # rows per batch: where an H200 stopped gaining (bench/README.md)
+# Token ids: past the largest vocabulary we know of (Gemma's 262k); the model checks its own.
+MAX_TOKEN_ID = 2**24
 SEED_BITS = 63  # seeds fit a signed 64-bit integer column on every backend
 MAX_SEED = 2**SEED_BITS - 1
 

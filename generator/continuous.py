@@ -1,0 +1,300 @@
+"""Continuous batching: a fixed number of rows work through a queue of prompts.
+
+Articles stop at different lengths. In a plain batch a finished row idles until the longest row
+ends (with lengths of 16 to 256 tokens that halved the throughput, `bench/continuous.py`). Here a
+row that finishes leaves at once and the next waiting prompt takes its place: its prompt runs
+through the model alone (with the other newcomers of that step) and its keys and values go
+straight into the freed row of the cache. Once no prompt waits, finished rows are compacted out
+of the batch and its cache, so the last long articles stop paying for the rows that ended.
+
+Every row is laid out from column 0 of its own cache row and writes its next position at its own
+column (`InPlaceCache.ragged`); its position ids count its own tokens. What a row computes
+therefore never depends on which rows run beside it, and with its uniforms and noise drawn from
+its own seed (`generator.seeding`) an article is the same token for token alone, in a batch, or
+joining one half-way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, fields
+
+import torch
+
+from articlegen.generator.decode_loop import REASONS, TokenChooser, chunks
+from articlegen.generator.inputs import ModelInputs
+from articlegen.generator.kv_cache import InPlaceCache
+from articlegen.generator.requests import Decoded, DecodeStep, Prepared, StepCallback
+from articlegen.generator.seeding import draw
+
+__all__ = ["COMPACT_BELOW", "decode_continuous"]
+
+# Without waiting prompts, finished rows are dropped once the running rows fall to this share
+# of the batch: each compaction copies the cache, and this bounds how often that happens
+# (at most ~2.4 log2(rows) times per batch) while idle rows never exceed a quarter.
+COMPACT_BELOW = 0.75
+
+
+@dataclass
+class _Rows:
+    """Per-row state of the running batch, every tensor indexed by row."""
+
+    cursor: torch.Tensor  # [R] long: the column the row writes next
+    position: torch.Tensor  # [R] long: its next token's position id
+    made: torch.Tensor  # [R] long: tokens generated so far
+    live: torch.Tensor  # [R] bool: holds an unfinished article
+    mask: torch.Tensor  # [R, capacity] long: which columns hold the row's own tokens
+    uniforms: torch.Tensor  # [R, steps]
+    generated: torch.Tensor  # [R, steps] long
+    logprobs: torch.Tensor  # [R, steps]
+    seen: torch.Tensor  # [R, vocab] bool: tokens in the row, for the repetition penalty
+    stops: torch.Tensor  # [R, vocab] bool: tokens that end the row
+    history: torch.Tensor  # [R, capacity] long: prompt and output, from column 0
+    step_noise: torch.Tensor | None  # [R, steps, dim]: noise for each generated token
+
+    def keep(self, rows: torch.Tensor) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is not None:
+                setattr(self, f.name, value.index_select(0, rows))
+
+
+def decode_continuous(
+    inputs: ModelInputs,
+    queue: Sequence[Prepared],
+    rows: int,
+    keep_step_logits: bool = False,
+    on_step: StepCallback | None = None,
+) -> list[Decoded]:
+    """Decode every request of `queue` (one scheduling group, in order) with at most `rows`
+    rows at a time; results come back in `queue` order."""
+    return list(_Decoder(inputs, queue, rows, keep_step_logits).run(on_step))
+
+
+class _Decoder:
+    def __init__(
+        self, inputs: ModelInputs, queue: Sequence[Prepared], rows: int, keep_step_logits: bool
+    ) -> None:
+        self.inputs = inputs
+        self.queue = queue
+        self.waiting = 0  # index in `queue` of the next prompt to start
+        self.results: list[Decoded | None] = [None] * len(queue)
+        self.keep_step_logits = keep_step_logits
+        size = min(rows, len(queue))
+        configs = [p.request.config for p in queue]
+        steps = max(c.max_new_tokens for c in configs)
+        capacity = max(len(p.ids) for p in queue) + steps
+        device = inputs.device
+        vocab = inputs.vocab_size
+        self.chooser = TokenChooser(inputs, configs[0])
+        # Which request each row holds (its index in `queue`), or None once it finished.
+        self.holds: list[int | None] = [None] * size
+        self.kept: list[list[torch.Tensor]] = [[] for _ in range(size)]
+        every_step = any(c.noise_every_step and c.noise_sigma > 0 for c in configs)
+
+        def zeros(*shape: int, dtype: torch.dtype = torch.long) -> torch.Tensor:
+            return torch.zeros(shape, dtype=dtype, device=device)
+
+        self.rows = _Rows(
+            cursor=zeros(size),
+            position=zeros(size),
+            made=zeros(size),
+            live=zeros(size, dtype=torch.bool),
+            mask=zeros(size, capacity),
+            uniforms=torch.ones((size, steps), device=device),
+            generated=torch.full((size, steps), inputs.pad_id, dtype=torch.long, device=device),
+            logprobs=zeros(size, steps, dtype=torch.float32),
+            seen=zeros(size, vocab, dtype=torch.bool),
+            stops=zeros(size, vocab, dtype=torch.bool),
+            history=torch.full((size, capacity), inputs.pad_id, dtype=torch.long, device=device),
+            step_noise=zeros(size, steps, inputs.embedding_dim, dtype=torch.float32)
+            if every_step
+            else None,
+        )
+        layers = inputs.model.config.get_text_config(decoder=True).num_hidden_layers
+        self.cache = InPlaceCache.allocate(layers, size, capacity)
+        self.logits = zeros(size, vocab, dtype=torch.float32)
+        self.configs = [configs[0]] * size  # idle rows decode with any settings
+        self.ran = self.rows.live  # which rows made a token in the last step
+
+    def run(self, on_step: StepCallback | None) -> Iterator[Decoded]:
+        self._start(list(range(len(self.holds))))
+        while True:
+            token, ended, reasons = self._choose()
+            self._finish(ended, reasons)
+            if on_step is not None:
+                self._report(on_step, ended)
+            if not any(h is not None for h in self.holds) and self.waiting == len(self.queue):
+                break
+            if any(h is not None for h in self.holds):
+                self._forward(token)
+            free = [r for r, h in enumerate(self.holds) if h is None]
+            if free and self.waiting < len(self.queue):
+                self._start(free)
+            elif free and len(free) >= (1 - COMPACT_BELOW) * len(self.holds):
+                self._compact()
+        for result in self.results:
+            assert result is not None  # every request ran to its end
+            yield result
+
+    def _start(self, free: list[int]) -> None:
+        """Put waiting prompts into the free rows, in prompt chunks of similar length: each
+        chunk's prompts run through the model together, straight into their rows' cache."""
+        first = self.waiting
+        joining = self.queue[first : first + len(free)]
+        self.waiting += len(joining)
+        lengths = [len(p.ids) for p in joining]
+        order = sorted(range(len(joining)), key=lambda i: lengths[i])
+        for start, stop in chunks([lengths[i] for i in order]):
+            members = order[start:stop]
+            self._prefill([free[i] for i in members], [first + i for i in members])
+        self.chooser.restack(self.configs)
+
+    def _prefill(self, slots: list[int], requests: list[int]) -> None:
+        inputs, r = self.inputs, self.rows
+        joining = [self.queue[q] for q in requests]
+        index = torch.tensor(slots, device=inputs.device)
+        ids, mask = inputs.left_pad(joining)
+        width = ids.shape[1]
+        uniforms, noise = draw(
+            joining, width, inputs.embedding_dim, inputs.embedding_rms, inputs.device
+        )
+        out = inputs.model(
+            inputs_embeds=inputs.embed(ids, noise),
+            attention_mask=mask,
+            position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+            cache=self.cache.rows(index, offset=0),
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        self.logits[index] = out.logits[:, -1, :].float()
+        n = uniforms.shape[1]
+        r.cursor[index] = width
+        r.position[index] = mask.sum(dim=1)
+        r.made[index] = 0
+        r.live[index] = True
+        r.mask[index] = 0
+        r.mask[index, :width] = mask
+        r.uniforms[index, :n] = uniforms
+        r.generated[index] = inputs.pad_id
+        r.logprobs[index] = 0.0
+        # The prompt's tokens, pads excluded (they go to a spare column that is cut off).
+        seen = torch.zeros((len(slots), inputs.vocab_size + 1), dtype=torch.bool, device=ids.device)
+        seen.scatter_(1, torch.where(mask.bool(), ids, inputs.vocab_size), True)
+        r.seen[index] = seen[:, : inputs.vocab_size]
+        r.stops[index] = inputs.stop_mask([p.request.config for p in joining])
+        r.history[index] = inputs.pad_id
+        r.history[index, :width] = ids
+        if r.step_noise is not None:
+            r.step_noise[index] = 0.0
+            if noise is not None:
+                r.step_noise[index, :n] = noise[:, width : width + n].float()
+        for slot, q in zip(slots, requests, strict=True):
+            self.holds[slot] = q
+            self.configs[slot] = self.queue[q].request.config
+            self.kept[slot] = []
+
+    def _aligned(self, length: torch.Tensor) -> torch.Tensor:
+        """Each row's first `length` history tokens, right-aligned (pads before), as n-gram
+        blocking and stop strings read them: the last column is every row's latest token."""
+        width = int(length.max())
+        columns = torch.arange(width, device=length.device)[None, :] - width + length[:, None]
+        taken = self.rows.history.gather(1, columns.clamp(min=0))
+        return torch.where(columns >= 0, taken, self.inputs.pad_id)
+
+    def _choose(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Each live row's next token; which rows it ended, and why (keys of `REASONS`)."""
+        r = self.rows
+        rows = torch.arange(len(self.holds), device=self.inputs.device)
+        steps = r.uniforms.shape[1]
+        column = r.made.clamp(max=steps - 1)
+        live = r.live
+        token, logprob, scores, raw = self.chooser.choose(
+            self.logits,
+            r.seen,
+            r.made,
+            r.stops,
+            r.uniforms[rows, column],
+            lambda: self._aligned(r.cursor),
+        )
+        if self.keep_step_logits:
+            for slot in live.nonzero().flatten().tolist():
+                self.kept[slot].append(raw[slot].to("cpu", copy=True))
+        token = torch.where(live, token, self.inputs.pad_id)
+        r.generated[rows, column] = torch.where(live, token, r.generated[rows, column])
+        r.logprobs[rows, column] = torch.where(live, logprob, r.logprobs[rows, column])
+        r.history[rows, r.cursor] = torch.where(live, token, r.history[rows, r.cursor])
+        r.made += live.long()
+        reasons = torch.where(live & r.stops[rows, token], 1, 0)
+        ended = reasons > 0
+        stopped = self.chooser.stopped(lambda: self._aligned(r.cursor + 1), scores)
+        if stopped is not None:
+            stopped = live & ~ended & stopped
+            reasons = torch.where(stopped, 3, reasons)
+            ended = ended | stopped
+        full = live & ~ended & (r.made >= self.chooser.settings.max_new_tokens)
+        reasons = torch.where(full, 2, reasons)
+        ended = ended | full
+        r.seen[rows, token] = r.seen[rows, token] | live
+        self.ran = live
+        r.live = live & ~ended
+        return token, ended, reasons
+
+    def _finish(self, ended: torch.Tensor, reasons: torch.Tensor) -> None:
+        r = self.rows
+        for slot in ended.nonzero().flatten().tolist():
+            n = int(r.made[slot])
+            held = self.holds[slot]
+            assert held is not None
+            self.results[held] = Decoded(
+                ids=r.generated[slot, :n].tolist(),
+                logprobs=r.logprobs[slot, :n].tolist(),
+                reason=REASONS.get(int(reasons[slot]), "length"),
+                step_logits=tuple(self.kept[slot]),
+            )
+            self.holds[slot] = None
+            self.kept[slot] = []
+
+    def _report(self, on_step: StepCallback, ended: torch.Tensor) -> None:
+        r = self.rows
+        budgets = self.chooser.settings.max_new_tokens.float()
+        share = torch.where(r.live, r.made.float() / budgets, 0.0).sum()
+        made, done = self.ran.sum(), ended.sum()
+        tokens, finished, fraction = torch.stack([made.float(), done.float(), share]).tolist()
+        on_step(DecodeStep(tokens=int(tokens), finished=int(finished), running_fraction=fraction))
+
+    def _forward(self, token: torch.Tensor) -> None:
+        """Run the chosen tokens through the model; each live row writes at its own column."""
+        inputs, r = self.inputs, self.rows
+        rows = torch.arange(len(self.holds), device=inputs.device)
+        live = r.live.long()
+        embeds = inputs.embeddings(token[:, None])
+        if r.step_noise is not None:
+            # The noise of the token just made: its index is the count made, less one.
+            noise = r.step_noise[rows, (r.made - 1).clamp(min=0)]
+            embeds = embeds + noise[:, None, :].to(embeds.dtype)
+        r.mask[rows, r.cursor] = torch.where(r.live, 1, r.mask[rows, r.cursor])
+        width = int(r.cursor.max()) + 1
+        self.cache.ragged(r.cursor, width - 1)
+        out = inputs.model(
+            inputs_embeds=embeds,
+            attention_mask=r.mask[:, :width],
+            position_ids=r.position[:, None],
+            cache=self.cache,
+            use_cache=True,
+        )
+        self.logits = out.logits[:, -1, :].float()
+        r.cursor += live
+        r.position += live
+
+    def _compact(self) -> None:
+        """Drop the rows that finished: no prompt waits to take their place."""
+        keep = [slot for slot, held in enumerate(self.holds) if held is not None]
+        index = torch.tensor(keep, device=self.inputs.device)
+        self.rows.keep(index)
+        self.cache.keep_rows(index)
+        self.logits = self.logits.index_select(0, index)
+        self.holds = [self.holds[k] for k in keep]
+        self.configs = [self.configs[k] for k in keep]
+        self.kept = [self.kept[k] for k in keep]
+        self.chooser.restack(self.configs)
