@@ -61,9 +61,9 @@ class Engine:
         self.keep_step_logits = keep_step_logits
         self.inputs = ModelInputs(loaded)
 
-    def encode(self, prompt: str) -> list[int]:
+    def encode(self, prompt: str, add_special_tokens: bool = True) -> list[int]:
         """The prompt's token ids, as the engine feeds them to the model."""
-        return self.inputs.encode(prompt)
+        return self.inputs.encode(prompt, add_special_tokens)
 
     def generate(
         self, requests: Sequence[GenerationRequest], on_step: StepCallback | None = None
@@ -74,7 +74,7 @@ class Engine:
         runnable: list[Prepared] = []
         context = self.loaded.context_length
         for index, request in enumerate(requests):
-            ids = self.encode(request.prompt)
+            ids = self.encode(request.prompt, request.add_special_tokens)
             needed = len(ids) + request.config.max_new_tokens
             if needed > context:
                 outcomes[index] = GenerationFailure(
