@@ -78,7 +78,9 @@ class PromptStyle(BaseModel):
     @classmethod
     def from_settings(cls, settings: Settings) -> PromptStyle:
         """The settings' layer: ARTICLEGEN_PROMPT_FORMAT and ARTICLEGEN_SYSTEM_MESSAGE."""
-        return cls(prompt_format=settings.prompt_format, system=settings.system_message)
+        return parse_style(
+            {"prompt_format": settings.prompt_format, "system": settings.system_message}
+        )
 
 
 STYLE_FIELDS: tuple[str, ...] = tuple(PromptStyle.model_fields)
@@ -86,13 +88,15 @@ STYLE_FIELDS: tuple[str, ...] = tuple(PromptStyle.model_fields)
 SETTING_OF = {"prompt_format": "ARTICLEGEN_PROMPT_FORMAT", "system": "ARTICLEGEN_SYSTEM_MESSAGE"}
 
 
-def parse_style(values: Mapping[str, Any], where: str = "") -> PromptStyle:
-    """`values` (a preset's table, a prompt's columns) as a style; `ConfigError` names each bad
-    field after `where`."""
+def parse_style(values: Mapping[str, Any]) -> PromptStyle:
+    """`values` (a preset's table, a prompt's columns, options) as a style; `ConfigError` names
+    each bad field."""
+    # None or blank means unset, as an empty CSV cell or an empty ARTICLEGEN_* variable does.
+    given = {k: v for k, v in values.items() if v is not None and str(v).strip()}
     try:
-        return PromptStyle.model_validate({k: v for k, v in values.items() if v is not None})
+        return PromptStyle.model_validate(given)
     except ValidationError as exc:
-        raise ConfigError(where + "; ".join(describe_validation_error(exc, STYLE_FIELDS))) from None
+        raise ConfigError("; ".join(describe_validation_error(exc, STYLE_FIELDS))) from None
 
 
 def settle_style(style: PromptStyle) -> PromptStyle:

@@ -340,6 +340,9 @@ def test_the_settings_take_a_prompt_format_and_a_system_message(
     assert PromptStyle.from_settings(settings) == PromptStyle(
         prompt_format="chat", system="You write for a travel magazine."
     )
+    # Blank is unset, as everywhere else: an empty CSV cell, an empty variable.
+    monkeypatch.setenv("ARTICLEGEN_SYSTEM_MESSAGE", "  ")
+    assert PromptStyle.from_settings(load_settings()).system is None
     monkeypatch.setenv("ARTICLEGEN_PROMPT_FORMAT", "chatml")
     with pytest.raises(ConfigError) as caught:
         load_settings()
