@@ -70,6 +70,7 @@ class ArticleRow:
     metrics: dict[str, Any]
     preset: str | None = None
     prompt_text: str | None = None
+    prompt_format: str | None = None  # the form the prompt took: plain or chat
     model_id: int | None = None  # its row in the model registry
     model_kind: ModelKind | None = None  # that row's kind, kept if the row is removed
 

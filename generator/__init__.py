@@ -1,4 +1,5 @@
-"""Generation: models, decoding, batched generation, post-processing, metrics, templates.
+"""Generation: models, prompt formats, decoding, batched generation, post-processing, metrics,
+templates.
 
 Imports without Prefect. The names below are the public surface; those that need torch are
 loaded on first use (PEP 562), so importing `generator` for its configuration stays fast.
@@ -7,6 +8,16 @@ loaded on first use (PEP 562), so importing `generator` for its configuration st
 from importlib import import_module
 from typing import Any
 
+from articlegen.generator.chat import (
+    STYLE_FIELDS,
+    FramedPrompt,
+    PromptStyle,
+    frame_prompt,
+    has_chat_template,
+    parse_style,
+    settle_style,
+    used_format,
+)
 from articlegen.generator.decoding import (
     DECODING_FIELDS,
     DEFAULT_PRESET,
@@ -47,23 +58,31 @@ _LAZY = {
 __all__ = [
     "DECODING_FIELDS",
     "DEFAULT_PRESET",
+    "STYLE_FIELDS",
     "ArticleMetrics",
     "DecodingConfig",
     "DecodingOverrides",
     "DecodingWarning",
+    "FramedPrompt",
     "Preset",
     "PresetCatalog",
     "PostprocessConfig",
     "ProcessedText",
+    "PromptStyle",
     "QualityThresholds",
     "Rendered",
     "Resolved",
     "Templates",
     "article_metrics",
     "batch_metrics",
+    "frame_prompt",
+    "has_chat_template",
     "load_presets",
     "parse_overrides",
+    "parse_style",
     "postprocess",
+    "settle_style",
+    "used_format",
     *_LAZY,
 ]
 

@@ -1,8 +1,8 @@
 """From prompts to finished articles: generate, post-process, measure, render.
 
 `ArticleWriter.write` is the whole per-batch pipeline that flows and the CLI call. A prompt
-that cannot be written (too long, a broken template) comes back as an `ArticleFailure` with the
-reason; the others are unaffected.
+that cannot be written (too long, a broken template, a chat template that refuses it) comes back
+as an `ArticleFailure` with the reason; the others are unaffected.
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ import time
 from collections import defaultdict
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-from articlegen.core.errors import TemplateError
+from articlegen.core.errors import ConfigError, TemplateError
+from articlegen.generator.chat import FramedPrompt, PromptStyle, frame_prompt, used_format
 from articlegen.generator.decoding import DecodingConfig
 from articlegen.generator.engine import Engine
 from articlegen.generator.metrics import (
@@ -66,6 +67,7 @@ class ArticleInput:
     prompt: str | None = None  # None: built from prompt.txt.j2, the topic and `extra`
     extra: Mapping[str, str] = field(default_factory=dict)
     template: str | None = None  # stem of the article templates; None: "article"
+    style: PromptStyle = field(default_factory=PromptStyle)  # format, system message
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,8 @@ class WrittenArticle:
     """A finished article with everything needed to store, review and reproduce it."""
 
     key: Hashable
-    prompt_text: str
+    prompt_text: str  # exactly what the model was given: in chat form, the template's text
+    prompt_format: Literal["plain", "chat"]  # the form it took
     generation: Generation
     text: ProcessedText
     metrics: ArticleMetrics
@@ -123,17 +126,18 @@ class ArticleWriter:
         if len(by_key) != len(inputs):
             raise ValueError("ArticleInput keys must be unique within a call")
         outcomes: dict[Hashable, WrittenArticle | ArticleFailure] = {}
-        prompts: dict[Hashable, str] = {}
+        prompts: dict[Hashable, FramedPrompt] = {}
         requests = []
         for item in inputs:
             try:
-                prompts[item.key] = self.prompt_text(item)
-            except TemplateError as exc:
+                framed = prompts[item.key] = self.framed_prompt(item)
+            except (TemplateError, ConfigError) as exc:
                 outcomes[item.key] = ArticleFailure(item.key, str(exc))
                 continue
-            requests.append(
-                GenerationRequest(item.key, prompts[item.key], item.decoding, item.seed)
+            request = GenerationRequest(
+                item.key, framed.text, item.decoding, item.seed, framed.add_special_tokens
             )
+            requests.append(request)
         seconds["prompting"] += time.perf_counter() - started
         started = time.perf_counter()
         generations = self.engine.generate(requests, on_step)
@@ -153,22 +157,36 @@ class ArticleWriter:
         seconds["post-processing"] += time.perf_counter() - started
         return WriteResult([outcomes[item.key] for item in inputs], measures, dict(seconds))
 
-    def prompt_text(self, item: ArticleInput) -> str:
-        """The text the model continues: the prompt as given, or the prompt template's."""
+    def prompt_text(self, item: ArticleInput, form: Literal["plain", "chat"] = "plain") -> str:
+        """The prompt's own text: as given, or the prompt template's for `form` (in chat form,
+        the user's message)."""
         if item.prompt:
             return item.prompt
-        context = {"topic": item.topic, "extra": dict(item.extra)}
+        context = {"topic": item.topic, "extra": dict(item.extra), "prompt_format": form}
         return self.templates.render(PROMPT_TEMPLATE, context).text
+
+    def framed_prompt(self, item: ArticleInput) -> FramedPrompt:
+        """Exactly what the model is given for `item`, in the form its style and the model's
+        tokenizer settle on (`generator.chat`). Raises `ConfigError` or `TemplateError`."""
+        loaded = self.engine.loaded
+        form = used_format(item.style, loaded.tokenizer, loaded.name)
+        user = self.prompt_text(item, form)
+        return frame_prompt(loaded.tokenizer, loaded.name, user, item.style, form)
 
     def _finish(
         self,
         item: ArticleInput,
-        prompt: str,
+        framed: FramedPrompt,
         generated: Generation,
         seconds: defaultdict[str, float],
     ) -> WrittenArticle:
         started = time.perf_counter()
-        text = postprocess(generated.text, prompt=prompt, topic=item.topic, config=self.postprocess)
+        prompt = framed.text
+        # A lead, when kept, is the prompt's own words, never a chat template's markup (in chat
+        # form the article is a reply, so keeping the request as its lead is rarely wanted).
+        text = postprocess(
+            generated.text, prompt=framed.user, topic=item.topic, config=self.postprocess
+        )
         metrics = article_metrics(
             generated.text,
             text.body,
@@ -186,6 +204,7 @@ class ArticleWriter:
             flags=metrics.flags,
             tokens=generated.tokens_generated,
             finish_reason=generated.finish_reason,
+            prompt_format=framed.format,
         )
         context = article_context(text.title, text.body, item.topic, prompt, item.extra, meta)
         stem = item.template or DEFAULT_TEMPLATE
@@ -196,6 +215,7 @@ class ArticleWriter:
         return WrittenArticle(
             key=item.key,
             prompt_text=prompt,
+            prompt_format=framed.format,
             generation=generated,
             text=text,
             metrics=metrics,
@@ -216,6 +236,7 @@ def article_meta(
     flags: Sequence[str],
     tokens: int,
     finish_reason: str | None,
+    prompt_format: str | None,
 ) -> dict[str, Any]:
     """The `meta` an article template sees: how the article was written and what it measures."""
     return {
@@ -228,6 +249,7 @@ def article_meta(
         "flags": list(flags),
         "tokens": tokens,
         "finish_reason": finish_reason,
+        "prompt_format": prompt_format,
     }
 
 
@@ -239,9 +261,9 @@ def article_context(
     extra: Mapping[str, str],
     meta: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """What article templates see: `title`, `topic`, `prompt`, `body`, `paragraphs`, `extra`
-    and `meta` (model, revision, preset, seed, words, perplexity, flags, tokens, finish
-    reason)."""
+    """What article templates see: `title`, `topic`, `prompt` (the text the model was given),
+    `body`, `paragraphs`, `extra` and `meta` (model, revision, preset, seed, words, perplexity,
+    flags, tokens, finish reason, prompt format)."""
     return {
         "title": title,
         "topic": topic,

@@ -75,9 +75,9 @@ class Engine:
         # Rows refill as articles finish: only where our cache can write row by row.
         self.continuous = plain_attention(loaded.model) and continuous is not False
 
-    def encode(self, prompt: str) -> list[int]:
+    def encode(self, prompt: str, add_special_tokens: bool = True) -> list[int]:
         """The prompt's token ids, as the engine feeds them to the model."""
-        return self.inputs.encode(prompt)
+        return self.inputs.encode(prompt, add_special_tokens)
 
     def generate(
         self, requests: Sequence[GenerationRequest], on_step: StepCallback | None = None
@@ -88,7 +88,7 @@ class Engine:
         runnable: list[Prepared] = []
         context = self.loaded.context_length
         for index, request in enumerate(requests):
-            ids = self.encode(request.prompt)
+            ids = self.encode(request.prompt, request.add_special_tokens)
             needed = len(ids) + request.config.max_new_tokens
             outside = [i for i in request.config.stop_token_ids if i >= self.inputs.vocab_size]
             if outside:

@@ -44,10 +44,12 @@ class ModelInputs:
         # Ids past the tokenizer's vocabulary (padded embedding rows) decode to nothing.
         self.vocab_limit = min(len(tokenizer), self.vocab_size)
 
-    def encode(self, prompt: str) -> list[int]:
-        """The prompt's token ids, never empty."""
+    def encode(self, prompt: str, add_special_tokens: bool = True) -> list[int]:
+        """The prompt's token ids, never empty; without the special tokens the tokenizer
+        would add when `add_special_tokens` is false (the prompt has them already)."""
         # The tokenizer adds what its model expects at the start (Llama's <s>; GPT-2 nothing).
-        ids: list[int] = self.loaded.tokenizer(prompt)["input_ids"]
+        tokenizer = self.loaded.tokenizer
+        ids: list[int] = tokenizer(prompt, add_special_tokens=add_special_tokens)["input_ids"]
         # An empty prompt starts from the start token, or end-of-text as GPT-2 begins documents.
         start = self.loaded.tokenizer.bos_token_id
         return ids or [start if start is not None else (self.eos_id or self.pad_id)]

@@ -1,14 +1,16 @@
 """Decoding presets: named sets of settings, bundled (`presets.toml`) or the user's own.
 
 `PresetCatalog.resolve` merges overrides over a preset over the field defaults and validates the
-result: the one place a prompt's settings become a `DecodingConfig`.
+result: the one place a prompt's settings become a `DecodingConfig`. A preset may also say how
+its prompts are framed (`prompt_format`, `system`: a `PromptStyle`, kept apart from decoding,
+since it changes the text the model is given and not how tokens are chosen).
 """
 
 from __future__ import annotations
 
 import tomllib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -18,6 +20,13 @@ from pydantic import ValidationError
 
 from articlegen.core.describe import closest, describe_validation_error
 from articlegen.core.errors import ConfigError
+from articlegen.generator.chat import (
+    SETTING_OF,
+    STYLE_FIELDS,
+    PromptStyle,
+    parse_style,
+    settle_style,
+)
 from articlegen.generator.decoding import (
     DECODING_FIELDS,
     DEFAULT_PRESET,
@@ -34,11 +43,13 @@ Layer = Mapping[str, Any] | DecodingOverrides
 
 @dataclass(frozen=True)
 class Preset:
-    """A named set of decoding settings, with the description shown by `articlegen presets`."""
+    """A named set of decoding settings, with the description shown by `articlegen presets`,
+    and how its prompts are framed (unset: the settings' choice)."""
 
     name: str
     description: str
     values: Mapping[str, Any]
+    style: PromptStyle = field(default_factory=PromptStyle)
 
 
 class PresetCatalog:
@@ -89,6 +100,31 @@ class PresetCatalog:
         except ValidationError as exc:
             raise _invalid(preset, exc) from exc
 
+    def style(
+        self, preset: str | None, own: PromptStyle, settings: PromptStyle | None = None
+    ) -> PromptStyle:
+        """A prompt's `own` format and system message over its preset's, over the `settings`'
+        (when known): each field from the first that sets it, checked (`settle_style`).
+
+        Raises `ConfigError` for the plain form with a system message, saying which layer gave
+        each field that is not the prompt's own.
+        """
+        found = self.get(preset or DEFAULT_PRESET)
+        try:
+            return settle_style(own.over(found.style, settings))
+        except ConfigError as exc:
+            origins = []
+            for name in STYLE_FIELDS:
+                if getattr(own, name) is not None:
+                    continue
+                if getattr(found.style, name) is not None:
+                    origins.append(f"`{name}` from preset `{found.name}`")
+                elif settings is not None and getattr(settings, name) is not None:
+                    origins.append(f"`{name}` from {SETTING_OF[name]}")
+            if not origins:
+                raise
+            raise ConfigError(f"{exc} ({', '.join(origins)})") from None
+
     def resolve(self, preset: str | None = None, *layers: Layer | None) -> DecodingConfig:
         """Merge and validate; raises `ConfigError` naming each bad field, and warns
         `DecodingWarning` once for each moot setting."""
@@ -127,15 +163,20 @@ def _read_preset_file(path: Traversable, origin: str) -> dict[str, Preset]:
             )
         values = dict(table)
         description = str(values.pop("description", ""))
+        where = f"presets file {origin}, preset [{name}]: "
+        style = {k: values.pop(k) for k in STYLE_FIELDS if k in values}
         # Validate now, so a broken preset fails at start-up and not on the 900th prompt.
         try:
             settle(values)
         except ValidationError as exc:
             raise ConfigError(
-                f"presets file {origin}, preset [{name}]: "
-                + "; ".join(describe_validation_error(exc, DECODING_FIELDS))
+                where + "; ".join(describe_validation_error(exc, (*DECODING_FIELDS, *STYLE_FIELDS)))
             ) from exc
-        presets[name] = Preset(name=name, description=description, values=values)
+        try:
+            framing = settle_style(parse_style(style))
+        except ConfigError as exc:
+            raise ConfigError(where + str(exc)) from None
+        presets[name] = Preset(name=name, description=description, values=values, style=framing)
     return presets
 
 

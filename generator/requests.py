@@ -37,6 +37,9 @@ class GenerationRequest:
     prompt: str
     config: DecodingConfig
     seed: int
+    # False when `prompt` carries the model's special tokens already: a chat template writes
+    # the BOS itself, and the tokenizer must not add a second one.
+    add_special_tokens: bool = True
 
 
 @dataclass(frozen=True)

@@ -200,6 +200,47 @@ def tiny_model(tiny_model_dir: Path) -> LoadedModel:
     return load_model(ModelSpec(str(tiny_model_dir), **CPU_FP32))  # type: ignore[arg-type]
 
 
+# A Llama-3-like chat template: the BOS written by the template itself, each turn between header
+# tokens, the assistant's turn opened last.
+LLAMA3_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>"
+    "\n\n{{ m['content'] | trim }}<|eot_id|>{% endfor %}{% if add_generation_prompt %}"
+    "<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}"
+)
+CHAT_TOKENS = ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
+
+
+@pytest.fixture(scope="session")
+def chat_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model as an instruct model: a BOS token the tokenizer adds to every text (as
+    Llama's does), header and end-of-turn tokens, and a Llama-3-like chat template."""
+    from tokenizers.processors import TemplateProcessing
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = tmp_path_factory.mktemp("models") / "chat"
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tokenizer.add_special_tokens(
+        {"bos_token": "<|begin_of_text|>", "additional_special_tokens": CHAT_TOKENS}
+    )
+    bos = (tokenizer.bos_token, tokenizer.bos_token_id)
+    tokenizer.backend_tokenizer.post_processor = TemplateProcessing(
+        single=f"{bos[0]} $A", pair=f"{bos[0]} $A {bos[0]} $B", special_tokens=[bos]
+    )
+    tokenizer.chat_template = LLAMA3_TEMPLATE
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    shutil.copy(tiny_model_dir / "random_weights.json", path)  # still random weights
+    return path
+
+
+@pytest.fixture(scope="session")
+def chat_model(chat_model_dir: Path) -> LoadedModel:
+    """The tiny instruct model, loaded as the product loads it (CPU, float32)."""
+    return load_model(ModelSpec(str(chat_model_dir), **CPU_FP32))  # type: ignore[arg-type]
+
+
 MICRO_WORDS = [
     EOS_TOKEN,
     *"alpha beta gamma delta eps zeta eta theta iota kappa lam mu nu xi omi".split(),

@@ -291,3 +291,53 @@ def test_upgrade_from_0005_copies_each_article_its_models_kind(database_url: str
             connection.execute(text("UPDATE models SET kind = 'imagined'"))
     finally:
         db.close()
+
+
+def test_0007_adds_prompt_formats_in_place_and_goes_back(database_url: str) -> None:
+    from alembic import command
+    from sqlalchemy import create_engine
+
+    from articlegen.db.migrate import _config, upgrade
+
+    engine = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://"))
+    upgrade(engine, "0006")
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO prompts (content_key, topic, decoding, tags, priority, variants, "
+                "extra, regenerate, status, attempts, created_at, updated_at) VALUES ('k', "
+                "'Old topic', '{}', '[]', 0, 1, '{}', '[]', 'pending', 0, CURRENT_TIMESTAMP, "
+                "CURRENT_TIMESTAMP)"
+            )
+        )
+
+    def objects() -> set[str]:
+        # SQLite's search triggers and view: a table copy would drop them silently.
+        if engine.dialect.name != "sqlite":
+            return set()
+        with engine.connect() as connection:
+            query = "SELECT name FROM sqlite_master WHERE type IN ('trigger', 'view')"
+            return set(connection.exec_driver_sql(query).scalars())
+
+    def columns(table: str) -> set[str]:
+        return {c["name"] for c in inspect(engine).get_columns(table)}
+
+    search = objects()
+    upgrade(engine, "0007")
+    # The prompt keeps everything, and takes its preset's, then the settings' framing.
+    with engine.connect() as connection:
+        stored = connection.execute(text("SELECT topic, prompt_format, system FROM prompts"))
+        assert stored.all() == [("Old topic", None, None)]
+    assert {"prompt_format", "system"} <= columns("prompts")
+    assert "prompt_format" in columns("articles")
+    assert objects() == search
+    with engine.begin() as connection:
+        command.downgrade(_config(connection), "0006")
+    assert not {"prompt_format", "system"} & columns("prompts")
+    assert "prompt_format" not in columns("articles")
+    assert objects() == search
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT topic FROM prompts")).scalars().all() == [
+            "Old topic"
+        ]
+    engine.dispose()

@@ -355,3 +355,81 @@ def test_ctrl_c_cancels_the_run_and_releases_its_prompts(
     assert PromptStatus.CLAIMED not in statuses  # nothing stuck
     assert 1 <= articles < 16
     assert statuses.count(PromptStatus.DONE) >= 1  # what was written stays written
+
+
+CHAT_CSV = """external_id,topic,preset,prompt_format,system,prompt
+own,Night trains,chatty,,Row system.,
+preset,Sourdough,chatty,,,
+setting,Tea,,,,
+column,Lisbon,,,,Describe Lisbon's trams.
+plain,Coffee,,plain,,
+"""
+
+
+def test_a_run_on_an_instruct_model_stores_the_chat_text(
+    prefect_server: None,
+    sqlite_url: str,
+    chat_model_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    presets = tmp_path / "presets.toml"
+    presets.write_text('[chatty]\nsystem = "Preset system."\ndo_sample = false\n', "utf-8")
+    for name, value in {
+        "DATABASE_URL": sqlite_url,
+        "MODEL": str(chat_model_dir),
+        "DEVICE": "cpu",
+        "PRESETS_FILE": str(presets),
+        "SYSTEM_MESSAGE": "Setting system.",
+    }.items():
+        monkeypatch.setenv(f"ARTICLEGEN_{name}", value)
+    path = tmp_path / "prompts.csv"
+    path.write_text(CHAT_CSV, encoding="utf-8")
+    db = Database.open(sqlite_url)
+    try:
+        assert import_prompts_csv(db, path, load_presets(presets)).inserted == 5
+        result = run_generate(GenerateParams(batch_size=4, overrides={"max_new_tokens": 6}))
+        assert (result.total, result.done, result.failed) == (5, 4, 1)
+        with db.session(write=False) as session:
+            articles = {a.prompt.external_id or "": a for a in session.scalars(select(Article))}
+            failed = session.scalars(select(Prompt).where(Prompt.external_id == "plain")).one()
+    finally:
+        db.close()
+        close_contexts()
+
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(chat_model_dir)
+
+    def chat(system: str, user: str) -> str:
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        assert isinstance(text, str)
+        return text
+
+    def asked(topic: str) -> str:  # the bundled prompt template's request, in chat form
+        return (
+            f'Write an article titled "{topic}". Reply with the article\'s text only, in '
+            "plain paragraphs: no title, no headings, no preamble.\n"
+        )
+
+    # The system message from the row, else its preset, else the setting.
+    expected = {
+        "own": chat("Row system.", asked("Night trains")),
+        "preset": chat("Preset system.", asked("Sourdough")),
+        "setting": chat("Setting system.", asked("Tea")),
+        "column": chat("Setting system.", "Describe Lisbon's trams."),
+    }
+    assert {k: a.prompt_text for k, a in articles.items()} == expected
+    for key, article in articles.items():
+        assert article.prompt_format == "chat"
+        ids = tokenizer(expected[key], add_special_tokens=False)["input_ids"]
+        assert article.prompt_tokens == len(ids)  # one BOS, the template's
+    # A row that asks for the plain form meets the setting's system message: it fails, and
+    # says where each came from.
+    assert failed.status is PromptStatus.FAILED
+    assert failed.last_error == (
+        "`system` is set but `prompt_format` is `plain`, which has no system message: set "
+        "`prompt_format` to `chat` or `auto` (for an instruct model), or drop `system` "
+        "(`system` from ARTICLEGEN_SYSTEM_MESSAGE)"
+    )

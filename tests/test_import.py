@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
 
+from articlegen.core.errors import ImportRejected
 from articlegen.db import Database, Prompt, PromptStatus
-from articlegen.generator import PresetCatalog
+from articlegen.generator import PresetCatalog, load_presets
 from articlegen.importing import import_prompts_csv, read_prompts_csv
 
 from .conftest import row_counts
@@ -275,3 +278,101 @@ def test_blank_lines_before_the_header(catalog: PresetCatalog, tmp_path: Path, l
     parsed = read_prompts_csv(path, catalog)
     assert [line for line, _ in parsed.valid] == [skipped + 2]
     assert [r.line for r in parsed.rejects] == [skipped + 3]
+
+
+def test_prompt_format_and_system_are_stored(
+    database: Database, catalog: PresetCatalog, tmp_path: Path
+) -> None:
+    path = _write(
+        tmp_path,
+        "external_id,topic,prompt_format,system\n"
+        'c1,Night trains,chat,"You write for a travel magazine, in British English."\n'
+        "c2,Sourdough,plain,\n"
+        "c3,Tea,,Be brief.\n"
+        "c4,Coffee,,\n",
+    )
+    report = import_prompts_csv(database, path, catalog)
+    assert (report.inserted, report.rejected) == (4, 0)
+    stored = {k: (p.prompt_format, p.system) for k, p in _prompts(database).items()}
+    assert stored == {
+        "c1": ("chat", "You write for a travel magazine, in British English."),
+        "c2": ("plain", None),
+        "c3": (None, "Be brief."),  # the preset's format, else ARTICLEGEN_PROMPT_FORMAT
+        "c4": (None, None),
+    }
+    # A changed system message is a changed prompt: a re-import updates the pending one.
+    path.write_text(
+        "external_id,topic,prompt_format,system\nc3,Tea,,Be briefer.\n", encoding="utf-8"
+    )
+    assert import_prompts_csv(database, path, catalog).updated == 1
+    assert _prompts(database)["c3"].system == "Be briefer."
+
+
+def test_prompts_without_a_format_keep_their_content_key(
+    database: Database, catalog: PresetCatalog, tmp_path: Path
+) -> None:
+    # The key as it was computed before prompts had a format or a system message: a file
+    # imported then and again now must find its prompts, not add them a second time.
+    path = _write(tmp_path, "topic,preset\nNight trains,precise\n")
+    ((_, spec),) = read_prompts_csv(path, catalog).valid
+    before = {k: v for k, v in spec.model_dump(mode="json").items() if k != "external_id"}
+    del before["prompt_format"], before["system"]
+    canonical = json.dumps(before, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert spec.content_key() == hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    import_prompts_csv(database, path, catalog)
+    with_columns = _write(tmp_path, "topic,preset,prompt_format,system\nNight trains,precise,,\n")
+    report = import_prompts_csv(database, with_columns, catalog)
+    assert (report.inserted, report.unchanged) == (0, 1)
+    # A format set makes it another prompt.
+    chat = _write(tmp_path, "topic,preset,prompt_format\nNight trains,precise,chat\n")
+    assert import_prompts_csv(database, chat, catalog).inserted == 1
+
+
+@pytest.mark.parametrize(
+    ("csv_text", "problem"),
+    [
+        (
+            "topic,prompt_format\nA,chatml\n",
+            "line 2: `prompt_format`: input should be 'plain', 'chat' or 'auto', got 'chatml'",
+        ),
+        (
+            "topic,prompt_format\nA,Chat\n",
+            "line 2: `prompt_format`: input should be 'plain', 'chat' or 'auto', got 'Chat'",
+        ),
+        (
+            "topic,prompt_format,system\nA,plain,Be brief.\n",
+            "line 2: `system` is set but `prompt_format` is `plain`, which has no system "
+            "message: set `prompt_format` to `chat` or `auto` (for an instruct model), or drop "
+            "`system`",
+        ),
+        (
+            "topic,system\nA,=HYPERLINK(1)\n",
+            "line 2: `system`: starts with `=` (=HYPERLINK(1)), which a spreadsheet runs as a "
+            "formula: reword the cell so it does not start with `=`",
+        ),
+    ],
+)
+def test_bad_prompt_formats_and_system_messages_are_refused(
+    database: Database, catalog: PresetCatalog, tmp_path: Path, csv_text: str, problem: str
+) -> None:
+    path = _write(tmp_path, csv_text)
+    before = row_counts(database)
+    with pytest.raises(ImportRejected) as caught:
+        import_prompts_csv(database, path, catalog)
+    assert caught.value.problems == [problem]
+    assert str(caught.value).startswith(f"{path}: 1 invalid row, nothing imported:\n  {problem}\n")
+    assert row_counts(database) == before
+
+
+def test_a_system_message_on_a_plain_preset_is_refused_naming_the_preset(
+    tmp_path: Path,
+) -> None:
+    presets = _write(tmp_path, '[plainly]\nprompt_format = "plain"\n', name="presets.toml")
+    path = _write(tmp_path, "topic,preset,system\nA,plainly,Be brief.\nB,plainly,\n")
+    parsed = read_prompts_csv(path, load_presets(presets))
+    assert parsed.problems() == [
+        "line 2: `system` is set but `prompt_format` is `plain`, which has no system message: "
+        "set `prompt_format` to `chat` or `auto` (for an instruct model), or drop `system` "
+        "(`prompt_format` from preset `plainly`)"
+    ]
+    assert [line for line, _ in parsed.valid] == [3]

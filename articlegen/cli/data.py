@@ -73,9 +73,10 @@ def import_(
 ) -> None:
     """Import topic prompts from a CSV file into the database.
 
-    Columns: `topic` (required); optional prompt, external_id, template, preset, tags, priority,
-    variants; any decoding setting by its name (temperature, top_p, max_new_tokens, seed,
-    noise_sigma, ...); and client fields prefixed `x_`, kept for templates. Rows with a known
+    Columns: `topic` (required); optional prompt, external_id, template, preset, prompt_format
+    (plain, chat or auto), system (a system message, chat form only), tags, priority, variants;
+    any decoding setting by its name (temperature, top_p, max_new_tokens, seed, noise_sigma,
+    ...); and client fields prefixed `x_`, kept for templates. Rows with a known
     external_id update their prompt while it is still pending. By default one invalid row
     rejects the whole file and nothing is written.
 
@@ -167,12 +168,13 @@ def presets() -> None:
 @format_option
 @pass_app
 def presets_list(app: App, fmt: str) -> None:
-    """List the decoding presets a prompt's `preset` column may name.
+    """List the decoding presets a prompt's `preset` column may name, with their settings (a
+    preset may also set `prompt_format` and `system`).
 
     Example: articlegen presets list --format json
     """
     records = [
-        {"name": p.name, "settings": dict(p.values), "description": p.description}
+        {"name": p.name, "settings": {**p.values, **p.style.fields()}, "description": p.description}
         for p in app.presets
     ]
     click.echo(render(records, fmt, table_columns=["name", "settings", "description"]))

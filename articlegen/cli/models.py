@@ -11,7 +11,7 @@ import click
 from articlegen.cli.base import CONTEXT, App, Group, cli, pass_app
 from articlegen.cli.options import format_option, preset_option, set_option
 from articlegen.cli.output import render, show
-from articlegen.core.bounds import MAX_SEED
+from articlegen.core.bounds import MAX_SEED, PROMPT_FORMATS
 from articlegen.core.errors import InputError
 from articlegen.db.models import ModelStatus
 from articlegen.db.registry import articles_written, get_model, list_models
@@ -23,7 +23,21 @@ from articlegen.training.store import remove_model, running
 
 @cli.command("preview", context_settings=CONTEXT)
 @click.argument("topic")
-@click.option("--prompt", help="Text for the model to continue  [default: from prompt.txt.j2]")
+@click.option(
+    "--prompt",
+    help="Text for the model to continue (in chat form, the user's message)  [default: from "
+    "prompt.txt.j2]",
+)
+@click.option(
+    "--prompt-format",
+    type=click.Choice(PROMPT_FORMATS),
+    help="plain: the text as is; chat: through the tokenizer's chat template; auto: chat when "
+    "the tokenizer has one  [default: the preset's, else ARTICLEGEN_PROMPT_FORMAT]",
+)
+@click.option(
+    "--system",
+    help="System message (chat form only)  [default: the preset's, else ARTICLEGEN_SYSTEM_MESSAGE]",
+)
 @preset_option("Decoding preset (articlegen presets list)  [default: nucleus]")
 @set_option("Override one decoding setting, e.g. --set temperature=0.8; repeatable.")
 @click.option(
@@ -45,6 +59,8 @@ def preview(
     app: App,
     topic: str,
     prompt: str | None,
+    prompt_format: str | None,
+    system: str | None,
     preset: str | None,
     overrides: dict[str, str],
     seed: int | None,
@@ -54,13 +70,15 @@ def preview(
     """Write one article with the configured model and print it; nothing is stored.
 
     The model is ARTICLEGEN_MODEL (see `articlegen models init` when the Hub is out of reach).
-    A summary (words, tokens, perplexity, flags, seed) goes to stderr.
+    An instruct model gets the prompt through its chat template (see --prompt-format). A summary
+    (words, tokens, perplexity, flags, prompt format, seed) goes to stderr.
 
     Example: articlegen preview "Night trains in Europe" --preset precise --set max_new_tokens=120
     """
     # Imported here: torch and transformers take seconds to import, and most commands need
     # neither.
     from articlegen.generator.articles import ArticleFailure, ArticleInput, ArticleWriter
+    from articlegen.generator.chat import PromptStyle, parse_style
     from articlegen.generator.decoding import DEFAULT_PRESET
     from articlegen.generator.engine import Engine
     from articlegen.generator.seeding import derive_seed, fresh_seed
@@ -70,6 +88,8 @@ def preview(
     for warning in resolved.warnings:
         click.echo(f"Warning: {warning}", err=True)
     config = resolved.config
+    own = parse_style({"prompt_format": prompt_format, "system": system})
+    style = app.presets.style(preset, own, PromptStyle.from_settings(app.settings))
     if seed is None:
         seed = derive_seed(config.seed, topic) if config.seed is not None else fresh_seed()
     loaded = app.context.model()
@@ -82,6 +102,7 @@ def preview(
         preset=preset or DEFAULT_PRESET,
         prompt=prompt,
         template=template,
+        style=style,
     )
     (outcome,) = writer.write([item]).outcomes
     if isinstance(outcome, ArticleFailure):
@@ -93,7 +114,7 @@ def preview(
         f"{metrics.word_count} words, {outcome.generation.tokens_generated} tokens "
         f"({outcome.generation.finish_reason}), perplexity {perplexity}, "
         f"flags: {', '.join(metrics.flags) or 'none'}; model {loaded.name} @ "
-        f"{loaded.revision[:19]}, seed {seed}",
+        f"{loaded.revision[:19]}, {outcome.prompt_format} prompt, seed {seed}",
         err=True,
     )
 

@@ -7,6 +7,8 @@ the decoder accepts, and a topic the import accepts fits its column.
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 __all__ = [
     "MAX_ARTICLE_TEXT",
     "MAX_BATCH_SIZE",
@@ -25,7 +27,9 @@ __all__ = [
     "MAX_TOPIC",
     "MAX_VARIANTS",
     "PRIORITY_RANGE",
+    "PROMPT_FORMATS",
     "SEED_BITS",
+    "PromptFormat",
 ]
 
 # Row ids: the `integer` columns of both backends stop here; a larger id names nothing.
@@ -51,6 +55,11 @@ MAX_EXTERNAL_ID = 200
 MAX_NAME = 100  # preset and template names
 MAX_TAGS = 50
 PRIORITY_RANGE = (-1_000_000, 1_000_000)
+# How a prompt's text reaches the model: as is (`plain`), through the tokenizer's chat template
+# (`chat`), or chat when the tokenizer has a template and plain when not (`auto`). Settings,
+# presets, the CSV import and the run all accept exactly these.
+PromptFormat = Literal["plain", "chat", "auto"]
+PROMPT_FORMATS: tuple[str, ...] = get_args(PromptFormat)
 
 # Review.
 MAX_NOTE = 2_000  # a reviewer's note or reason

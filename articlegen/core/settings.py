@@ -22,6 +22,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from articlegen.core.bounds import MAX_PROMPT, PromptFormat
 from articlegen.core.describe import closest
 from articlegen.core.errors import ConfigError
 
@@ -78,6 +79,26 @@ class Settings(BaseSettings):
     model_revision: str | None = Field(
         default=None,
         description="Hub revision (branch, tag or commit) of the model; unset means the latest.",
+    )
+    prompt_format: PromptFormat = Field(
+        default="auto",
+        description=(
+            "How prompts reach the model, for prompts and presets that say nothing: `plain` "
+            "(the text as is, for GPT-2 and other base models), `chat` (the text as the user's "
+            "message, through the tokenizer's chat template, for instruct models) or `auto` "
+            "(chat when the tokenizer has a chat template, else plain), the default, so each "
+            "model gets the form it was trained on."
+        ),
+    )
+    system_message: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_PROMPT,
+        description=(
+            "A system message for prompts and presets that give none (chat form only: a prompt "
+            "in plain form with a system message fails, because a base model has no system "
+            "role to put it in). Unset: no system message."
+        ),
     )
     device: Literal["auto", "cpu", "cuda", "mps"] = Field(
         default="auto",

@@ -24,6 +24,7 @@ from articlegen.core.describe import describe_error, describe_validation_error
 from articlegen.core.errors import ConfigError, DatabaseError, ImportRejected, InputError
 from articlegen.db import Database, driver_message
 from articlegen.db.prompts import UpsertPlan, apply_upsert, plan_upsert
+from articlegen.generator.chat import PromptStyle
 from articlegen.generator.decoding import DECODING_FIELDS, DecodingOverrides, settle
 from articlegen.generator.presets import PresetCatalog
 from articlegen.importing.specs import BASE_COLUMNS, EXTRA_PREFIX, PromptSpec
@@ -339,6 +340,16 @@ def _validate_row(
         spec = PromptSpec.model_validate(data)
     except ValidationError as exc:
         problems = [_field_problem(err) for err in exc.errors()] + problems
+    else:
+        # The row's format and system message over its preset's: the plain form with a system
+        # message is refused now, since no setting can change it later (row and preset win).
+        if spec.preset is None or spec.preset in catalog:  # else reported above
+            try:
+                catalog.style(
+                    spec.preset, PromptStyle(prompt_format=spec.prompt_format, system=spec.system)
+                )
+            except ConfigError as exc:
+                problems.append(str(exc))
     if problems:
         return None, problems, []
     return spec, [], list(notes)

@@ -21,6 +21,7 @@ from articlegen.core.bounds import (
     MAX_TOPIC,
     MAX_VARIANTS,
     PRIORITY_RANGE,
+    PromptFormat,
 )
 from articlegen.generator.decoding import DecodingOverrides
 
@@ -33,11 +34,16 @@ BASE_COLUMNS = (
     "external_id",
     "template",
     "preset",
+    "prompt_format",
+    "system",
     "tags",
     "priority",
     "variants",
 )
 EXTRA_PREFIX = "x_"
+# Fields added after prompts were first stored: left unset, they stay out of the content key,
+# so a prompt imported before them keeps its identity when its file is imported again.
+_LATER_FIELDS = ("prompt_format", "system")
 
 
 class PromptSpec(BaseModel):
@@ -53,8 +59,8 @@ class PromptSpec(BaseModel):
     prompt: str | None = Field(
         default=None,
         max_length=MAX_PROMPT,
-        description="The text the model continues; when empty it is built from the prompt "
-        "template, the topic and the client fields.",
+        description="The text the model continues (in chat form, the user's message); when "
+        "empty it is built from the prompt template, the topic and the client fields.",
     )
     external_id: str | None = Field(
         default=None,
@@ -70,6 +76,17 @@ class PromptSpec(BaseModel):
     )
     preset: str | None = Field(
         default=None, max_length=MAX_NAME, description="Decoding preset; empty means `nucleus`."
+    )
+    prompt_format: PromptFormat | None = Field(
+        default=None,
+        description="`plain`, `chat` or `auto` (`generator.chat`); empty means the preset's, "
+        "else ARTICLEGEN_PROMPT_FORMAT.",
+    )
+    system: str | None = Field(
+        default=None,
+        max_length=MAX_PROMPT,
+        description="The system message (chat form only); empty means the preset's, else "
+        "ARTICLEGEN_SYSTEM_MESSAGE.",
     )
     decoding: DecodingOverrides = Field(
         default_factory=DecodingOverrides,
@@ -111,5 +128,8 @@ class PromptSpec(BaseModel):
         Stable across versions: a re-import of the same row must find the prompt it stored.
         """
         payload = self.model_dump(mode="json", exclude={"external_id"})
+        for name in _LATER_FIELDS:
+            if payload[name] is None:
+                del payload[name]
         canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

@@ -203,6 +203,7 @@ def edit_and_approve(
         flags=article.flags,
         tokens=article.tokens_generated,
         finish_reason=article.finish_reason,
+        prompt_format=article.prompt_format,
     )
     sent = article.prompt_text or prompt.prompt or prompt.topic
     context = article_context(title, body, prompt.topic, sent, prompt.extra, meta)

@@ -17,6 +17,7 @@ from articlegen.db.articles import ArticleRow, PromptFailure, next_versions, rec
 from articlegen.db.jobs import record_model
 from articlegen.db.models import ModelKind, Prompt
 from articlegen.db.registry import ensure_model
+from articlegen.generator.chat import PromptStyle, parse_style
 from articlegen.generator.decoding import DEFAULT_PRESET, parse_overrides
 from articlegen.runs.artifacts import article_row
 from articlegen.runs.context import RunContext, context_for
@@ -88,15 +89,20 @@ def _inputs(
     report: BatchReport,
 ) -> list[ArticleInput]:
     """One input per article of the batch: its decoding configuration (checked once per run
-    context), its seed and its template. A prompt whose settings are invalid fails whole."""
+    context), its prompt format and system message, its seed and its template. A prompt whose
+    settings are invalid fails whole."""
     from articlegen.generator.articles import ArticleInput
     from articlegen.generator.seeding import derive_seed, fresh_seed
 
+    settings_style = PromptStyle.from_settings(context.settings)
     inputs = []
     for prompt in prompts:
         preset = prompt.preset or params.preset or DEFAULT_PRESET
         try:
             resolved = context.decoding(preset, parse_overrides(prompt.decoding), params.overrides)
+            # The prompt's own format and system message, over its preset's, over the settings'.
+            own = parse_style({"prompt_format": prompt.prompt_format, "system": prompt.system})
+            style = context.presets.style(preset, own, settings_style)
         except ConfigError as exc:
             variants = len(variants_of(prompt, params))
             report.failures.append(PromptFailure(prompt.id, str(exc), variants))
@@ -120,6 +126,7 @@ def _inputs(
                     prompt=prompt.prompt,
                     extra=prompt.extra,
                     template=prompt.template or params.template,
+                    style=style,
                 )
             )
     return inputs
@@ -174,4 +181,5 @@ def _row(article: WrittenArticle, item: ArticleInput, loaded: LoadedModel) -> Ar
         metrics=article.metrics.as_dict(),
         preset=item.preset,
         prompt_text=article.prompt_text,
+        prompt_format=article.prompt_format,
     )

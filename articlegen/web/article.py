@@ -92,6 +92,7 @@ def _metadata(article: Article) -> list[tuple[str, Any]]:
         ("Revision", article.model_revision),
         ("Model kind", article.model_kind.value if article.model_kind else None),
         ("Preset", article.preset),
+        ("Prompt format", article.prompt_format),
         ("Seed", article.seed),
         ("Prompt tokens", article.prompt_tokens),
         ("Tokens generated", article.tokens_generated),

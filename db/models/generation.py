@@ -81,6 +81,10 @@ class Prompt(Base):
     prompt: Mapped[str | None] = mapped_column(Text)
     template: Mapped[str | None] = mapped_column(String(MAX_NAME))
     preset: Mapped[str | None] = mapped_column(String(MAX_NAME))
+    # How the prompt reaches the model (`plain`, `chat`, `auto`) and its system message; NULL
+    # takes the preset's, then the settings' (`generator.chat`). Checked where prompts enter.
+    prompt_format: Mapped[str | None] = mapped_column(String(16))
+    system: Mapped[str | None] = mapped_column(Text)
     decoding: Mapped[dict[str, Any]] = mapped_column(default=dict)
     tags: Mapped[list[str]] = mapped_column(JSONType, default=list)
     priority: Mapped[int] = mapped_column(default=0)
@@ -172,8 +176,11 @@ class Article(Base):
     )
     variant: Mapped[int] = mapped_column(default=1)
     version: Mapped[int] = mapped_column(default=1)
-    # The exact text the model continued (articles written before 0.1 have none).
+    # The exact text the model was given (articles written before 0.1 have none): in chat form
+    # the chat template's text, system message and special tokens included.
     prompt_text: Mapped[str | None] = mapped_column(Text)
+    # The form it took, `plain` or `chat` (articles written before migration 0007 have none).
+    prompt_format: Mapped[str | None] = mapped_column(String(16))
     raw_text: Mapped[str] = mapped_column(Text)
     title: Mapped[str] = mapped_column(Text)
     body: Mapped[str] = mapped_column(Text)
