@@ -60,11 +60,14 @@ def _expected(model: LoadedModel, user: str, system: str | None = None) -> str:
 @pytest.fixture
 def fed_ids(chat_model: LoadedModel) -> Iterator[list[list[int]]]:
     """The token ids of every row of every batch the model embeds, in order: the first entry is
-    the prompt as the engine feeds it (a forward hook on the embedding layer, PyTorch's own)."""
+    the prompt as the engine feeds it (a forward hook on the embedding layer, PyTorch's own).
+    Batches of rows only: the engine also embeds the vocabulary once, as a flat list of ids, to
+    measure the scale of what the module feeds forward (for embedding noise)."""
     seen: list[list[int]] = []
 
     def record(module: torch.nn.Module, args: tuple[torch.Tensor, ...], output: Any) -> None:
-        seen.extend(row.tolist() for row in args[0])
+        if args[0].dim() == 2:
+            seen.extend(row.tolist() for row in args[0])
 
     handle = chat_model.model.get_input_embeddings().register_forward_hook(record)
     yield seen
