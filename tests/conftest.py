@@ -24,6 +24,9 @@ os.environ["ARTICLEGEN_CACHE_DIR"] = tempfile.mkdtemp(prefix="articlegen-cache-"
 os.environ["ARTICLEGEN_CONFIG"] = os.path.join(
     tempfile.mkdtemp(prefix="articlegen-config-"), "none.toml"
 )
+# Batches of exactly --batch-size articles, as most tests count them; the tests of continuous
+# batching across a run's batch set their own depth (tests/test_continuous.py).
+os.environ["ARTICLEGEN_QUEUE_DEPTH"] = "1"
 # Prefect: no telemetry, its own home, no log shipping (a 2 s stall per flow in tests).
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["DO_NOT_TRACK"] = "1"

@@ -13,8 +13,12 @@ from typing import Any
 
 import pytest
 import torch
+from sqlalchemy import select
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+from articlegen.core.settings import Settings
+from articlegen.db import Article, Database
+from articlegen.generator import PresetCatalog
 from articlegen.generator.decoding import DecodingConfig
 from articlegen.generator.engine import Engine
 from articlegen.generator.loading import LoadedModel, ModelSpec, load_model
@@ -23,6 +27,15 @@ from articlegen.generator.requests import (
     Generation,
     GenerationFailure,
     GenerationRequest,
+)
+from articlegen.importing import import_prompts_csv
+from articlegen.runs import (
+    GenerateParams,
+    claim_batches,
+    close_contexts,
+    finish_run,
+    open_job,
+    write_batch,
 )
 
 # Small enough to run in a second, large enough to have real heads and layers. Gemma-2 and
@@ -286,3 +299,33 @@ def test_one_sigma_is_the_same_share_of_what_the_model_feeds_forward(
     ratio = float(noise.pow(2).mean().sqrt()) / fed_rms
     # ~1,500 noise values: their RMS is within a few percent of sigma.
     assert ratio == pytest.approx(sigma, rel=0.1)
+
+
+def test_a_runs_batch_is_a_queue_for_the_engines_rows(
+    sqlite_url: str, tiny_model_dir: Path, catalog: PresetCatalog, tmp_path: Path
+) -> None:
+    """With queue_depth 3, a batch of 2 rows holds 6 articles: rows whose article ends take
+    the batch's waiting prompts, and every article is written once."""
+    settings = Settings(
+        database_url=sqlite_url, model=str(tiny_model_dir), device="cpu", queue_depth=3
+    )
+    source = tmp_path / "six.csv"
+    rows = [f"Topic {i},{4 + 5 * i}" for i in range(6)]
+    source.write_text("topic,max_new_tokens\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    db = Database.open(sqlite_url)
+    try:
+        assert import_prompts_csv(db, source, catalog).inserted == 6
+        params = GenerateParams(batch_size=2, preset="greedy")
+        job_id = open_job(settings, params)
+        plan = claim_batches(settings, job_id, params)
+        assert [len(b) for b in plan.batches] == [6]
+        report = write_batch(settings, job_id, plan.batches[0], params)
+        finish_run(settings, job_id)
+        assert len(report.written) == 6
+        with db.session(write=False) as session:
+            articles = list(session.scalars(select(Article)))
+        assert sorted(a.tokens_generated for a in articles) == [4, 9, 14, 19, 24, 29]
+        assert {a.timings["batch_size"] for a in articles} == {2}  # two rows, six articles
+    finally:
+        db.close()
+        close_contexts()

@@ -142,6 +142,17 @@ class Settings(BaseSettings):
             "a GPU."
         ),
     )
+    queue_depth: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description=(
+            "A run's batches hold this many times the batch size in articles: the batch size "
+            "is how many articles decode at once, and a row whose article ends takes the "
+            "batch's next waiting prompt (continuous batching). 1: every article of a batch "
+            "starts together, and rows idle once their article ends."
+        ),
+    )
     lease_seconds: int = Field(
         default=300,
         ge=2,

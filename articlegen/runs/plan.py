@@ -89,7 +89,9 @@ def claim_batches(
             shard=Shard(params.shard, params.shards),
             resume_of=params.resume_job,
         )
-        plan = plan_batches(prompts, params, params.batch_size)
+        # A batch is a queue for the engine's rows (continuous batching): rows whose articles
+        # end take its waiting prompts, so only its last articles decode beside idle rows.
+        plan = plan_batches(prompts, params, params.batch_size * settings.queue_depth)
         if params.dry_run:
             session.rollback()  # a dry run only looks
             return plan
