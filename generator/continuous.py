@@ -106,7 +106,7 @@ class _Decoder:
             logprobs=zeros(size, steps, dtype=torch.float32),
             seen=zeros(size, vocab, dtype=torch.bool),
             stops=zeros(size, vocab, dtype=torch.bool),
-            history=torch.full((size, capacity), inputs.pad_id, dtype=torch.long, device=device),
+            history=torch.full((size, capacity), vocab, dtype=torch.long, device=device),
             step_noise=zeros(size, steps, inputs.embedding_dim, dtype=torch.float32)
             if every_step
             else None,
@@ -183,8 +183,9 @@ class _Decoder:
         seen.scatter_(1, torch.where(mask.bool(), ids, inputs.vocab_size), True)
         r.seen[index] = seen[:, : inputs.vocab_size]
         r.stops[index] = inputs.stop_mask([p.request.config for p in joining])
-        r.history[index] = inputs.pad_id
-        r.history[index, :width] = ids
+        # Padding is no token of the row's: it is kept as an id past the vocabulary.
+        r.history[index] = inputs.vocab_size
+        r.history[index, :width] = torch.where(mask.bool(), ids, inputs.vocab_size)
         if r.step_noise is not None:
             r.step_noise[index] = 0.0
             if noise is not None:
@@ -194,13 +195,14 @@ class _Decoder:
             self.configs[slot] = self.queue[q].request.config
             self.kept[slot] = []
 
-    def _aligned(self, length: torch.Tensor) -> torch.Tensor:
-        """Each row's first `length` history tokens, right-aligned (pads before), as n-gram
-        blocking and stop strings read them: the last column is every row's latest token."""
+    def _aligned(self, length: torch.Tensor, fill: int) -> torch.Tensor:
+        """Each row's first `length` history tokens, right-aligned, `fill` where the row has no
+        token: the last column is every row's latest token, as n-gram blocking and stop
+        strings read them."""
         width = int(length.max())
         columns = torch.arange(width, device=length.device)[None, :] - width + length[:, None]
         taken = self.rows.history.gather(1, columns.clamp(min=0))
-        return torch.where(columns >= 0, taken, self.inputs.pad_id)
+        return torch.where((columns >= 0) & (taken < self.inputs.vocab_size), taken, fill)
 
     def _choose(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Each live row's next token; which rows it ended, and why (keys of `REASONS`)."""
@@ -215,7 +217,9 @@ class _Decoder:
             r.made,
             r.stops,
             r.uniforms[rows, column],
-            lambda: self._aligned(r.cursor),
+            # N-gram blocking reads an id past the vocabulary where a row has no token: it
+            # matches no real n-gram and is never banned (`decode_loop.decode_batch`).
+            lambda: self._aligned(r.cursor, self.inputs.vocab_size),
         )
         if self.keep_step_logits:
             for slot in live.nonzero().flatten().tolist():
@@ -227,7 +231,9 @@ class _Decoder:
         r.made += live.long()
         reasons = torch.where(live & r.stops[rows, token], 1, 0)
         ended = reasons > 0
-        stopped = self.chooser.stopped(lambda: self._aligned(r.cursor + 1), scores)
+        stopped = self.chooser.stopped(
+            lambda: self._aligned(r.cursor + 1, self.inputs.pad_id), scores
+        )
         if stopped is not None:
             stopped = live & ~ended & stopped
             reasons = torch.where(stopped, 3, reasons)

@@ -31,7 +31,14 @@ from articlegen.generator.requests import (
 from articlegen.generator.sampling import RowSettings, choose_tokens, process_logits
 from articlegen.generator.seeding import draw
 
-__all__ = ["REASONS", "TokenChooser", "chunks", "decode_batch", "plain_attention"]
+__all__ = [
+    "REASONS",
+    "TokenChooser",
+    "chunks",
+    "decode_batch",
+    "plain_attention",
+    "rows_independent",
+]
 
 # Prompt chunks: a chunk's padding may add at most this share to its real tokens, and a chunk
 # is never cut below this many rows for padding (tiny chunks use the hardware poorly).
@@ -56,6 +63,15 @@ def plain_attention(model: Any) -> bool:
     window = getattr(config, "sliding_window", None)
     context = getattr(config, "max_position_embeddings", None)
     return window is None or (context is not None and window >= context)
+
+
+def rows_independent(model: Any) -> bool:
+    """Whether each row of a batch may sit at its own length in `InPlaceCache` (continuous
+    batching): plain attention, and no layer whose window is placed by cache column (GPT-Neo's
+    "local" layers), which would cut a shorter row's window short."""
+    config = model.config.get_text_config(decoder=True)
+    local = set(getattr(config, "attention_layers", None) or ["global"]) != {"global"}
+    return plain_attention(model) and not local
 
 
 class TokenChooser:
@@ -198,6 +214,10 @@ def decode_batch(
     seen.scatter_(1, torch.where(mask.bool(), ids, vocab), True)
     seen = seen[:, :vocab]
 
+    # N-gram blocking must not see the padding: a pad id (GPT-2's is end-of-text) in a row's
+    # history would make n-grams that the row alone never had. An id past the vocabulary can
+    # neither match a real n-gram nor be banned (transformers drops it into a spare column).
+    unpadded = torch.where(mask.bool(), ids, vocab)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     cache, last_logits = prefill(model, inputs.embed(ids, noise), mask, positions, width + steps)
     generated = torch.full((batch_size, steps), inputs.pad_id, dtype=torch.long, device=device)
@@ -214,7 +234,7 @@ def decode_batch(
             lengths,
             stops,
             uniforms[:, step],
-            partial(_history, ids, generated, step),
+            partial(_history, unpadded, generated, step),
         )
         if keep_step_logits:
             kept.append(logits.cpu())

@@ -199,9 +199,8 @@ class DecodingConfig(BaseModel):
     stop_token_ids: StopTokenIds = Field(
         default=(),
         max_length=16,
-        description="End an article at one of these token ids, besides the model's own "
-        "end-of-text tokens (its tokenizer's and its generation_config's). In a CSV cell: one id, "
-        "or a JSON array such as [198, 628].",
+        description="End an article at these token ids too, besides the model's own end-of-text "
+        "tokens (tokenizer's and generation_config's). In a CSV cell: an id or a JSON array.",
     )
     seed: int | None = Field(
         default=None,

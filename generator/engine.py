@@ -29,7 +29,7 @@ import torch
 
 from articlegen.generator.beam import beam_search
 from articlegen.generator.continuous import decode_continuous
-from articlegen.generator.decode_loop import decode_batch, plain_attention
+from articlegen.generator.decode_loop import decode_batch, rows_independent
 from articlegen.generator.inputs import ModelInputs
 from articlegen.generator.loading import LoadedModel
 from articlegen.generator.requests import (
@@ -73,7 +73,7 @@ class Engine:
         self.keep_step_logits = keep_step_logits
         self.inputs = ModelInputs(loaded)
         # Rows refill as articles finish: only where our cache can write row by row.
-        self.continuous = plain_attention(loaded.model) and continuous is not False
+        self.continuous = rows_independent(loaded.model) and continuous is not False
 
     def encode(self, prompt: str, add_special_tokens: bool = True) -> list[int]:
         """The prompt's token ids, as the engine feeds them to the model."""

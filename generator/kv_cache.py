@@ -11,9 +11,9 @@ the first: each step reads what it needs and copies nothing.
 engine runs the prompts of a batch in chunks of similar length, and each chunk's keys and
 values land straight where the whole batch's decoding will read them, with no second copy.
 
-`ragged(cursors)` lets every row write its next position at its own column: under continuous
-batching (`generator.continuous`) a row joins when another leaves, so rows are at different
-lengths, each laid out from column 0 of its own row.
+`ragged(cursors, longest)` lets every row write its next position at its own column: under
+continuous batching (`generator.continuous`) a row joins when another leaves, so rows are at
+different lengths, each laid out from column 0 of its own row.
 """
 
 from __future__ import annotations
@@ -70,6 +70,8 @@ class _InPlaceLayer(DynamicLayer):  # type: ignore[no-untyped-call]
         if self.cursors is not None:
             # One new position per row, each at its own column; attention reads every row up to
             # the longest (the mask hides what a shorter row has not written).
+            if self.length >= self.storage.capacity:
+                raise ValueError(f"cache of {self.storage.capacity} positions is full")
             rows = torch.arange(keys.shape[0], device=keys.device)
             keys[rows, :, self.cursors] = key_states[:, :, 0]
             values[rows, :, self.cursors] = value_states[:, :, 0]
@@ -124,11 +126,13 @@ class InPlaceCache(Cache):
 
     def keep_rows(self, rows: torch.Tensor) -> None:
         """Keep only rows `rows`, in that order (rows that left a batch stop costing work)."""
-        for storage in self._storages:
+        for layer, storage in zip(self._layers, self._storages, strict=True):
             if storage.keys is not None and storage.values is not None:
                 storage.keys = storage.keys.index_select(0, rows)
                 storage.values = storage.values.index_select(0, rows)
             storage.batch = len(rows)
+            # The old memory goes now, not at the next step: a layer's views still hold it.
+            layer.keys = layer.values = None
 
     def attended(self, layer: int) -> torch.Tensor:
         """The keys attention sees in `layer`: the positions written so far."""

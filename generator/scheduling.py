@@ -11,6 +11,7 @@ one row.
 
 from __future__ import annotations
 
+import gc
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -128,19 +129,25 @@ def run_splitting(batch: Batch, run: Run) -> list[tuple[Prepared, Outcome]]:
     try:
         return run(batch)
     except torch.OutOfMemoryError:
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        members = batch.members
-        if batch.continuous and batch.rows > 1:
-            return run_splitting(replace(batch, rows=batch.rows // 2), run)
-        if len(members) == 1:
-            failure = GenerationFailure(
-                members[0].request.key,
-                "out of GPU memory even alone: lower max_new_tokens or use a smaller model",
-            )
-            return [(members[0], failure)]
-        half = len(members) // 2
-        first, second = members[:half], members[half:]
-        return run_splitting(
-            replace(batch, members=first, rows=min(batch.rows, len(first))), run
-        ) + run_splitting(replace(batch, members=second, rows=min(batch.rows, len(second))), run)
+        pass
+    # Retried outside the `except`: its traceback holds the failed run's cache, which must be
+    # freed before a smaller run can fit.
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    members = batch.members
+    rows = min(batch.rows, len(members))  # rows never used would halve for nothing
+    if batch.continuous and rows > 1:
+        return run_splitting(replace(batch, rows=rows // 2), run)
+    if len(members) == 1:
+        failure = GenerationFailure(
+            members[0].request.key,
+            "out of GPU memory even alone: lower max_new_tokens or use a smaller model",
+        )
+        return [(members[0], failure)]
+    half = len(members) // 2
+    return [
+        outcome
+        for part in (members[:half], members[half:])
+        for outcome in run_splitting(replace(batch, members=part, rows=min(rows, len(part))), run)
+    ]

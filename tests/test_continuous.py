@@ -61,6 +61,14 @@ ARCHITECTURES: dict[str, dict[str, Any]] = {
         "sliding_window": 16,
     },
     "gpt_neox": {**_SHAPE, "intermediate_size": 64},
+    # GPT-Neo's local layers place their window by key column: batch loop.
+    "gpt_neo": {
+        "hidden_size": 32,
+        "num_layers": 2,
+        "num_heads": 4,
+        "attention_types": [[["global", "local"], 1]],
+        "window_size": 8,
+    },
     "opt": {
         "hidden_size": 32,
         "num_hidden_layers": 2,
@@ -157,7 +165,7 @@ def test_rows_leave_and_join_without_changing_any_article(arch_model: LoadedMode
         assert {g.batch_size for g in shared} == {3}
     else:
         # Sliding windows shorter than the context: transformers' cache, the batch loop.
-        assert arch_model.model.config.model_type in {"gemma2", "mistral"}
+        assert arch_model.model.config.model_type in {"gemma2", "mistral", "gpt_neo"}
 
 
 def test_continuous_and_batch_loop_write_the_same_articles(tiny_model: LoadedModel) -> None:
@@ -167,6 +175,52 @@ def test_continuous_and_batch_loop_write_the_same_articles(tiny_model: LoadedMod
     assert [g.token_ids for g in queue] == [g.token_ids for g in loop]
     for a, b in zip(queue, loop, strict=True):
         assert a.token_logprobs == pytest.approx(b.token_logprobs, abs=1e-4)
+
+
+@pytest.mark.parametrize("continuous", [True, False])
+def test_ngram_blocking_never_sees_another_rows_padding(
+    tiny_model: LoadedModel, continuous: bool
+) -> None:
+    """An empty prompt is the end-of-text token alone, GPT-2's pad: beside a longer prompt its
+    row is padded with that same id, which n-gram blocking must not take for its text."""
+    config = DecodingConfig(top_p=0.95, no_repeat_ngram_size=2, max_new_tokens=10)
+    requests = [
+        GenerationRequest(i, prompt, config, seed=i)
+        for i, prompt in enumerate(["", PROMPTS[4], "x", PROMPTS[2], ""])
+    ]
+    alone = [_generations(Engine(tiny_model, batch_size=1), [r])[0] for r in requests]
+    shared = _generations(Engine(tiny_model, batch_size=2, continuous=continuous), requests)
+    assert [g.token_ids for g in shared] == [g.token_ids for g in alone]
+
+
+class _OutOfMemoryAbove(torch.nn.Module):
+    """The hardware edge, faked: the real model, out of memory above `limit` rows."""
+
+    def __init__(self, inner: Any, limit: int) -> None:
+        super().__init__()
+        self.inner, self.limit, self.config = inner, limit, inner.config
+        self.failures = 0
+
+    def get_input_embeddings(self) -> Any:
+        return self.inner.get_input_embeddings()
+
+    def forward(self, **kwargs: Any) -> Any:
+        if kwargs["inputs_embeds"].shape[0] > self.limit:
+            self.failures += 1
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return self.inner(**kwargs)
+
+
+def test_out_of_memory_halves_the_rows_in_use(tiny_model: LoadedModel) -> None:
+    limited = _OutOfMemoryAbove(tiny_model.model, limit=1)
+    config = DecodingConfig(max_new_tokens=5)
+    requests = [GenerationRequest(i, p, config, seed=i) for i, p in enumerate(PROMPTS[:3])]
+    out = _generations(Engine(replace(tiny_model, model=limited), batch_size=64), requests)
+    # Three requests use three rows of the 64 allowed: one failure (3 rows), then 1 row works.
+    assert limited.failures == 1
+    assert {g.batch_size for g in out} == {1}
+    alone = [_generations(Engine(tiny_model, batch_size=1), [r])[0] for r in requests]
+    assert [g.token_ids for g in out] == [g.token_ids for g in alone]
 
 
 def _first_token(loaded: LoadedModel, config: DecodingConfig, at: int) -> int:
