@@ -1,8 +1,11 @@
 """From prompts to finished articles: generate, post-process, measure, render.
 
-`ArticleWriter.write` is the whole per-batch pipeline that flows and the CLI call. A prompt
-that cannot be written (too long, a broken template, a chat template that refuses it) comes back
-as an `ArticleFailure` with the reason; the others are unaffected.
+`ArticleWriter.write` is the whole per-batch pipeline. It is two halves, which a caller may run
+apart: `generate` (prompts and the engine: the model's work) and `finish` (post-processing,
+metrics, rendering: CPU work that touches no model), so the flow finishes one batch while the
+model generates the next. A prompt that cannot be written (too long, a broken template, a chat
+template that refuses it) comes back as an `ArticleFailure` with the reason; the others are
+unaffected.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ __all__ = [
     "ArticleFailure",
     "ArticleInput",
     "ArticleWriter",
+    "Generated",
     "WriteResult",
     "WrittenArticle",
     "article_context",
@@ -94,6 +98,19 @@ class ArticleFailure:
 
 
 @dataclass(frozen=True)
+class Generated:
+    """A batch generated and not yet finished: `ArticleWriter.generate`'s result, which
+    `ArticleWriter.finish` turns into articles. Plain data: texts, token ids and
+    log-probabilities, no tensors unless the engine was asked to keep each step's logits."""
+
+    inputs: list[ArticleInput]
+    prompts: dict[Hashable, FramedPrompt]  # what each article's model was given
+    failures: dict[Hashable, ArticleFailure]  # articles whose prompt could not be built
+    generations: list[Generation | GenerationFailure]
+    seconds: dict[str, float]
+
+
+@dataclass(frozen=True)
 class WriteResult:
     """A written batch: one outcome per input (in input order), the batch's own quality
     measures, and where its time went, in seconds per stage."""
@@ -120,19 +137,25 @@ class ArticleWriter:
 
         Keys identify articles and must be unique (`ValueError` otherwise).
         """
+        return self.finish(self.generate(inputs, on_step))
+
+    def generate(
+        self, inputs: Sequence[ArticleInput], on_step: StepCallback | None = None
+    ) -> Generated:
+        """The first half of `write`: build the prompts and run the engine, nothing more."""
         seconds: defaultdict[str, float] = defaultdict(float)
         started = time.perf_counter()
         by_key = {item.key: item for item in inputs}
         if len(by_key) != len(inputs):
             raise ValueError("ArticleInput keys must be unique within a call")
-        outcomes: dict[Hashable, WrittenArticle | ArticleFailure] = {}
+        failures: dict[Hashable, ArticleFailure] = {}
         prompts: dict[Hashable, FramedPrompt] = {}
         requests = []
         for item in inputs:
             try:
                 framed = prompts[item.key] = self.framed_prompt(item)
             except (TemplateError, ConfigError) as exc:
-                outcomes[item.key] = ArticleFailure(item.key, str(exc))
+                failures[item.key] = ArticleFailure(item.key, str(exc))
                 continue
             request = GenerationRequest(
                 item.key, framed.text, item.decoding, item.seed, framed.add_special_tokens
@@ -142,20 +165,38 @@ class ArticleWriter:
         started = time.perf_counter()
         generations = self.engine.generate(requests, on_step)
         seconds["generation"] += time.perf_counter() - started
-        for generated in generations:
-            if isinstance(generated, GenerationFailure):
-                outcomes[generated.key] = ArticleFailure(generated.key, generated.reason)
+        return Generated(list(inputs), prompts, failures, list(generations), dict(seconds))
+
+    def finish(self, generated: Generated) -> WriteResult:
+        """The second half of `write`: post-process, measure and render each generation.
+
+        Safe in another thread while `generate` runs the next batch: it reads only this
+        writer's immutable settings, the model's name and revision, and the template
+        environment, which Jinja shares safely between threads once built (compiled templates
+        are immutable, its template cache locks). Calling it twice on one `Generated` gives
+        the same articles (a retried write-back may).
+        """
+        seconds: defaultdict[str, float] = defaultdict(float, generated.seconds)
+        by_key = {item.key: item for item in generated.inputs}
+        outcomes: dict[Hashable, WrittenArticle | ArticleFailure] = dict(generated.failures)
+        for outcome in generated.generations:
+            if isinstance(outcome, GenerationFailure):
+                outcomes[outcome.key] = ArticleFailure(outcome.key, outcome.reason)
                 continue
-            item = by_key[generated.key]
+            item = by_key[outcome.key]
             try:
-                outcomes[item.key] = self._finish(item, prompts[item.key], generated, seconds)
+                outcomes[item.key] = self._finish(
+                    item, generated.prompts[item.key], outcome, seconds
+                )
             except TemplateError as exc:
                 outcomes[item.key] = ArticleFailure(item.key, str(exc))
         started = time.perf_counter()
         written = [o.text.body for o in outcomes.values() if isinstance(o, WrittenArticle)]
         measures = batch_metrics(written)
         seconds["post-processing"] += time.perf_counter() - started
-        return WriteResult([outcomes[item.key] for item in inputs], measures, dict(seconds))
+        return WriteResult(
+            [outcomes[item.key] for item in generated.inputs], measures, dict(seconds)
+        )
 
     def prompt_text(self, item: ArticleInput, form: Literal["plain", "chat"] = "plain") -> str:
         """The prompt's own text: as given, or the prompt template's for `form` (in chat form,

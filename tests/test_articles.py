@@ -67,3 +67,35 @@ def test_a_missing_template_fails_only_its_article(tiny_model: LoadedModel, tmp_
     assert ok.rendered == {"markdown": "# Trains\n", "html": "<h1>Trains</h1>\n"}
     assert isinstance(bad, ArticleFailure)
     assert bad.reason.startswith("template `missing.md.j2` not found")
+
+
+def test_generating_then_finishing_apart_writes_what_write_does(tiny_model: LoadedModel) -> None:
+    """The two halves the flow runs in different threads, for batches k and k+1, make the
+    same articles as `write`; finishing one generated batch twice (a retried write-back)
+    makes them again."""
+    greedy = DecodingConfig(do_sample=False, max_new_tokens=12)
+    inputs = [
+        ArticleInput("a", "Night trains", greedy, 1, "greedy"),
+        ArticleInput("b", "Sourdough", greedy, 2, "greedy", prompt="A starter is"),
+        ArticleInput("c", "Too long", greedy, 3, "greedy", prompt="word " * 600),
+        ArticleInput("d", "Boats", greedy, 4, "greedy", template="missing"),
+    ]
+    writer = _writer(tiny_model)
+    whole = writer.write(inputs)
+    generated = writer.generate(inputs)
+    assert set(generated.seconds) == {"prompting", "generation"}
+    once, twice = writer.finish(generated), writer.finish(generated)
+    assert twice.outcomes == once.outcomes
+    assert [_article(o) for o in once.outcomes] == [_article(o) for o in whole.outcomes]
+    assert isinstance(once.outcomes[0], WrittenArticle)
+    assert [type(o) for o in once.outcomes[2:]] == [ArticleFailure, ArticleFailure]
+    assert once.batch_metrics == whole.batch_metrics
+    assert set(once.seconds) == set(whole.seconds)
+
+
+def _article(outcome: WrittenArticle | ArticleFailure) -> object:
+    """What an outcome says, without the generation's timing."""
+    if isinstance(outcome, ArticleFailure):
+        return outcome
+    g = outcome.generation
+    return (outcome.key, outcome.prompt_text, g.text, g.token_ids, outcome.text, outcome.rendered)
