@@ -1,18 +1,26 @@
 """The steps of a generation run, each one call the `generate-articles` flow makes as a task.
 
-open a job → fix the batch size → claim pending prompts and plan batches → write each batch
-(generate, post-process, render, record in one transaction) → finish the job. Nothing here
-imports Prefect, so every step runs and is tested on its own.
+open a job → fix the batch size → claim pending prompts and plan batches → for each batch,
+generate it, then finish it (post-process, render, record in one transaction) beside the next
+one's generation → finish the job. Nothing here imports Prefect, so every step runs and is
+tested on its own.
 
 - `params`: `GenerateParams`, what a run does;
 - `context`: the per-process `RunContext` (database, presets, templates, models, budgets);
-- `plan`: claiming and batching; `batch`: writing one batch; `lifecycle`: the job around them;
+- `plan`: claiming and batching; `batch`: generating and finishing one batch; `lifecycle`:
+  the job around them;
 - `reports`: `BatchReport` and `RunResult`; `artifacts`: their text for Prefect;
 - `progress`: how far a running batch is, article by article, for displays.
 """
 
 from articlegen.runs.artifacts import plan_markdown, summary_markdown
-from articlegen.runs.batch import write_batch
+from articlegen.runs.batch import (
+    GeneratedBatch,
+    finish_batch,
+    generate_batch,
+    observing_batches,
+    write_batch,
+)
 from articlegen.runs.context import RunContext, close_contexts, context_for
 from articlegen.runs.form import params_from_form
 from articlegen.runs.lifecycle import (
@@ -32,6 +40,7 @@ from articlegen.runs.reports import BatchReport, RunResult, stage_seconds
 __all__ = [
     "BatchReport",
     "GenerateParams",
+    "GeneratedBatch",
     "ProgressSnapshot",
     "RunContext",
     "RunPlan",
@@ -45,8 +54,11 @@ __all__ = [
     "claimable",
     "close_contexts",
     "context_for",
+    "finish_batch",
     "finish_run",
+    "generate_batch",
     "leases_kept",
+    "observing_batches",
     "open_job",
     "params_from_form",
     "plan_markdown",

@@ -1,13 +1,20 @@
-"""Writing one batch: generate, post-process and render its articles, then record them and
-settle its prompts in one transaction.
+"""Writing one batch, in two steps that may overlap across batches: `generate_batch` (load the
+prompts, run the model) and `finish_batch` (post-process, measure, render, then record the
+articles and settle the prompts in one transaction). `write_batch` runs both, one after the other.
+
+The flow finishes batch k in a worker thread while the model generates batch k+1, so the GPU
+does not wait on the CPU. A batch is still recorded whole or not at all, by `finish_batch` alone:
+a generated batch that is never finished leaves its prompts claimed, and the run gives them back.
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import replace
-from typing import TYPE_CHECKING, cast
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Literal, cast
 
 from sqlalchemy import select
 
@@ -28,26 +35,97 @@ from articlegen.runs.reports import BatchReport
 
 if TYPE_CHECKING:
     # At run time these load in the functions that need them: torch takes seconds to import.
-    from articlegen.generator.articles import ArticleFailure, ArticleInput, WrittenArticle
-    from articlegen.generator.loading import LoadedModel
+    from articlegen.generator.articles import (
+        ArticleFailure,
+        ArticleInput,
+        Generated,
+        WrittenArticle,
+    )
+    from articlegen.generator.loading import LoadedModel, ModelSpec
 
-__all__ = ["write_batch"]
+__all__ = [
+    "BatchStep",
+    "GeneratedBatch",
+    "finish_batch",
+    "generate_batch",
+    "observing_batches",
+    "write_batch",
+]
+
+BatchStep = Literal["generate", "finish"]
+BatchObserver = Callable[[int, int, BatchStep], None]
+
+# Who hears each batch step start: empty in a normal run. A seam for tests, which pause a step
+# (to see the next batch generate while this one finishes) or fail it (to see what a run gives
+# back), without patching our code.
+_observers: list[BatchObserver] = []
+_observers_lock = threading.Lock()
+
+
+@contextmanager
+def observing_batches(observer: BatchObserver) -> Iterator[None]:
+    """Call `observer(job_id, number, step)` as each batch step starts, in the thread that runs
+    it, while inside. An observer that raises fails the step, as a fault there would."""
+    with _observers_lock:
+        _observers.append(observer)
+    try:
+        yield
+    finally:
+        with _observers_lock:
+            _observers.remove(observer)
+
+
+def _starting(job_id: int, number: int, step: BatchStep) -> None:
+    with _observers_lock:
+        observers = list(_observers)
+    for observer in observers:
+        observer(job_id, number, step)
+
+
+@dataclass(frozen=True)
+class GeneratedBatch:
+    """A batch the model has generated and that is not recorded yet: what `generate_batch`
+    hands `finish_batch`, in memory. Plain data, no model; finishing it twice (a retry) records
+    it once."""
+
+    job_id: int
+    number: int  # the batch's place in its run, from 1
+    model: ModelSpec  # the model that generated it: its name and revision go on every row
+    batch_size: int
+    generated: Generated
+    planned: dict[int, int]  # articles planned per prompt, in the batch's prompt order
+    failures: tuple[PromptFailure, ...]  # prompts whose settings were invalid: not generated
+    warnings: tuple[str, ...]  # decoding warnings of its prompts
+    loading: float  # seconds spent reading its prompts and building its inputs
 
 
 def write_batch(
     settings: Settings, job_id: int, prompt_ids: list[int], params: GenerateParams
 ) -> BatchReport:
     """Generate, post-process and render one batch, then record it in one transaction."""
+    return finish_batch(settings, generate_batch(settings, job_id, 1, prompt_ids, params))
+
+
+def generate_batch(
+    settings: Settings, job_id: int, number: int, prompt_ids: list[int], params: GenerateParams
+) -> GeneratedBatch:
+    """Read batch `number`'s prompts and generate its articles; records nothing."""
+    from articlegen.generator.loading import load_model
+
     if params.batch_size is None:
         raise ValueError("choose_batch_size() first: the run's batch size is not set")
+    _starting(job_id, number, "generate")
     started = time.perf_counter()
     context = context_for(settings)
-    loaded = context.model(params.model)
+    spec = context.model_spec(params.model)
+    loaded = load_model(spec)
     writer = context.writer(loaded, params.batch_size)
     with context.database.session(write=False) as session:
         prompts = {
             p.id: p for p in session.scalars(select(Prompt).where(Prompt.id.in_(prompt_ids)))
         }
+        # Versions read before the previous batch is recorded are still right: a prompt, with
+        # all its variants, belongs to one batch of one run.
         versions = next_versions(session, prompt_ids)
     report = BatchReport()
     planned = {p: len(variants_of(prompts[p], params)) for p in prompt_ids}
@@ -55,26 +133,60 @@ def write_batch(
     loading = time.perf_counter() - started
     progress = progress_for(job_id)
     progress.batch_started()
-    result = writer.write(inputs, progress.step)
-    report.batch_metrics = result.batch_metrics
+    generated = writer.generate(inputs, progress.step)
+    # Counted as finished once generated: the next batch's rows are counted from now on, and a
+    # failed write-back fails the whole run anyway.
+    progress.batch_done(sum(planned.values()))
+    return GeneratedBatch(
+        job_id=job_id,
+        number=number,
+        model=spec,
+        batch_size=params.batch_size,
+        generated=generated,
+        planned=planned,
+        failures=tuple(report.failures),
+        warnings=tuple(report.warnings),
+        loading=loading,
+    )
+
+
+def finish_batch(settings: Settings, batch: GeneratedBatch) -> BatchReport:
+    """Post-process, measure and render a generated batch, then record its articles and settle
+    its prompts in one transaction: all of the batch, or nothing of it.
+
+    Runs in a worker thread beside the next batch's generation, safely: it opens its own
+    sessions (`Database.session` makes one per call, and the engine's pool gives each its own
+    connection), it reaches the run context only through its lock, and `ArticleWriter.finish`
+    shares nothing mutable with `ArticleWriter.generate`.
+    """
+    from articlegen.generator.loading import load_model
+
+    _starting(batch.job_id, batch.number, "finish")
+    context = context_for(settings)
+    loaded = load_model(batch.model)  # the loaded model of `generate_batch`, from its cache
+    result = context.writer(loaded, batch.batch_size).finish(batch.generated)
     started = time.perf_counter()
-    rows, reasons = _rows(inputs, result.outcomes, loaded)
+    report = BatchReport(
+        failures=list(batch.failures),
+        warnings=list(batch.warnings),
+        batch_metrics=result.batch_metrics,
+    )
+    rows, reasons = _rows(batch.generated.inputs, result.outcomes, loaded)
     for prompt_id, reason in reasons.items():
         written = sum(1 for r in rows if r.prompt_id == prompt_id)
-        report.failures.append(PromptFailure(prompt_id, reason, planned[prompt_id] - written))
+        report.failures.append(PromptFailure(prompt_id, reason, batch.planned[prompt_id] - written))
     with context.database.session() as session:
-        record_model(session, job_id, loaded.name, loaded.revision)
+        record_model(session, batch.job_id, loaded.name, loaded.revision)
         kind = ModelKind.LOCAL if loaded.local else ModelKind.HUB
         kind = ModelKind.RANDOM if loaded.random_weights else kind  # `models init`'s: noise
         model = ensure_model(session, loaded.name, loaded.source, loaded.revision, kind)
         rows = [replace(row, model_id=model.id, model_kind=model.kind) for row in rows]
-        recorded = record_batch(session, job_id, rows, report.failures)
+        recorded = record_batch(session, batch.job_id, rows, report.failures)
         report.lost = recorded.lost
         report.written = [article_row(a, settings.web_url) for a in recorded.articles]
     report.tokens = sum(row.tokens_generated for row in rows)
-    progress.batch_done(sum(planned.values()))
     report.seconds = {
-        "loading": loading,
+        "loading": batch.loading,
         **result.seconds,
         "write-back": time.perf_counter() - started,
     }

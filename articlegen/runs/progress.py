@@ -87,8 +87,9 @@ class RunProgress:
             self._finished, self._running = 0, 0.0
 
     def batch_done(self, articles: int) -> None:
-        """A batch of `articles` was recorded: its own count replaces the rows heard so far
-        (which miss articles that failed before generating)."""
+        """A batch of `articles` finished generating (its write-back follows, beside the next
+        batch's generation): its own count replaces the rows heard so far (which miss articles
+        that failed before generating)."""
         with self._lock:
             self._settled += articles
             self._finished, self._running = 0, 0.0
