@@ -1,9 +1,14 @@
-"""The `generate-articles` flow: pending prompts become articles, one task per batch.
+"""The `generate-articles` flow: pending prompts become articles, two tasks per batch.
 
 Orchestration only; every step is a function of `articlegen.runs`. Tasks take ids and
 settings, never models or engines (Prefect would hash them), and cache nothing: the database is
 the record. Steps that touch the database or load the model retry with backoff on transient
 errors, never on a user's mistake.
+
+Each batch is a `generate-batch` task, run in the flow's thread, then a `finish-batch` task
+(post-process, measure, render, record), submitted to the flow's thread pool so that it runs
+while the next batch generates: the model never waits on that CPU work. At most one batch is
+finishing at a time, and batches finish in order.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Annotated, Any, Literal, ParamSpec, TypeVar
+from typing import Annotated, Any, Literal, ParamSpec, TypeVar, cast
 from uuid import UUID
 
 from prefect import State, Task, flow, get_run_logger, task
@@ -23,8 +28,10 @@ from prefect.artifacts import (
 )
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
+from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
 from prefect.states import Failed
+from prefect.utilities.annotations import quote
 from pydantic import Field
 from pydantic.json_schema import SkipJsonSchema
 from sqlalchemy.exc import IntegrityError
@@ -35,6 +42,7 @@ from articlegen.core.errors import ArticlegenError, ConfigError, DatabaseError, 
 from articlegen.core.settings import Settings, load_settings
 from articlegen.runs import (
     BatchReport,
+    GeneratedBatch,
     GenerateParams,
     ProgressSnapshot,
     RunPlan,
@@ -111,23 +119,35 @@ def claim_prompts(settings: Settings, job_id: int, params: GenerateParams) -> Ru
 
 # The tag lets a Prefect concurrency limit cap how many batches generate at once (one GPU
 # each): `prefect concurrency-limit create articlegen-generation 1`.
-@_step("write-batch", run_name="job-{job_id}-batch-{number}", tags=["articlegen-generation"])
-def write_batch(
+@_step(
+    "generate-batch",
+    run_name="job-{job_id}-batch-{number}-generate",
+    tags=["articlegen-generation"],
+)
+def generate_batch(
     settings: Settings,
     job_id: int,
     number: int,
     prompt_ids: list[int],
     params: GenerateParams,
     progress_artifact: UUID,
-) -> BatchReport:
-    """Generate, render and record one batch (the model is loaded once per process); the
-    progress artifact follows it article by article."""
+) -> GeneratedBatch:
+    """Generate one batch (the model is loaded once per process); the progress artifact
+    follows it article by article."""
 
     def show(progress: ProgressSnapshot) -> None:
         update_progress_artifact(progress_artifact, 100.0 * progress.fraction, progress.line())
 
     with runs.progress_for(job_id).listening(show, every=PROGRESS_EVERY):
-        return runs.write_batch(settings, job_id, prompt_ids, params)
+        return runs.generate_batch(settings, job_id, number, prompt_ids, params)
+
+
+@_step("finish-batch", run_name="job-{job_id}-batch-{number}-finish")
+def finish_batch(
+    settings: Settings, job_id: int, number: int, batch: GeneratedBatch
+) -> BatchReport:
+    """Post-process, measure and render a generated batch, and record it in one transaction."""
+    return runs.finish_batch(settings, batch)
 
 
 @_step("finish-job")
@@ -209,6 +229,24 @@ def generate_articles(
     return _run(params, job_id)
 
 
+def _settled(finishing: PrefectFuture[BatchReport], reports: list[BatchReport]) -> float:
+    """Wait for the batch that is finishing and keep its report; returns the seconds waited.
+    Raises what failed it."""
+    started = time.perf_counter()
+    reports.append(finishing.result())
+    return time.perf_counter() - started
+
+
+def _log_batch(reports: list[BatchReport], batches: int, warnings: list[str]) -> None:
+    """Log the last batch finished, and each decoding warning the first time it comes."""
+    report = reports[-1]
+    get_run_logger().info("%s", report.log_line(len(reports), batches))
+    for warning in report.warnings:
+        if warning not in warnings:  # each distinct warning once per run
+            warnings.append(warning)
+            get_run_logger().warning("decoding: %s", warning)
+
+
 def _run(params: GenerateParams, job_id: int | None) -> RunResult | State[RunResult]:
     """The run: check, claim, write each batch, finish; a run with failed prompts ends in a
     Failed state named CompletedWithErrors (its written articles are kept)."""
@@ -218,6 +256,8 @@ def _run(params: GenerateParams, job_id: int | None) -> RunResult | State[RunRes
     plan: RunPlan | None = None
     reports: list[BatchReport] = []
     warnings: list[str] = []
+    finishing: PrefectFuture[BatchReport] | None = None  # the batch that finishes meanwhile
+    waited = 0.0  # seconds the run waited for batches to finish
     try:
         _name_run(job_id)
         # The progress artifact says what the run does before its first token, too.
@@ -243,21 +283,42 @@ def _run(params: GenerateParams, job_id: int | None) -> RunResult | State[RunRes
             finished = finish_job(settings, job_id)
             return replace(finished, total=plan.articles, prompts=plan.prompts, dry_run=True)
         update_progress_artifact(progress, 0.0, f"0/{plan.articles} articles: generating…")
+        batches = len(plan.batches)
+
+        def finished_one() -> None:
+            _log_batch(reports, batches, warnings)
+            done = runs.progress_for(job_id).snapshot()
+            update_progress_artifact(progress, 100.0 * done.fraction, done.line())
+
         with runs.leases_kept(settings, job_id):
             for number, prompt_ids in enumerate(plan.batches, start=1):
                 if runs.cancel_requested(settings, job_id):
                     break
-                report = write_batch(settings, job_id, number, prompt_ids, params, progress)
-                reports.append(report)
-                get_run_logger().info("%s", report.log_line(number, len(plan.batches)))
-                for warning in report.warnings:
-                    if warning not in warnings:  # each distinct warning once per run
-                        warnings.append(warning)
-                        get_run_logger().warning("decoding: %s", warning)
-                done = runs.progress_for(job_id).snapshot()
-                update_progress_artifact(progress, 100.0 * done.fraction, done.line())
+                batch = generate_batch(settings, job_id, number, prompt_ids, params, progress)
+                if finishing is not None:  # the previous batch, which finished meanwhile
+                    waited += _settled(finishing, reports)
+                    finishing = None
+                    finished_one()
+                # quote(): unquoted, Prefect would walk every token of the batch looking for
+                # futures, in this thread, while the model waits. The task gets the batch itself.
+                quoted = cast(GeneratedBatch, quote(batch))
+                finishing = finish_batch.submit(settings, job_id, number, quoted)
+            if finishing is not None:
+                waited += _settled(finishing, reports)
+                finishing = None
+                finished_one()
     except BaseException as exc:
-        # Batches are written whole or not at all: the failed one and those after it go back.
+        if finishing is not None:
+            # It may still be recording its batch: what goes back must be what it did not
+            # record, so wait for it. (Were the wait cut short, by a second Ctrl-C, the
+            # database would still keep each batch whole: a write-back settles only prompts
+            # the job holds, and giving back releases only prompts not settled.)
+            finishing.wait()
+            if finishing.state.is_completed():
+                reports.append(finishing.result())
+                _log_batch(reports, len(plan.batches) if plan else 0, warnings)
+        # Batches are written whole or not at all: the failed one and those after it go back,
+        # a batch generated and not yet recorded with them.
         # BaseException: Ctrl-C and Prefect's cancellation must release the claims too.
         unwritten = plan.unwritten(len(reports)) if plan else []
         cancelled = not isinstance(exc, Exception)
@@ -281,7 +342,7 @@ def _run(params: GenerateParams, job_id: int | None) -> RunResult | State[RunRes
     result = replace(
         finished,
         prompts=plan.prompts,
-        seconds=runs.stage_seconds(reports, time.perf_counter() - started),
+        seconds=runs.stage_seconds(reports, time.perf_counter() - started, waited),
         warnings=tuple(warnings),
     )
     create_markdown_artifact(

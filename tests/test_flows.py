@@ -91,7 +91,8 @@ def test_generate_articles_flow(
         result = run_generate(GenerateParams(batch_size=4, overrides={"max_new_tokens": 24}))
     assert result.status == JobStatus.COMPLETED_WITH_ERRORS.value
     assert (result.total, result.done, result.failed) == (16, 15, 1)
-    # Where the time went: every batch stage, and the orchestration around them.
+    # Where the time went: every batch stage, the wait for batches finishing beside the next
+    # one's generation, and the orchestration around them.
     assert set(result.seconds) == {
         "loading",
         "prompting",
@@ -99,6 +100,7 @@ def test_generate_articles_flow(
         "post-processing",
         "rendering",
         "write-back",
+        "waiting",
         "orchestration",
     }
     assert result.seconds["generation"] > 0

@@ -15,7 +15,7 @@ from typing import Any
 from articlegen.db.models import Article, ModelKind
 from articlegen.runs.params import GenerateParams
 from articlegen.runs.plan import RunPlan
-from articlegen.runs.reports import BatchReport, RunResult
+from articlegen.runs.reports import FINISHING_STAGES, BatchReport, RunResult
 
 __all__ = [
     "ARTICLES_DESCRIPTION",
@@ -110,9 +110,17 @@ def summary_markdown(
     if any(row["model_kind"] == ModelKind.RANDOM for row in written):
         lines += ["", f"**WARNING: {RANDOM_WEIGHTS}.** Its articles are noise, not articles."]
     if result.seconds:
-        wall = sum(result.seconds.values()) or 1.0
+        # The finishing stages ran beside generation: the others add up to the run's time.
+        wall = sum(v for k, v in result.seconds.items() if k not in FINISHING_STAGES) or 1.0
         lines += ["", "| stage | seconds | share |", "| --- | ---: | ---: |"]
         lines += [f"| {k} | {v:.1f} | {v / wall:.0%} |" for k, v in result.seconds.items()]
+        if any(k in FINISHING_STAGES for k in result.seconds):
+            lines += [
+                "",
+                "Post-processing, rendering and write-back ran beside the next batch's "
+                "generation; `waiting` is how long the run waited for them. Shares are of the "
+                "run's time.",
+            ]
     if result.warnings:
         lines += ["", "## Decoding warnings", ""]
         lines += [f"- {_text(warning)}" for warning in result.warnings]

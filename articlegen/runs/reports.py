@@ -9,7 +9,10 @@ from typing import Any
 
 from articlegen.db.articles import PromptFailure
 
-__all__ = ["BatchReport", "RunResult", "stage_seconds"]
+__all__ = ["FINISHING_STAGES", "BatchReport", "RunResult", "stage_seconds"]
+
+# The stages of `finish_batch`, which the flow runs beside the next batch's generation.
+FINISHING_STAGES = ("post-processing", "rendering", "write-back")
 
 
 @dataclass
@@ -58,11 +61,20 @@ class RunResult:
     model_revision: str | None = None
 
 
-def stage_seconds(reports: Sequence[BatchReport], wall: float) -> dict[str, float]:
-    """Where a run's time went: each batch stage summed over its batches, and `orchestration`,
-    everything else (claiming, Prefect's task runs, artifacts, opening and closing the job)."""
+def stage_seconds(
+    reports: Sequence[BatchReport], wall: float, waited: float = 0.0
+) -> dict[str, float]:
+    """Where a run's time went: each batch stage summed over its batches; `waiting`, the time
+    the run waited for a batch to finish (`waited`); and `orchestration`, everything else
+    (claiming, Prefect's task runs, artifacts, opening and closing the job).
+
+    The `FINISHING_STAGES` ran beside the next batch's generation: they count towards the
+    run's wall time only through `waiting`, so the stages other than those add up to `wall`.
+    """
     total: defaultdict[str, float] = defaultdict(float)
     for report in reports:
         for stage, seconds in report.seconds.items():
             total[stage] += seconds
-    return {**total, "orchestration": max(0.0, wall - sum(total.values()))}
+    total["waiting"] = waited
+    serial = sum(v for k, v in total.items() if k not in FINISHING_STAGES)
+    return {**total, "orchestration": max(0.0, wall - serial)}

@@ -1,0 +1,258 @@
+"""The pipelined `generate-articles` flow, run for real: batch k finishes (post-processing,
+rendering, write-back) while batch k+1 generates, and every article is still written exactly
+once, whatever fails where.
+
+Faults are injected at the edges we own: `runs.observing_batches` hears each batch step start in
+the thread that runs it, and may pause it or fail it; a SQLite trigger fails a write-back inside
+its transaction, as a full disk would.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from articlegen.core.errors import ConfigError
+from articlegen.db import Article, Database, Job, JobStatus, Prompt, PromptStatus
+from articlegen.db.jobs import request_cancel
+from articlegen.db.prompts import apply_upsert, plan_upsert
+from articlegen.flows.generate import run_generate
+from articlegen.importing import PromptSpec
+from articlegen.runs import (
+    BatchReport,
+    GenerateParams,
+    RunResult,
+    close_contexts,
+    observing_batches,
+    stage_seconds,
+    summary_markdown,
+)
+from articlegen.runs.batch import BatchStep
+
+from .test_flows import prefect_server  # noqa: F401  (the session's Prefect server)
+
+# Eight prompts in four batches of two: the pipeline is full in the middle of the run.
+PROMPTS = 8
+PARAMS = GenerateParams(batch_size=2, overrides={"max_new_tokens": 6})
+# How long a paused step waits for the other thread. Generous: on a busy machine a step can
+# take seconds; a step that waits this long has found the pipeline run one batch at a time.
+PATIENCE = 60.0
+
+Steps = list[tuple[int, BatchStep]]
+
+
+@pytest.fixture
+def db(
+    prefect_server: None,  # noqa: F811
+    sqlite_url: str,
+    tiny_model_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Database]:
+    """A SQLite file with eight pending prompts of one article each, and the settings a flow
+    reads."""
+    monkeypatch.setenv("ARTICLEGEN_DATABASE_URL", sqlite_url)
+    monkeypatch.setenv("ARTICLEGEN_MODEL", str(tiny_model_dir))
+    monkeypatch.setenv("ARTICLEGEN_DEVICE", "cpu")
+    db = Database.open(sqlite_url)
+    specs = [PromptSpec(topic=f"Topic {i}", external_id=f"p{i}") for i in range(PROMPTS)]
+    with db.session() as session:
+        apply_upsert(session, plan_upsert(session, specs))
+    yield db
+    db.close()
+    close_contexts()
+
+
+def _statuses(db: Database) -> Counter[PromptStatus]:
+    with db.session(write=False) as session:
+        return Counter(p.status for p in session.scalars(select(Prompt)))
+
+
+def _exactly_once(db: Database) -> None:
+    """Every prompt is done with exactly one article, each a first version."""
+    with db.session(write=False) as session:
+        articles = list(session.scalars(select(Article)))
+        prompts = list(session.scalars(select(Prompt)))
+    assert {p.status for p in prompts} == {PromptStatus.DONE}
+    assert sorted(a.prompt_id for a in articles) == sorted(p.id for p in prompts)
+    assert {(a.variant, a.version) for a in articles} == {(1, 1)}
+
+
+def _the_job(db: Database) -> Job:
+    with db.session(write=False) as session:
+        return session.scalars(select(Job).order_by(Job.id)).first()  # type: ignore[return-value]
+
+
+def _task_runs(records: list[logging.LogRecord]) -> list[str]:
+    """The task runs that ended Completed, by name, in the order they ended."""
+    return [
+        str(getattr(r, "task_run_name", ""))
+        for r in records
+        if r.name == "prefect.task_runs" and r.getMessage() == "Finished in state Completed()"
+    ]
+
+
+def test_a_batch_finishes_while_the_next_generates_and_each_is_written_once(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    steps: Steps = []
+    second_generating = threading.Event()
+    overlapped: list[bool] = []
+
+    def observe(job_id: int, number: int, step: BatchStep) -> None:
+        steps.append((number, step))
+        if (number, step) == (2, "generate"):
+            second_generating.set()
+        if (number, step) == (1, "finish"):
+            # Batch 1 finishes only once batch 2 has begun to generate, which it can only if
+            # the two overlap: run one after the other, this would wait in vain.
+            overlapped.append(second_generating.wait(PATIENCE))
+
+    with caplog.at_level(logging.INFO, logger="prefect"), observing_batches(observe):
+        result = run_generate(PARAMS)
+    assert overlapped == [True]
+    assert (result.status, result.total, result.done, result.failed) == ("completed", 8, 8, 0)
+    _exactly_once(db)
+    # Each batch generated once and finished once, in order, each finish on another thread.
+    assert [n for n, step in steps if step == "generate"] == [1, 2, 3, 4]
+    assert [n for n, step in steps if step == "finish"] == [1, 2, 3, 4]
+
+    job = _the_job(db)
+    assert (job.status, job.done, job.total) == (JobStatus.COMPLETED, 8, 8)
+    # One log line per batch, in order, each once its batch is recorded.
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("batch ")]
+    assert [line.split(":")[0] for line in lines] == [f"batch {n}/4" for n in (1, 2, 3, 4)]
+    pattern = r"batch \d/4: 2 articles written, [\d,]+ tokens/s, none failed"
+    assert all(re.fullmatch(pattern, line) for line in lines), lines
+    # Each batch is two task runs in Prefect, by name.
+    ended = [name for name in _task_runs(caplog.records) if name.startswith("job-")]
+    assert sorted(ended) == sorted(
+        f"job-{job.id}-batch-{n}-{step}" for n in (1, 2, 3, 4) for step in ("generate", "finish")
+    )
+    # Where the time went: every stage, and how long the run waited for batches finishing.
+    assert set(result.seconds) == {
+        "loading",
+        "prompting",
+        "generation",
+        "post-processing",
+        "rendering",
+        "write-back",
+        "waiting",
+        "orchestration",
+    }
+    with get_client(sync_client=True) as client:
+        progress = client.read_artifacts()
+    (bar,) = [a for a in progress if a.key == f"job-{job.id}-progress"]
+    assert bar.data == 100.0
+    assert (bar.description or "").startswith("8/8 articles · ")
+
+
+def test_a_failed_write_back_gives_back_its_batch_and_the_one_generated_beside_it(
+    db: Database,
+) -> None:
+    # The write-back of batch 2 fails inside its transaction: the first two articles are
+    # batch 1's, and the next insert aborts, as a full disk would.
+    with db.engine.begin() as connection:
+        connection.exec_driver_sql(
+            "CREATE TRIGGER fail_batch_2 BEFORE INSERT ON articles "
+            "WHEN (SELECT count(*) FROM articles) >= 2 "
+            "BEGIN SELECT RAISE(ABORT, 'disk full (injected)'); END"
+        )
+    steps: Steps = []
+    with (
+        observing_batches(lambda job, number, step: steps.append((number, step))),
+        pytest.raises(IntegrityError, match="disk full"),
+    ):
+        run_generate(PARAMS)
+    # Batch 3 was generated while batch 2 failed to finish; it was never finished, and batch 4
+    # never started.
+    assert (3, "generate") in steps
+    assert (3, "finish") not in steps
+    assert (4, "generate") not in steps
+    failed = _the_job(db)
+    assert failed.status is JobStatus.FAILED
+    assert (failed.error or "").startswith("IntegrityError: ")
+    assert failed.done == 2
+    # Batch 1 stays written; batch 2, batch 3 (generated, unrecorded) and batch 4 go back.
+    assert _statuses(db) == {PromptStatus.DONE: 2, PromptStatus.PENDING: 6}
+    with db.session(write=False) as session:
+        written = {a.prompt_id for a in session.scalars(select(Article))}
+        done = {p.id for p in session.scalars(select(Prompt)) if p.status is PromptStatus.DONE}
+    assert written == done
+
+    with db.engine.begin() as connection:
+        connection.exec_driver_sql("DROP TRIGGER fail_batch_2")
+    again = run_generate(PARAMS)
+    assert (again.status, again.total, again.done) == ("completed", 6, 6)
+    _exactly_once(db)
+
+
+def test_a_failed_generation_keeps_the_batch_finishing_beside_it(db: Database) -> None:
+    second_generating = threading.Event()
+
+    def observe(job_id: int, number: int, step: BatchStep) -> None:
+        if (number, step) == (2, "generate"):
+            second_generating.set()
+            # A user's mistake is not retried: the run fails at once.
+            raise ConfigError("generation failed (injected)")
+        if (number, step) == (1, "finish"):
+            second_generating.wait(PATIENCE)
+            time.sleep(0.5)  # still recording when the run's failure is handled
+
+    with observing_batches(observe), pytest.raises(ConfigError, match="injected"):
+        run_generate(PARAMS)
+    failed = _the_job(db)
+    assert failed.status is JobStatus.FAILED
+    assert (failed.error or "") == "ConfigError: generation failed (injected)"
+    # The run waited for batch 1 to be recorded before giving back the rest.
+    assert failed.done == 2
+    assert _statuses(db) == {PromptStatus.DONE: 2, PromptStatus.PENDING: 6}
+
+    again = run_generate(PARAMS)
+    assert (again.status, again.done) == ("completed", 6)
+    _exactly_once(db)
+
+
+def test_cancel_stops_before_the_next_batch_and_records_the_one_finishing(
+    db: Database,
+) -> None:
+    def observe(job_id: int, number: int, step: BatchStep) -> None:
+        if (number, step) == (2, "generate"):
+            with db.session() as session:
+                request_cancel(session, job_id)  # `articlegen jobs cancel`, mid-batch
+
+    with observing_batches(observe):
+        result = run_generate(PARAMS)
+    # Batch 2 was generating when the cancel came: it and batch 1 are recorded, the two after
+    # never start.
+    assert (result.status, result.done) == ("cancelled", 4)
+    assert _statuses(db) == {PromptStatus.DONE: 4, PromptStatus.PENDING: 4}
+
+
+def test_finishing_counts_towards_the_run_time_only_through_the_wait() -> None:
+    batch = BatchReport(
+        seconds={"loading": 1.0, "generation": 5.0, "post-processing": 2.0, "write-back": 1.0}
+    )
+    seconds = stage_seconds([batch, batch], wall=15.0, waited=0.5)
+    assert seconds == {
+        "loading": 2.0,
+        "generation": 10.0,
+        "post-processing": 4.0,
+        "write-back": 2.0,
+        "waiting": 0.5,
+        "orchestration": 2.5,  # 15 s, less loading, generation and the wait
+    }
+    result = RunResult(job=1, status="completed", total=2, done=2, seconds=seconds)
+    summary = summary_markdown(result, [batch, batch], GenerateParams())
+    assert "| generation | 10.0 | 67% |" in summary  # a share of the run's 15 s
+    assert "| post-processing | 4.0 | 27% |" in summary
+    assert "ran beside the next batch's generation; `waiting` is how long" in summary
