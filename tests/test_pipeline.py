@@ -3,8 +3,8 @@ rendering, write-back) while batch k+1 generates, and every article is still wri
 once, whatever fails where.
 
 Faults are injected at the edges we own: `runs.observing_batches` hears each batch step start in
-the thread that runs it, and may pause it or fail it; a SQLite trigger fails a write-back inside
-its transaction, as a full disk would.
+the thread that runs it, and may pause it or fail it; a database trigger fails a write-back
+inside its transaction, as a full disk would. Each test runs on a SQLite file and on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -50,20 +50,39 @@ PATIENCE = 60.0
 
 Steps = list[tuple[int, BatchStep]]
 
+# A trigger that fails every insert once the articles table holds two rows (batch 1's), with
+# an integrity error, which the flow does not retry. Rows inserted earlier by the same
+# statement count, on both backends.
+FAIL_BATCH_2 = {
+    "sqlite": [
+        "CREATE TRIGGER fail_batch_2 BEFORE INSERT ON articles "
+        "WHEN (SELECT count(*) FROM articles) >= 2 "
+        "BEGIN SELECT RAISE(ABORT, 'disk full (injected)'); END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION fail_batch_2() RETURNS trigger AS $$ BEGIN "
+        "IF (SELECT count(*) FROM articles) >= 2 THEN RAISE EXCEPTION 'disk full (injected)' "
+        "USING ERRCODE = 'integrity_constraint_violation'; END IF; RETURN NEW; END "
+        "$$ LANGUAGE plpgsql",
+        "CREATE TRIGGER fail_batch_2 BEFORE INSERT ON articles FOR EACH ROW "
+        "EXECUTE FUNCTION fail_batch_2()",
+    ],
+}
+
 
 @pytest.fixture
 def db(
     prefect_server: None,  # noqa: F811
-    sqlite_url: str,
+    database_url: str,
     tiny_model_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Database]:
-    """A SQLite file with eight pending prompts of one article each, and the settings a flow
+    """A database with eight pending prompts of one article each, and the settings a flow
     reads."""
-    monkeypatch.setenv("ARTICLEGEN_DATABASE_URL", sqlite_url)
+    monkeypatch.setenv("ARTICLEGEN_DATABASE_URL", database_url)
     monkeypatch.setenv("ARTICLEGEN_MODEL", str(tiny_model_dir))
     monkeypatch.setenv("ARTICLEGEN_DEVICE", "cpu")
-    db = Database.open(sqlite_url)
+    db = Database.open(database_url)
     specs = [PromptSpec(topic=f"Topic {i}", external_id=f"p{i}") for i in range(PROMPTS)]
     with db.session() as session:
         apply_upsert(session, plan_upsert(session, specs))
@@ -151,7 +170,12 @@ def test_a_batch_finishes_while_the_next_generates_and_each_is_written_once(
     }
     with get_client(sync_client=True) as client:
         progress = client.read_artifacts()
-    (bar,) = [a for a in progress if a.key == f"job-{job.id}-progress"]
+    # This run's: job ids start again at 1 in each test's database, on one Prefect server.
+    (bar,) = [
+        a
+        for a in progress
+        if a.key == f"job-{job.id}-progress" and str(a.flow_run_id) == job.flow_run_id
+    ]
     assert bar.data == 100.0
     assert (bar.description or "").startswith("8/8 articles · ")
 
@@ -162,11 +186,8 @@ def test_a_failed_write_back_gives_back_its_batch_and_the_one_generated_beside_i
     # The write-back of batch 2 fails inside its transaction: the first two articles are
     # batch 1's, and the next insert aborts, as a full disk would.
     with db.engine.begin() as connection:
-        connection.exec_driver_sql(
-            "CREATE TRIGGER fail_batch_2 BEFORE INSERT ON articles "
-            "WHEN (SELECT count(*) FROM articles) >= 2 "
-            "BEGIN SELECT RAISE(ABORT, 'disk full (injected)'); END"
-        )
+        for statement in FAIL_BATCH_2[db.engine.dialect.name]:
+            connection.exec_driver_sql(statement)
     steps: Steps = []
     with (
         observing_batches(lambda job, number, step: steps.append((number, step))),
@@ -190,7 +211,10 @@ def test_a_failed_write_back_gives_back_its_batch_and_the_one_generated_beside_i
     assert written == done
 
     with db.engine.begin() as connection:
-        connection.exec_driver_sql("DROP TRIGGER fail_batch_2")
+        connection.exec_driver_sql(
+            "DROP TRIGGER fail_batch_2"
+            + (" ON articles" if db.engine.dialect.name == "postgresql" else "")
+        )
     again = run_generate(PARAMS)
     assert (again.status, again.total, again.done) == ("completed", 6, 6)
     _exactly_once(db)
