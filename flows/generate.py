@@ -309,13 +309,16 @@ def _run(params: GenerateParams, job_id: int | None) -> RunResult | State[RunRes
                 finished_one()
     except BaseException as exc:
         if finishing is not None:
-            # It may still be recording its batch: what goes back must be what it did not
-            # record, so wait for it. (Were the wait cut short, by a second Ctrl-C, the
-            # database would still keep each batch whole: a write-back settles only prompts
-            # the job holds, and giving back releases only prompts not settled.)
-            finishing.wait()
-            if finishing.state.is_completed():
+            # It may still be recording its batch: wait for it, so that what goes back is
+            # exactly what was not recorded. A second Ctrl-C cuts the wait short and the claims
+            # are released anyway: the database still keeps each batch whole (a write-back
+            # settles only prompts the job holds; giving back releases only prompts not
+            # settled), and only this run's report misses that batch.
+            try:
                 reports.append(finishing.result())
+            except BaseException:  # its own failure, or the second Ctrl-C: not recorded here
+                pass
+            else:
                 _log_batch(reports, len(plan.batches) if plan else 0, warnings)
         # Batches are written whole or not at all: the failed one and those after it go back,
         # a batch generated and not yet recorded with them.
