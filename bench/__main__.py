@@ -18,25 +18,14 @@ import click
 from articlegen.cli.prefect_env import quiet_prefect
 from bench.report import summarise, targets, write_results
 from bench.workload import Workload, make_workload
+from bench.workload import model_dir as bench_model
 
 ROOT = Path(__file__).resolve().parent
-MODELS = ROOT / ".models"
 
 # Prefect as the CLI runs it (set before it is imported: no telemetry, loopback only), and the
 # local benchmark models never need the Hub. The measuring processes inherit all of it.
 quiet_prefect("WARNING")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-
-def _model(size: str) -> str:
-    """The benchmark's model of `size`, built once by `articlegen models init` and kept."""
-    from articlegen.generator.model_init import init_model
-
-    path = MODELS / size
-    if not (path / "config.json").exists():
-        click.echo(f"building the {size} model in {path} (once)", err=True)
-        init_model(path, size=size)  # type: ignore[arg-type]
-    return str(path)
 
 
 def _free_port() -> int:
@@ -169,7 +158,7 @@ def main(
     import transformers
     from prefect.server.api.server import SubprocessASGIServer
 
-    model_dir = model or _model("small")
+    model_dir = model or bench_model("small")
     workload = make_workload(prompts, new_tokens, preset)
     size = _batch_size(batch_size, model_dir, device, dtype)
     click.echo(f"workload: {prompts} prompts x {new_tokens} tokens; batch size {size}", err=True)
@@ -217,7 +206,7 @@ def main(
         scaled = []
         if _sizes(scaling):
             click.echo("scaling (tiny model)", err=True)
-            tiny = _model("tiny")
+            tiny = bench_model("tiny")
         for n in _sizes(scaling):
             run = _measure(
                 env,

@@ -16,17 +16,20 @@ transformers' continuous batching; fixed lengths as fast as the batch loop (with
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import click
 import torch
 
 from articlegen.generator.loading import LoadedModel, ModelSpec, load_model
-from bench.__main__ import _model
-from bench.workload import make_workload
+from bench.workload import make_workload, model_dir
 
 LENGTHS = (16, 48, 96, 160, 256, 32, 128, 200)
 FIXED = 128  # the fixed-length workload's tokens per article: about the mixed mean (117)
+
+
+def _sync(loaded: LoadedModel) -> None:
+    if loaded.device.type == "cuda":
+        torch.cuda.synchronize(loaded.device)
 
 
 def _engine(
@@ -53,18 +56,18 @@ def _engine(
     ]
     warm = nucleus.model_copy(update={"min_new_tokens": 2, "max_new_tokens": 2})
     engine.generate([GenerationRequest(i, p, warm, i) for i, p in enumerate(prompts[:batch_size])])
+    _sync(loaded)
     started = time.perf_counter()
     outcomes = engine.generate(requests)
+    _sync(loaded)
     seconds = time.perf_counter() - started
     return sum(getattr(o, "tokens_generated", 0) for o in outcomes) / seconds
 
 
-def _transformers(model_dir: str, prompts: list[str], lengths: list[int]) -> float:
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+def _transformers(loaded: LoadedModel, prompts: list[str], lengths: list[int]) -> float:
+    from transformers import GenerationConfig
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model: Any = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    model.eval()
+    tokenizer, model = loaded.tokenizer, loaded.model
     config = GenerationConfig(  # type: ignore[no-untyped-call]
         do_sample=True, top_p=0.95, max_new_tokens=max(lengths), eos_token_id=-1
     )
@@ -96,20 +99,55 @@ def _verdict(passed: bool) -> str:
     return "PASS" if passed else "FAIL"
 
 
+def _invariant(loaded: LoadedModel, prompts: list[str], lengths: list[int], rows: int) -> str:
+    """How many articles come out the same token for token alone and in the queue."""
+    from articlegen.generator import load_presets
+    from articlegen.generator.engine import Engine
+    from articlegen.generator.requests import GenerationRequest
+
+    nucleus = load_presets().resolve("nucleus", {})
+    requests = [
+        GenerationRequest(i, p, nucleus.model_copy(update={"max_new_tokens": n}), i)
+        for i, (p, n) in enumerate(zip(prompts, lengths, strict=True))
+    ]
+    queue = Engine(loaded, rows).generate(requests)
+    alone = [Engine(loaded, 1).generate([r])[0] for r in requests]
+    same = sum(
+        getattr(a, "token_ids", 0) == getattr(b, "token_ids", 1)
+        for a, b in zip(queue, alone, strict=True)
+    )
+    return f"{same}/{len(requests)}"
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--prompts", default=128, show_default=True)
 @click.option("--batch-size", default=32, show_default=True, help="The engine's rows.")
 @click.option("--size", default="small", show_default=True, help="The benchmark model's size.")
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
+@click.option("--dtype", default="float32", show_default=True, help="float32 or bfloat16.")
 @click.option(
     "--no-transformers", is_flag=True, help="Skip transformers' continuous batching (slow)."
 )
-def main(prompts: int, batch_size: int, size: str, no_transformers: bool) -> None:
+@click.option(
+    "--check",
+    default=0,
+    show_default=True,
+    help="Also compare this many articles alone and queued.",
+)
+def main(
+    prompts: int,
+    batch_size: int,
+    size: str,
+    device: str,
+    dtype: str,
+    no_transformers: bool,
+    check: int,
+) -> None:
     """Tokens per second on articles of mixed and of fixed length, with PASS/FAIL targets.
 
     Example: python -m bench.continuous --prompts 128
     """
-    model_dir = _model(size)
-    loaded = load_model(ModelSpec(model_dir, device="cpu", dtype="float32"))
+    loaded = load_model(ModelSpec(model_dir(size), device=device, dtype=dtype))  # type: ignore[arg-type]
     texts = list(make_workload(prompts, 1).prompts)
     mixed = [LENGTHS[i % len(LENGTHS)] for i in range(prompts)]
     fixed = [FIXED] * prompts
@@ -120,8 +158,8 @@ def main(prompts: int, batch_size: int, size: str, no_transformers: bool) -> Non
         "mixed, continuous": _engine(loaded, texts, mixed, batch_size, continuous=True),
     }
     if not no_transformers:
-        rates["mixed, transformers"] = _transformers(model_dir, texts, mixed)
-    click.echo(f"{prompts} prompts, {batch_size} rows, GPT-2 {size}, CPU float32")
+        rates["mixed, transformers"] = _transformers(loaded, texts, mixed)
+    click.echo(f"{prompts} prompts, {batch_size} rows, GPT-2 {size}, {device} {dtype}")
     for name, rate in rates.items():
         click.echo(f"  {name:<22} {rate:7.1f} tokens/s")
     ours = rates["mixed, continuous"]
@@ -138,6 +176,9 @@ def main(prompts: int, batch_size: int, size: str, no_transformers: bool) -> Non
     click.echo(f"  continuous / batch loop, mixed: {ours / rates['mixed, batch loop']:.2f}x")
     for name, ratio, target in targets:
         click.echo(f"  {name:<34} {ratio:5.2f}  {_verdict(ratio >= target)}")
+    if check:
+        same = _invariant(loaded, texts[:check], mixed[:check], min(batch_size, check // 2 or 1))
+        click.echo(f"  same tokens alone and queued: {same}")
 
 
 if __name__ == "__main__":

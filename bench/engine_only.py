@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import click
 
-from bench.__main__ import _model
 from bench.systems import run_engine
-from bench.workload import make_workload
+from bench.workload import make_workload, model_dir
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -32,7 +31,7 @@ def main(
     """
     workload = make_workload(prompts, new_tokens)
     run = run_engine(
-        _model("small"),
+        model_dir("small"),
         workload,
         device,
         dtype,  # type: ignore[arg-type]

@@ -28,7 +28,7 @@ from typing import Any
 
 import click
 
-from bench.__main__ import _model  # the benchmark's local models, built once
+from bench.workload import model_dir as bench_model  # the local models, built once
 
 _SYLLABLES = "ka lo mi ne ru sa ti vo be da fe gu".split()
 _WORDS = [a + b for a in _SYLLABLES for b in _SYLLABLES]
@@ -166,7 +166,7 @@ def main(
 
     from articlegen.generator.loading import resolve_device
 
-    model_dir = _model(size)
+    model_dir = bench_model(size)
     options = {
         "block_size": block_size, "batch_size": batch_size, "grad_accum": grad_accum,
         "epochs": epochs, "lr": 5e-5, "seed": 42, "device": device,

@@ -7,10 +7,12 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
+import click
+
 from articlegen.generator.decoding import DecodingConfig
 from articlegen.generator.presets import load_presets
 
-__all__ = ["Workload", "make_workload"]
+__all__ = ["MODELS", "Workload", "make_workload", "model_dir"]
 
 CORPUS = Path(str(files("articlegen.examples") / "corpus.txt"))
 # Prompt lengths in words, from a short title-like line to a long paragraph: the mix a content
@@ -53,3 +55,17 @@ def make_workload(
         start = rng.randrange(len(words))
         texts.append(" ".join(words[(start + j) % len(words)] for j in range(n)))
     return Workload(tuple(texts), new_tokens, preset)
+
+
+MODELS = Path(__file__).resolve().parent / ".models"
+
+
+def model_dir(size: str) -> str:
+    """The benchmark's model of `size`, built once by `articlegen models init` and kept."""
+    from articlegen.generator.model_init import init_model
+
+    path = MODELS / size
+    if not (path / "config.json").exists():
+        click.echo(f"building the {size} model in {path} (once)", err=True)
+        init_model(path, size=size)  # type: ignore[arg-type]
+    return str(path)

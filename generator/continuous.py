@@ -65,10 +65,16 @@ def decode_continuous(
     rows: int,
     keep_step_logits: bool = False,
     on_step: StepCallback | None = None,
+    refill_at: int | None = None,
 ) -> list[Decoded]:
     """Decode every request of `queue` (one scheduling group, in order) with at most `rows`
-    rows at a time; results come back in `queue` order."""
-    return list(_Decoder(inputs, queue, rows, keep_step_logits).run(on_step))
+    rows at a time; results come back in `queue` order. Freed rows are refilled once
+    `refill_at` of them are free (by default: at once on a CPU, an eighth of the rows on a
+    GPU)."""
+    decoder = _Decoder(inputs, queue, rows, keep_step_logits)
+    if refill_at is not None:
+        decoder.refill_at = refill_at
+    return list(decoder.run(on_step))
 
 
 class _Decoder:
@@ -116,6 +122,14 @@ class _Decoder:
         self.logits = zeros(size, vocab, dtype=torch.float32)
         self.configs = [configs[0]] * size  # idle rows decode with any settings
         self.ran = self.rows.live  # which rows made a token in the last step
+        # Rows wait to be refilled together on a GPU: there a forward pass costs about the
+        # same for one newcomer as for many (launches, not arithmetic, bound it), and refilling
+        # one row per finish halved the throughput on an H200 (bench/README.md). An eighth of
+        # the rows balances those passes against the rows left idle meanwhile. On a CPU a
+        # pass costs what its tokens cost, and an idle row costs what a busy one does.
+        self.refill_at = max(1, size // 8) if device.type == "cuda" else 1
+        self.capacity = capacity
+        self.longest = 0  # at least every row's cursor, kept on the host: no sync per step
 
     def run(self, on_step: StepCallback | None) -> Iterator[Decoded]:
         self._start(list(range(len(self.holds))))
@@ -124,14 +138,16 @@ class _Decoder:
             self._finish(ended, reasons)
             if on_step is not None:
                 self._report(on_step, ended)
-            if not any(h is not None for h in self.holds) and self.waiting == len(self.queue):
+            running = any(h is not None for h in self.holds)
+            waiting = len(self.queue) - self.waiting
+            if not running and not waiting:
                 break
-            if any(h is not None for h in self.holds):
+            if running:
                 self._forward(token)
             free = [r for r, h in enumerate(self.holds) if h is None]
-            if free and self.waiting < len(self.queue):
+            if waiting and (len(free) >= min(self.refill_at, waiting) or not running):
                 self._start(free)
-            elif free and len(free) >= (1 - COMPACT_BELOW) * len(self.holds):
+            elif not waiting and len(free) >= (1 - COMPACT_BELOW) * len(self.holds):
                 self._compact()
         for result in self.results:
             assert result is not None  # every request ran to its end
@@ -170,6 +186,7 @@ class _Decoder:
         self.logits[index] = out.logits[:, -1, :].float()
         n = uniforms.shape[1]
         r.cursor[index] = width
+        self.longest = max(self.longest, width)
         r.position[index] = mask.sum(dim=1)
         r.made[index] = 0
         r.live[index] = True
@@ -280,8 +297,11 @@ class _Decoder:
             noise = r.step_noise[rows, (r.made - 1).clamp(min=0)]
             embeds = embeds + noise[:, None, :].to(embeds.dtype)
         r.mask[rows, r.cursor] = torch.where(r.live, 1, r.mask[rows, r.cursor])
-        width = int(r.cursor.max()) + 1
-        self.cache.ragged(r.cursor, width - 1)
+        # An upper bound (a finished row may have held the longest): columns past a row's own
+        # are masked, so attention over a few more costs a little and changes nothing.
+        longest = min(self.longest, self.capacity - 1)
+        width = longest + 1
+        self.cache.ragged(r.cursor, longest)
         out = inputs.model(
             inputs_embeds=embeds,
             attention_mask=r.mask[:, :width],
@@ -292,6 +312,7 @@ class _Decoder:
         self.logits = out.logits[:, -1, :].float()
         r.cursor += live
         r.position += live
+        self.longest += 1
 
     def _compact(self) -> None:
         """Drop the rows that finished: no prompt waits to take their place."""
@@ -299,6 +320,7 @@ class _Decoder:
         index = torch.tensor(keep, device=self.inputs.device)
         self.rows.keep(index)
         self.cache.keep_rows(index)
+        self.longest = int(self.rows.cursor.max())
         self.logits = self.logits.index_select(0, index)
         self.holds = [self.holds[k] for k in keep]
         self.configs = [self.configs[k] for k in keep]
