@@ -65,16 +65,10 @@ def decode_continuous(
     rows: int,
     keep_step_logits: bool = False,
     on_step: StepCallback | None = None,
-    refill_at: int | None = None,
 ) -> list[Decoded]:
     """Decode every request of `queue` (one scheduling group, in order) with at most `rows`
-    rows at a time; results come back in `queue` order. Freed rows are refilled once
-    `refill_at` of them are free (by default: at once on a CPU, an eighth of the rows on a
-    GPU)."""
-    decoder = _Decoder(inputs, queue, rows, keep_step_logits)
-    if refill_at is not None:
-        decoder.refill_at = refill_at
-    return list(decoder.run(on_step))
+    rows at a time; results come back in `queue` order."""
+    return list(_Decoder(inputs, queue, rows, keep_step_logits).run(on_step))
 
 
 class _Decoder:
@@ -122,12 +116,6 @@ class _Decoder:
         self.logits = zeros(size, vocab, dtype=torch.float32)
         self.configs = [configs[0]] * size  # idle rows decode with any settings
         self.ran = self.rows.live  # which rows made a token in the last step
-        # Rows wait to be refilled together on a GPU: there a forward pass costs about the
-        # same for one newcomer as for many (launches, not arithmetic, bound it), and refilling
-        # one row per finish halved the throughput on an H200 (bench/README.md). An eighth of
-        # the rows balances those passes against the rows left idle meanwhile. On a CPU a
-        # pass costs what its tokens cost, and an idle row costs what a busy one does.
-        self.refill_at = max(1, size // 8) if device.type == "cuda" else 1
         self.capacity = capacity
         self.longest = 0  # at least every row's cursor, kept on the host: no sync per step
 
@@ -145,7 +133,9 @@ class _Decoder:
             if running:
                 self._forward(token)
             free = [r for r, h in enumerate(self.holds) if h is None]
-            if waiting and (len(free) >= min(self.refill_at, waiting) or not running):
+            # Freed rows refill at once: waiting for an eighth of them to refill together
+            # changed nothing measurable on an H200 (bench/README.md), and idles rows.
+            if waiting and free:
                 self._start(free)
             elif not waiting and len(free) >= (1 - COMPACT_BELOW) * len(self.holds):
                 self._compact()

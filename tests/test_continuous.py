@@ -19,17 +19,14 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from articlegen.core.settings import Settings
 from articlegen.db import Article, Database
 from articlegen.generator import PresetCatalog
-from articlegen.generator.continuous import decode_continuous
 from articlegen.generator.decoding import DecodingConfig
 from articlegen.generator.engine import Engine
-from articlegen.generator.inputs import ModelInputs
 from articlegen.generator.loading import LoadedModel, ModelSpec, load_model
 from articlegen.generator.requests import (
     DecodeStep,
     Generation,
     GenerationFailure,
     GenerationRequest,
-    Prepared,
 )
 from articlegen.importing import import_prompts_csv
 from articlegen.runs import (
@@ -169,19 +166,6 @@ def test_rows_leave_and_join_without_changing_any_article(arch_model: LoadedMode
     else:
         # Sliding windows shorter than the context: transformers' cache, the batch loop.
         assert arch_model.model.config.model_type in {"gemma2", "mistral", "gpt_neo"}
-
-
-def test_rows_refilled_together_write_the_same_articles(tiny_model: LoadedModel) -> None:
-    """On a GPU freed rows wait for an eighth of the batch before they refill together."""
-    inputs = ModelInputs(tiny_model)
-    requests = _requests(PROMPTS * 2)
-    queue = [Prepared(i, r, inputs.encode(r.prompt)) for i, r in enumerate(requests)]
-    steps: list[DecodeStep] = []
-    together = decode_continuous(inputs, queue, rows=6, on_step=steps.append, refill_at=3)
-    alone = [_generations(Engine(tiny_model, batch_size=1), [r])[0] for r in requests]
-    assert [d.ids for d in together] == [list(g.token_ids) for g in alone]
-    # Rows idled until three were free: some step ran on fewer than six, newcomers came after.
-    assert any(s.tokens < 6 for s in steps[:-30])
 
 
 def test_continuous_and_batch_loop_write_the_same_articles(tiny_model: LoadedModel) -> None:
