@@ -59,15 +59,16 @@ _NEUTRAL_SAMPLING: dict[str, object] = {
 _BEAM_ONLY = ("length_penalty", "early_stopping")
 
 
-def _parse_stop_strings(value: object) -> object:
-    # CSV cells and CLI options arrive as text: one stop string, or a JSON array of them.
+def _one_or_array(value: object, of: str, strip: bool = False) -> object:
+    # CSV cells and CLI options arrive as text: one value, or a JSON array of them.
     if isinstance(value, str):
-        if value.startswith("["):
+        text = value.strip() if strip else value  # a stop string's spaces are its own
+        if text.startswith("["):
             try:
-                return json.loads(value)
+                return json.loads(text)
             except json.JSONDecodeError as exc:
-                raise ValueError(f"not a valid JSON array of strings ({exc.msg})") from exc
-        return (value,)
+                raise ValueError(f"not a valid JSON array of {of} ({exc.msg})") from exc
+        return (text,)
     return value
 
 
@@ -78,28 +79,13 @@ def _no_empty_stop_string(value: tuple[str, ...] | None) -> tuple[str, ...] | No
 
 
 StopStrings = Annotated[
-    tuple[str, ...], BeforeValidator(_parse_stop_strings), AfterValidator(_no_empty_stop_string)
+    tuple[str, ...],
+    BeforeValidator(lambda v: _one_or_array(v, "strings")),
+    AfterValidator(_no_empty_stop_string),
 ]
-
-
-def _parse_stop_token_ids(value: object) -> object:
-    # As stop strings: a CSV cell holds one id or a JSON array of ids.
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
-            try:
-                return json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"not a valid JSON array of token ids ({exc.msg})") from exc
-        return (text,)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return (value,)
-    return value
-
-
 StopTokenIds = Annotated[
     tuple[Annotated[int, Field(ge=0, le=MAX_TOKEN_ID)], ...],
-    BeforeValidator(_parse_stop_token_ids),
+    BeforeValidator(lambda v: _one_or_array((v,) if type(v) is int else v, "token ids", True)),
 ]
 
 
