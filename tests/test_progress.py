@@ -133,7 +133,9 @@ def test_the_terminal_bar_counts_articles_one_by_one_within_a_batch(
     shown = list(dict.fromkeys(counts))  # in the order first drawn
     assert shown == sorted(shown), shown  # never backwards
     assert shown[-1] == 4
-    assert len({n for n in shown if 0 < n < 4}) >= 2, shown  # moved inside the one batch
+    # Moved inside the one batch. The bar is redrawn five times a second, and once the first
+    # rows have left the batch the last ones decode fast: two finishes can share one redraw.
+    assert {n for n in shown if 0 < n < 4}, shown
     assert re.search(r"\d+/4 articles · [\d,]+ tokens/s · ETA \d+:\d\d", text)
     assert "Loading model " in text
     assert "Job 1 completed: 4 of 4 articles written, 0 failed" in text
