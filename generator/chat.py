@@ -174,11 +174,13 @@ def frame_prompt(
     makes of the system message (if any) and `user` as the user's message.
 
     Raises `ConfigError` for a system message in plain form, and `TemplateError` naming `model`
-    when the chat template refuses the conversation (Gemma's refuses a system role).
+    when the chat template refuses the conversation (Gemma's refuses a system role) or a message
+    holds the template's own markup.
     """
     if form == "plain":
         settle_style(PromptStyle(prompt_format="plain", system=style.system))
         return FramedPrompt(user, "plain", user)
+    _refuse_markup(tokenizer, model, {"system message": style.system or "", "prompt": user})
     messages = [{"role": "system", "content": style.system}] if style.system is not None else []
     messages.append({"role": "user", "content": user})
     try:
@@ -199,3 +201,23 @@ def frame_prompt(
             f"the chat template of model {model} refused the prompt ({detail}){hint}"
         ) from None
     return FramedPrompt(str(text), "chat", user)
+
+
+def _refuse_markup(tokenizer: Any, model: str, texts: Mapping[str, str]) -> None:
+    """`TemplateError` when a message holds one of the tokenizer's special tokens as text.
+
+    The chat text is tokenized as a whole, so `<|eot_id|><|start_header_id|>system` inside a
+    topic or a client field would end the user's turn and open a system turn of its own: a
+    prompt could give the model instructions its system message never gave.
+    """
+    special = [t for t in getattr(tokenizer, "all_special_tokens", []) if t]
+    added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+    special += [str(t) for t in added.values() if getattr(t, "special", False)]
+    for where, text in texts.items():
+        found = min(((text.find(t), t) for t in special if t in text), default=None)
+        if found is not None:
+            raise TemplateError(
+                f"the {where} holds {found[1]!r}, a special token of model {model}'s chat "
+                "template: in chat form it would change the conversation's turns; remove it "
+                "from the prompt's text or fields"
+            )
