@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 import torch
+from click.testing import CliRunner
 from transformers import AutoTokenizer
 
+from articlegen.cli import cli
 from articlegen.core.errors import ConfigError
 from articlegen.core.settings import load_settings
 from articlegen.generator import DecodingConfig, PromptStyle, load_presets
@@ -352,6 +354,25 @@ def test_the_settings_take_a_prompt_format_and_a_system_message(
     assert str(caught.value) == (
         "environment variable ARTICLEGEN_PROMPT_FORMAT: Input should be 'plain', 'chat' or 'auto'"
     )
+
+
+def test_settings_asking_for_plain_form_with_a_system_message_are_refused_where_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Before a run claims anything: every prompt that sets neither would fail."""
+    monkeypatch.setenv("ARTICLEGEN_PROMPT_FORMAT", "plain")
+    monkeypatch.setenv("ARTICLEGEN_SYSTEM_MESSAGE", "  ")
+    assert load_settings().prompt_format == "plain"  # blank is unset
+    monkeypatch.setenv("ARTICLEGEN_SYSTEM_MESSAGE", "You write for a travel magazine.")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert str(caught.value) == (
+        "system_message is set and prompt_format is plain, where a system message has no place "
+        "(a base model has no system role): unset one of them"
+    )
+    result = CliRunner().invoke(cli, ["jobs", "list"], catch_exceptions=False)
+    assert result.exit_code == 1
+    assert result.stderr == f"Error: {caught.value}\n"
 
 
 def test_a_prompt_cannot_open_a_turn_of_its_own(chat_model: LoadedModel) -> None:

@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -195,6 +195,17 @@ class Settings(BaseSettings):
         description="A directory of your Jinja templates; they override the bundled ones by name.",
     )
 
+    @model_validator(mode="after")
+    def _system_needs_chat(self) -> Settings:
+        # Refused here, where the settings are read, not prompt by prompt after a run has
+        # claimed them all: with these two, every prompt that sets neither would fail.
+        if self.prompt_format == "plain" and (self.system_message or "").strip():
+            raise ValueError(
+                "system_message is set and prompt_format is plain, where a system message has "
+                "no place (a base model has no system role): unset one of them"
+            )
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -227,7 +238,9 @@ def load_settings() -> Settings:
         ) from None
     except ValidationError as exc:
         first = exc.errors()[0]
-        key = str(first["loc"][0]) if first["loc"] else ""
+        if not first["loc"]:  # settings that contradict each other, wherever each was set
+            raise ConfigError(str(first["msg"]).removeprefix("Value error, ")) from None
+        key = str(first["loc"][0])
         if key and os.environ.get(env_variable(key)):
             raise ConfigError(f"environment variable {env_variable(key)}: {first['msg']}") from None
         if first["type"] == "extra_forbidden":
