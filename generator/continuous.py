@@ -86,7 +86,6 @@ class _Decoder:
         capacity = max(len(p.ids) for p in queue) + steps
         device = inputs.device
         vocab = inputs.vocab_size
-        self.chooser = TokenChooser(inputs, configs[0])
         # Which request each row holds (its index in `queue`), or None once it finished.
         self.holds: list[int | None] = [None] * size
         self.kept: list[list[torch.Tensor]] = [[] for _ in range(size)]
@@ -115,6 +114,7 @@ class _Decoder:
         self.cache = InPlaceCache.allocate(layers, size, capacity)
         self.logits = zeros(size, vocab, dtype=torch.float32)
         self.configs = [configs[0]] * size  # idle rows decode with any settings
+        self.chooser = TokenChooser(inputs, self.configs)
         self.ran = self.rows.live  # which rows made a token in the last step
         self.capacity = capacity
         self.longest = 0  # at least every row's cursor, kept on the host: no sync per step

@@ -79,15 +79,16 @@ class TokenChooser:
     blocking, the draw, and whether a stop string ended the row. A batch shares its stop
     strings and n-gram size (`generator.scheduling` groups it so)."""
 
-    def __init__(self, inputs: ModelInputs, config: DecodingConfig) -> None:
+    def __init__(self, inputs: ModelInputs, configs: Sequence[DecodingConfig]) -> None:
         self.inputs = inputs
+        config = configs[0]  # the batch's shared settings are any row's
         self.no_repeat = _no_repeat_processor(config)
         self.stop = (
             StopStringCriteria(inputs.loaded.tokenizer, list(config.stop_strings))
             if config.stop_strings
             else None
         )
-        self.settings = RowSettings.stack([config], inputs.device)
+        self.settings = RowSettings.stack(configs, inputs.device)
 
     def restack(self, configs: Sequence[DecodingConfig]) -> None:
         """Take the rows' settings (after rows joined or left)."""
@@ -199,8 +200,7 @@ def decode_batch(
     configs = [p.request.config for p in batch]
     ids, mask = inputs.left_pad(batch)
     batch_size, width = ids.shape
-    chooser = TokenChooser(inputs, configs[0])
-    chooser.restack(configs)
+    chooser = TokenChooser(inputs, configs)
     settings = chooser.settings
     stops = inputs.stop_mask(configs)
     uniforms, noise = draw(batch, width, inputs.embedding_dim, inputs.embedding_rms, device)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import torch
 
@@ -107,8 +108,19 @@ def _generation_eos(model: Any) -> list[int]:
     return [int(i) for i in (eos if isinstance(eos, list | tuple) else [eos])]
 
 
-@torch.inference_mode()
+# Per embedding module: every engine of a model (one per batch size, and the batch-size probe's)
+# would otherwise embed the whole vocabulary again.
+_FED_RMS: WeakKeyDictionary[Any, float] = WeakKeyDictionary()
+
+
 def _fed_rms(embeddings: Any, vocab: int, device: torch.device) -> float:
+    if embeddings not in _FED_RMS:
+        _FED_RMS[embeddings] = _measure_fed_rms(embeddings, vocab, device)
+    return _FED_RMS[embeddings]
+
+
+@torch.inference_mode()
+def _measure_fed_rms(embeddings: Any, vocab: int, device: torch.device) -> float:
     """The RMS of the embeddings as the embedding module hands them on, over the vocabulary.
 
     Not the weight matrix's: Gemma's module multiplies its weights by sqrt(hidden) (2048 wide:
