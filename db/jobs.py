@@ -5,13 +5,15 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from articlegen.core.errors import JobStateError, NotFoundError
+from articlegen.core.process import current
 from articlegen.db.models import Job, JobStatus, Prompt, PromptStatus, utcnow
 
 __all__ = [
+    "add_claimed",
     "check_resumable",
     "create_job",
     "failed_prompts",
@@ -20,16 +22,25 @@ __all__ = [
     "list_jobs",
     "record_model",
     "request_cancel",
+    "settled_prompts",
     "start_job",
 ]
 
 
 def create_job(session: Session, parameters: dict[str, Any], model: str | None) -> Job:
-    """A new queued job; its id names the run everywhere (flow run name, artifacts)."""
+    """A new queued job, owned by this process; its id names the run everywhere (flow run
+    name, artifacts)."""
     job = Job(status=JobStatus.QUEUED, parameters=parameters, model=model)
+    _own(job)
     session.add(job)
     session.flush()
     return job
+
+
+def _own(job: Job) -> None:
+    """Record this process as the one running `job` (`core.process`)."""
+    process = current()
+    job.host, job.pid, job.process_started = process.host, process.pid, process.started
 
 
 def get_job(session: Session, job_id: int) -> Job:
@@ -40,17 +51,20 @@ def get_job(session: Session, job_id: int) -> Job:
     return job
 
 
-def start_job(
-    session: Session, job_id: int, total: int, flow_run_id: str | None, lease: timedelta
-) -> None:
-    """Mark the job running, alive for `lease` (renewed by the run), with the number of
-    articles it will write."""
+def start_job(session: Session, job_id: int, flow_run_id: str | None, lease: timedelta) -> None:
+    """Mark the job running in this process, alive for `lease` (renewed by the run). Its
+    total grows as it claims (`add_claimed`)."""
     job = get_job(session, job_id)
     job.status = JobStatus.RUNNING
-    job.total = total
     job.flow_run_id = flow_run_id
     job.started_at = utcnow()
     job.lease_expires_at = job.started_at + lease
+    _own(job)
+
+
+def add_claimed(session: Session, job_id: int, articles: int) -> None:
+    """Count `articles` more on the job's total: it claimed their prompts."""
+    get_job(session, job_id).total += articles
 
 
 def record_model(session: Session, job_id: int, name: str, revision: str) -> None:
@@ -76,10 +90,11 @@ def check_resumable(session: Session, job_id: int) -> Job:
         return job
     if job.status is JobStatus.RUNNING:
         until = f"{job.lease_expires_at:%H:%M:%S} UTC" if job.lease_expires_at else "its lease ends"
+        where = f"pid {job.pid} on {job.host}" if job.host else "its process"
         raise JobStateError(
-            f"job {job_id} is running (its lease runs until {until}): if its process is gone, "
-            "resume it once the lease has run out; to stop it, `articlegen jobs cancel "
-            f"{job_id}`"
+            f"job {job_id} is running ({where}, its lease runs until {until}): to stop it, "
+            f"`articlegen jobs cancel {job_id}`; if it runs on another machine that died, "
+            "resume it once the lease has run out"
         )
     raise JobStateError(
         f"job {job_id} is {job.status.value}: there is nothing of it to resume (only crashed, "
@@ -88,8 +103,9 @@ def check_resumable(session: Session, job_id: int) -> Job:
 
 
 def request_cancel(session: Session, job_id: int) -> Job:
-    """Stop a job: a running one stops before its next batch (its run releases what it has
-    not written); a queued one is cancelled at once. Raises `JobStateError` for an ended job."""
+    """Stop a job: a running one stops within one decoding step (its run writes what it
+    finished and releases the rest); a queued one is cancelled at once. Raises
+    `JobStateError` for an ended job."""
     job = get_job(session, job_id)
     if job.status in _ENDED:
         raise JobStateError(
@@ -128,6 +144,13 @@ def failed_prompts(session: Session, job_id: int) -> list[Prompt]:
     """The prompts the job failed, still failed (each has its reason in `last_error`)."""
     query = select(Prompt).where(Prompt.claimed_by == job_id, Prompt.status == PromptStatus.FAILED)
     return list(session.scalars(query.order_by(Prompt.id)))
+
+
+def settled_prompts(session: Session, job_id: int) -> int:
+    """How many prompts the job wrote or failed (and no later run took up again)."""
+    settled = (PromptStatus.DONE, PromptStatus.FAILED)
+    query = select(func.count()).where(Prompt.claimed_by == job_id, Prompt.status.in_(settled))
+    return int(session.scalar(query) or 0)
 
 
 def list_jobs(session: Session, limit: int | None = None) -> list[Job]:

@@ -5,10 +5,11 @@ settings, never models or engines (Prefect would hash them), and cache nothing: 
 the record. Steps that touch the database or load the model retry with backoff on transient
 errors, never on a user's mistake.
 
-Each batch is a `generate-batch` task, run in the flow's thread, then a `finish-batch` task
-(post-process, measure, render, record), submitted to the flow's thread pool so that it runs
-while the next batch generates: the model never waits on that CPU work. At most one batch is
-finishing at a time, and batches finish in order.
+Runs share one queue: each claims a batch at a time (`claim-batch`), so runs started together
+split the work and end together. Each batch is a `generate-batch` task, run in the flow's
+thread, then a `finish-batch` task (post-process, measure, render, record), submitted to the
+flow's thread pool so that it runs while the next batch generates: the model never waits on
+that CPU work. At most one batch is finishing at a time, and batches finish in order.
 """
 
 from __future__ import annotations
@@ -111,10 +112,25 @@ def choose_batch_size(settings: Settings, params: GenerateParams) -> GeneratePar
     return runs.choose_batch_size(settings, params)
 
 
-@_step("claim-prompts")
-def claim_prompts(settings: Settings, job_id: int, params: GenerateParams) -> RunPlan:
-    """Claim pending prompts and plan the batches."""
-    return runs.claim_batches(settings, job_id, params, str(flow_run.get_id() or ""))
+@_step("plan-run")
+def plan_run(settings: Settings, params: GenerateParams) -> RunPlan:
+    """A dry run's plan: the batches a run would write; claims nothing."""
+    return runs.plan_run(settings, params)
+
+
+@_step("start-run")
+def start_run(settings: Settings, job_id: int, params: GenerateParams) -> int:
+    """Mark the job running; returns the articles it would write alone (other runs may take
+    some: they share the queue)."""
+    return runs.start_run(settings, job_id, params, str(flow_run.get_id() or ""))
+
+
+@_step("claim-batch", run_name="job-{job_id}-claim-{number}")
+def claim_batch(
+    settings: Settings, job_id: int, number: int, params: GenerateParams, claimed: int
+) -> list[int]:
+    """Claim the next batch from the shared queue; empty when nothing is left to take."""
+    return runs.claim_batch(settings, job_id, params, claimed, number)
 
 
 # The tag lets a Prefect concurrency limit cap how many batches generate at once (one GPU
@@ -152,14 +168,10 @@ def finish_batch(
 
 @_step("finish-job")
 def finish_job(
-    settings: Settings,
-    job_id: int,
-    error: str | None = None,
-    unwritten: list[int] | None = None,
-    cancelled: bool = False,
+    settings: Settings, job_id: int, error: str | None = None, cancelled: bool = False
 ) -> RunResult:
-    """Close the job with its final status and counts, releasing what a failed run claimed."""
-    return runs.finish_run(settings, job_id, error, unwritten or [], cancelled)
+    """Close the job with its final status and counts, giving back what it did not write."""
+    return runs.finish_run(settings, job_id, error, cancelled)
 
 
 def _name_run(job_id: int) -> None:
@@ -237,10 +249,10 @@ def _settled(finishing: PrefectFuture[BatchReport], reports: list[BatchReport]) 
     return time.perf_counter() - started
 
 
-def _log_batch(reports: list[BatchReport], batches: int, warnings: list[str]) -> None:
+def _log_batch(reports: list[BatchReport], warnings: list[str]) -> None:
     """Log the last batch finished, and each decoding warning the first time it comes."""
     report = reports[-1]
-    get_run_logger().info("%s", report.log_line(len(reports), batches))
+    get_run_logger().info("%s", report.log_line(len(reports)))
     for warning in report.warnings:
         if warning not in warnings:  # each distinct warning once per run
             warnings.append(warning)
@@ -248,16 +260,18 @@ def _log_batch(reports: list[BatchReport], batches: int, warnings: list[str]) ->
 
 
 def _run(params: GenerateParams, job_id: int | None) -> RunResult | State[RunResult]:
-    """The run: check, claim, write each batch, finish; a run with failed prompts ends in a
-    Failed state named CompletedWithErrors (its written articles are kept)."""
+    """The run: check, then claim, generate and finish one batch after another from the shared
+    queue until it is empty; a run with failed prompts ends in a Failed state named
+    CompletedWithErrors (its written articles are kept)."""
     started = time.perf_counter()
     settings = load_settings()
     job_id = job_id or open_job(settings, params)
-    plan: RunPlan | None = None
     reports: list[BatchReport] = []
     warnings: list[str] = []
     finishing: PrefectFuture[BatchReport] | None = None  # the batch that finishes meanwhile
     waited = 0.0  # seconds the run waited for batches to finish
+    claimed = 0  # prompts claimed so far
+    stopped = False  # by `jobs cancel`
     try:
         _name_run(job_id)
         # The progress artifact says what the run does before its first token, too.
@@ -272,8 +286,8 @@ def _run(params: GenerateParams, job_id: int | None) -> RunResult | State[RunRes
                 progress, 0.0, "Choosing the batch size (measured once per model and machine)…"
             )
         params = choose_batch_size(settings, params)
-        plan = claim_prompts(settings, job_id, params)
         if params.dry_run:
+            plan = plan_run(settings, params)
             update_progress_artifact(progress, 100.0, "Dry run: planned; nothing claimed.")
             create_markdown_artifact(
                 runs.plan_markdown(job_id, plan),
@@ -282,18 +296,22 @@ def _run(params: GenerateParams, job_id: int | None) -> RunResult | State[RunRes
             )
             finished = finish_job(settings, job_id)
             return replace(finished, total=plan.articles, prompts=plan.prompts, dry_run=True)
-        update_progress_artifact(progress, 0.0, f"0/{plan.articles} articles: generating…")
-        batches = len(plan.batches)
+        estimate = start_run(settings, job_id, params)
+        update_progress_artifact(progress, 0.0, f"0/{estimate} articles: generating…")
 
         def finished_one() -> None:
-            _log_batch(reports, batches, warnings)
+            _log_batch(reports, warnings)
             done = runs.progress_for(job_id).snapshot()
             update_progress_artifact(progress, 100.0 * done.fraction, done.line())
 
         with runs.leases_kept(settings, job_id):
-            for number, prompt_ids in enumerate(plan.batches, start=1):
-                if runs.cancel_requested(settings, job_id):
-                    break
+            number = 0
+            while not (stopped := runs.cancel_requested(settings, job_id)):
+                prompt_ids = claim_batch(settings, job_id, number + 1, params, claimed)
+                if not prompt_ids:
+                    break  # the queue is empty (or the run's limit reached)
+                number += 1
+                claimed += len(prompt_ids)
                 batch = generate_batch(settings, job_id, number, prompt_ids, params, progress)
                 if finishing is not None:  # the previous batch, which finished meanwhile
                     waited += _settled(finishing, reports)
@@ -319,32 +337,22 @@ def _run(params: GenerateParams, job_id: int | None) -> RunResult | State[RunRes
             except BaseException:  # its own failure, or the second Ctrl-C: not recorded here
                 pass
             else:
-                _log_batch(reports, len(plan.batches) if plan else 0, warnings)
-        # Batches are written whole or not at all: the failed one and those after it go back,
-        # a batch generated and not yet recorded with them.
+                _log_batch(reports, warnings)
+        # Batches are written whole or not at all: whatever the job still holds goes back.
         # BaseException: Ctrl-C and Prefect's cancellation must release the claims too.
-        unwritten = plan.unwritten(len(reports)) if plan else []
         cancelled = not isinstance(exc, Exception)
-        finish_job.fn(
-            settings,
-            job_id,
-            error=f"{type(exc).__name__}: {exc}",
-            unwritten=unwritten,
-            cancelled=cancelled,
-        )
+        finish_job.fn(settings, job_id, error=f"{type(exc).__name__}: {exc}", cancelled=cancelled)
         raise
-    # Stopped by `jobs cancel` between batches: the batches not run go back to pending.
-    unwritten = plan.unwritten(len(reports))
+    # Stopped by `jobs cancel`: what the last batch did not finish goes back to pending.
     finished = finish_job(
         settings,
         job_id,
-        error="stopped by `articlegen jobs cancel`" if unwritten else None,
-        unwritten=unwritten,
-        cancelled=bool(unwritten),
+        error="stopped by `articlegen jobs cancel`" if stopped else None,
+        cancelled=stopped,
     )
     result = replace(
         finished,
-        prompts=plan.prompts,
+        prompts=claimed,
         seconds=runs.stage_seconds(reports, time.perf_counter() - started, waited),
         warnings=tuple(warnings),
     )

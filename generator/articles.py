@@ -37,6 +37,7 @@ from articlegen.generator.requests import (
     GenerationFailure,
     GenerationRequest,
     StepCallback,
+    Stop,
 )
 from articlegen.generator.templates import Templates
 
@@ -95,6 +96,7 @@ class ArticleFailure:
 
     key: Hashable
     reason: str
+    stopped: bool = False  # not a failure: the run was stopped before it was written
 
 
 @dataclass(frozen=True)
@@ -140,9 +142,13 @@ class ArticleWriter:
         return self.finish(self.generate(inputs, on_step))
 
     def generate(
-        self, inputs: Sequence[ArticleInput], on_step: StepCallback | None = None
+        self,
+        inputs: Sequence[ArticleInput],
+        on_step: StepCallback | None = None,
+        stop: Stop | None = None,
     ) -> Generated:
-        """The first half of `write`: build the prompts and run the engine, nothing more."""
+        """The first half of `write`: build the prompts and run the engine, nothing more.
+        Once `stop` says so, the articles not generated yet come back as stopped failures."""
         seconds: defaultdict[str, float] = defaultdict(float)
         started = time.perf_counter()
         by_key = {item.key: item for item in inputs}
@@ -163,7 +169,7 @@ class ArticleWriter:
             requests.append(request)
         seconds["prompting"] += time.perf_counter() - started
         started = time.perf_counter()
-        generations = self.engine.generate(requests, on_step)
+        generations = self.engine.generate(requests, on_step, stop)
         seconds["generation"] += time.perf_counter() - started
         return Generated(list(inputs), prompts, failures, list(generations), dict(seconds))
 
@@ -181,7 +187,9 @@ class ArticleWriter:
         outcomes: dict[Hashable, WrittenArticle | ArticleFailure] = dict(generated.failures)
         for outcome in generated.generations:
             if isinstance(outcome, GenerationFailure):
-                outcomes[outcome.key] = ArticleFailure(outcome.key, outcome.reason)
+                outcomes[outcome.key] = ArticleFailure(
+                    outcome.key, outcome.reason, stopped=outcome.stopped
+                )
                 continue
             item = by_key[outcome.key]
             try:

@@ -24,7 +24,14 @@ import torch
 from articlegen.generator.decode_loop import REASONS, TokenChooser, chunks
 from articlegen.generator.inputs import ModelInputs
 from articlegen.generator.kv_cache import InPlaceCache
-from articlegen.generator.requests import Decoded, DecodeStep, Prepared, StepCallback
+from articlegen.generator.requests import (
+    CANCELLED,
+    Decoded,
+    DecodeStep,
+    Prepared,
+    StepCallback,
+    Stop,
+)
 from articlegen.generator.seeding import draw
 
 __all__ = ["COMPACT_BELOW", "decode_continuous"]
@@ -65,10 +72,12 @@ def decode_continuous(
     rows: int,
     keep_step_logits: bool = False,
     on_step: StepCallback | None = None,
+    stop: Stop | None = None,
 ) -> list[Decoded]:
     """Decode every request of `queue` (one scheduling group, in order) with at most `rows`
-    rows at a time; results come back in `queue` order."""
-    return list(_Decoder(inputs, queue, rows, keep_step_logits).run(on_step))
+    rows at a time; results come back in `queue` order. Once `stop` says so, the requests
+    not ended (running or waiting) come back cancelled."""
+    return list(_Decoder(inputs, queue, rows, keep_step_logits).run(on_step, stop))
 
 
 class _Decoder:
@@ -119,7 +128,7 @@ class _Decoder:
         self.capacity = capacity
         self.longest = 0  # at least every row's cursor, kept on the host: no sync per step
 
-    def run(self, on_step: StepCallback | None) -> Iterator[Decoded]:
+    def run(self, on_step: StepCallback | None, stop: Stop | None = None) -> Iterator[Decoded]:
         self._start(list(range(len(self.holds))))
         while True:
             token, ended, reasons = self._choose()
@@ -130,6 +139,8 @@ class _Decoder:
             waiting = len(self.queue) - self.waiting
             if not running and not waiting:
                 break
+            if stop is not None and stop():
+                break  # what ended is kept; the rest comes back cancelled
             if running:
                 self._forward(token)
             free = [r for r, h in enumerate(self.holds) if h is None]
@@ -140,8 +151,7 @@ class _Decoder:
             elif not waiting and len(free) >= (1 - COMPACT_BELOW) * len(self.holds):
                 self._compact()
         for result in self.results:
-            assert result is not None  # every request ran to its end
-            yield result
+            yield CANCELLED if result is None else result
 
     def _start(self, free: list[int]) -> None:
         """Put waiting prompts into the free rows, in prompt chunks of similar length: each

@@ -22,11 +22,13 @@ from articlegen.generator.decoding import DecodingConfig
 from articlegen.generator.inputs import ModelInputs
 from articlegen.generator.kv_cache import InPlaceCache
 from articlegen.generator.requests import (
+    CANCELLED,
     Decoded,
     DecodeStep,
     FinishReason,
     Prepared,
     StepCallback,
+    Stop,
 )
 from articlegen.generator.sampling import RowSettings, choose_tokens, process_logits
 from articlegen.generator.seeding import draw
@@ -192,9 +194,11 @@ def decode_batch(
     batch: Sequence[Prepared],
     keep_step_logits: bool = False,
     on_step: StepCallback | None = None,
+    stop: Stop | None = None,
 ) -> list[Decoded]:
-    """Greedy and sampled decoding of one batch, every row to its end; `on_step` hears after
-    every step how far the batch is."""
+    """Greedy and sampled decoding of one batch, every row to its end (or until `stop` says
+    so: unfinished rows then come back cancelled); `on_step` hears after every step how far
+    the batch is."""
     model = inputs.model
     device = inputs.device
     configs = [p.request.config for p in batch]
@@ -227,6 +231,7 @@ def decode_batch(
     reasons = torch.zeros(batch_size, dtype=torch.long, device=device)  # keys of REASONS
     rows = torch.arange(batch_size, device=device)
     kept: list[torch.Tensor] = []
+    cancelled: torch.Tensor | None = None  # rows a stop cut short
     for step in range(steps):
         token, logprob, scores, logits = chooser.choose(
             last_logits,
@@ -259,6 +264,9 @@ def decode_batch(
             _report(on_step, running, finished, lengths, settings.max_new_tokens)
         if bool(finished.all()):
             break
+        if stop is not None and stop():
+            cancelled = ~finished
+            break
         seen[rows, token] = True
         mask = torch.cat([mask, mask.new_ones((batch_size, 1))], dim=1)
         # Finished rows idle in place: their positions must not run past the context while
@@ -276,6 +284,9 @@ def decode_batch(
         ).logits[:, -1, :]
     results: list[Decoded] = []
     for row in range(batch_size):
+        if cancelled is not None and bool(cancelled[row]):
+            results.append(CANCELLED)
+            continue
         n = int(lengths[row])
         results.append(
             Decoded(

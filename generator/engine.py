@@ -40,6 +40,7 @@ from articlegen.generator.requests import (
     Outcome,
     Prepared,
     StepCallback,
+    Stop,
 )
 from articlegen.generator.scheduling import Batch, run_splitting, schedule
 
@@ -80,10 +81,15 @@ class Engine:
         return self.inputs.encode(prompt, add_special_tokens)
 
     def generate(
-        self, requests: Sequence[GenerationRequest], on_step: StepCallback | None = None
+        self,
+        requests: Sequence[GenerationRequest],
+        on_step: StepCallback | None = None,
+        stop: Stop | None = None,
     ) -> list[Outcome]:
         """Generate every request; outcomes come back in request order. `on_step` hears how
-        far each batch is after every decoding step (after the whole batch, for beams)."""
+        far each batch is after every decoding step (after the whole batch, for beams). Once
+        `stop` says so (it is asked after every step, and before every batch), the requests
+        not ended come back as stopped failures."""
         outcomes: list[Outcome | None] = [None] * len(requests)
         runnable: list[Prepared] = []
         context = self.loaded.context_length
@@ -109,7 +115,11 @@ class Engine:
             runnable.append(Prepared(index, request, ids))
         plan = schedule(runnable, self.batch_size, self.cache_tokens, self.continuous)
         for batch in plan:
-            run = partial(self._run, on_step=on_step)
+            if stop is not None and stop():
+                for prepared in batch.members:
+                    outcomes[prepared.index] = _stopped(prepared)
+                continue
+            run = partial(self._run, on_step=on_step, stop=stop)
             for prepared, outcome in run_splitting(batch, run):
                 outcomes[prepared.index] = outcome
         assert all(o is not None for o in outcomes)
@@ -117,7 +127,7 @@ class Engine:
 
     @torch.inference_mode()
     def _run(
-        self, planned: Batch, on_step: StepCallback | None = None
+        self, planned: Batch, on_step: StepCallback | None = None, stop: Stop | None = None
     ) -> list[tuple[Prepared, Outcome]]:
         started = time.perf_counter()
         batch = planned.members
@@ -127,14 +137,17 @@ class Engine:
                 on_step(DecodeStep(sum(len(r.ids) for r in rows), len(rows), 0.0))
         elif planned.continuous:
             rows = decode_continuous(
-                self.inputs, batch, planned.rows, self.keep_step_logits, on_step
+                self.inputs, batch, planned.rows, self.keep_step_logits, on_step, stop
             )
         else:
-            rows = decode_batch(self.inputs, batch, self.keep_step_logits, on_step)
+            rows = decode_batch(self.inputs, batch, self.keep_step_logits, on_step, stop)
         seconds = time.perf_counter() - started
         total_tokens = sum(len(row.ids) for row in rows) or 1
         results: list[tuple[Prepared, Outcome]] = []
         for prepared, row in zip(batch, rows, strict=True):
+            if row.cancelled:
+                results.append((prepared, _stopped(prepared)))
+                continue
             generation = Generation(
                 key=prepared.request.key,
                 text=self.inputs.decode(row.ids, row.reason, prepared.request.config),
@@ -148,3 +161,7 @@ class Engine:
             )
             results.append((prepared, generation))
         return results
+
+
+def _stopped(prepared: Prepared) -> GenerationFailure:
+    return GenerationFailure(prepared.request.key, "the run was stopped first", stopped=True)

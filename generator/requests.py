@@ -15,6 +15,7 @@ import torch
 from articlegen.generator.decoding import DecodingConfig
 
 __all__ = [
+    "CANCELLED",
     "DecodeStep",
     "Decoded",
     "FinishReason",
@@ -24,6 +25,7 @@ __all__ = [
     "Outcome",
     "Prepared",
     "StepCallback",
+    "Stop",
 ]
 
 FinishReason = Literal["eos", "length", "stop_string"]
@@ -68,6 +70,7 @@ class GenerationFailure:
 
     key: Hashable
     reason: str
+    stopped: bool = False  # not a failure: the run was stopped before this request ended
 
 
 Outcome = Generation | GenerationFailure
@@ -91,6 +94,11 @@ class Decoded:
     logprobs: list[float]
     reason: FinishReason
     step_logits: tuple[torch.Tensor, ...] = ()
+    cancelled: bool = False  # the decoder stopped before the row ended: nothing to keep
+
+
+# A row a stop cut short (or never started).
+CANCELLED = Decoded(ids=[], logprobs=[], reason="length", cancelled=True)
 
 
 @dataclass(frozen=True)
@@ -107,3 +115,6 @@ class DecodeStep:
 
 
 StepCallback = Callable[[DecodeStep], None]
+# Asked after every decoding step (and before every batch): True stops the generation there.
+# The rows that ended are kept; the others come back as stopped `GenerationFailure`s.
+Stop = Callable[[], bool]

@@ -193,7 +193,7 @@ def test_usage_errors_exit_2(run_cli: CliHarness, args: list[str], message: str)
         ),
         (
             {"PREFECT_API_URL": ""},
-            ["fan-out", "--shards", "2"],
+            ["fan-out", "--runs", "2"],
             "Error: fan-out starts runs on a work pool, which needs a Prefect server: set "
             "PREFECT_API_URL",
         ),

@@ -31,10 +31,11 @@ from articlegen.generator.requests import (
 from articlegen.importing import import_prompts_csv
 from articlegen.runs import (
     GenerateParams,
-    claim_batches,
+    claim_batch,
     close_contexts,
     finish_run,
     open_job,
+    start_run,
     write_batch,
 )
 
@@ -371,9 +372,10 @@ def test_a_runs_batch_is_a_queue_for_the_engines_rows(
         assert import_prompts_csv(db, source, catalog).inserted == 6
         params = GenerateParams(batch_size=2, preset="greedy")
         job_id = open_job(settings, params)
-        plan = claim_batches(settings, job_id, params)
-        assert [len(b) for b in plan.batches] == [6]
-        report = write_batch(settings, job_id, plan.batches[0], params)
+        start_run(settings, job_id, params)
+        batch = claim_batch(settings, job_id, params)
+        assert len(batch) == 6
+        report = write_batch(settings, job_id, batch, params)
         finish_run(settings, job_id)
         assert len(report.written) == 6
         with db.session(write=False) as session:

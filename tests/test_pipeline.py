@@ -30,6 +30,7 @@ from articlegen.flows.generate import run_generate
 from articlegen.importing import PromptSpec
 from articlegen.runs import (
     BatchReport,
+    BatchStep,
     GenerateParams,
     RunResult,
     close_contexts,
@@ -37,7 +38,6 @@ from articlegen.runs import (
     stage_seconds,
     summary_markdown,
 )
-from articlegen.runs.batch import BatchStep
 
 from .test_flows import prefect_server  # noqa: F401  (the session's Prefect server)
 
@@ -149,13 +149,15 @@ def test_a_batch_finishes_while_the_next_generates_and_each_is_written_once(
     assert (job.status, job.done, job.total) == (JobStatus.COMPLETED, 8, 8)
     # One log line per batch, in order, each once its batch is recorded.
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("batch ")]
-    assert [line.split(":")[0] for line in lines] == [f"batch {n}/4" for n in (1, 2, 3, 4)]
-    pattern = r"batch \d/4: 2 articles written, [\d,]+ tokens/s, none failed"
+    assert [line.split(":")[0] for line in lines] == [f"batch {n}" for n in (1, 2, 3, 4)]
+    pattern = r"batch \d: 2 articles written, [\d,]+ tokens/s, none failed"
     assert all(re.fullmatch(pattern, line) for line in lines), lines
-    # Each batch is two task runs in Prefect, by name.
+    # Each batch is a claim and two task runs in Prefect, by name; the fifth claim finds the
+    # queue empty.
     ended = [name for name in _task_runs(caplog.records) if name.startswith("job-")]
     assert sorted(ended) == sorted(
-        f"job-{job.id}-batch-{n}-{step}" for n in (1, 2, 3, 4) for step in ("generate", "finish")
+        [f"job-{job.id}-claim-{n}" for n in (1, 2, 3, 4, 5)]
+        + [f"job-{job.id}-batch-{n}-{s}" for n in (1, 2, 3, 4) for s in ("generate", "finish")]
     )
     # Where the time went: every stage, and how long the run waited for batches finishing.
     assert set(result.seconds) == {
@@ -246,20 +248,35 @@ def test_a_failed_generation_keeps_the_batch_finishing_beside_it(db: Database) -
     _exactly_once(db)
 
 
-def test_cancel_stops_before_the_next_batch_and_records_the_one_finishing(
-    db: Database,
+def test_cancel_stops_a_batch_within_a_decoding_step_and_keeps_what_ended(
+    db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """One batch of all eight articles through two rows, long ones: `jobs cancel` lands while
+    it generates, and the run stops there (within a second), not at the end of the batch.
+    The articles that ended are written; the others go back to pending; a rerun writes each
+    of those once."""
+    monkeypatch.setenv("ARTICLEGEN_QUEUE_DEPTH", "4")  # 2 rows x 4: one batch of 8 articles
+    long = GenerateParams(batch_size=2, preset="greedy", overrides={"max_new_tokens": 400})
+
     def observe(job_id: int, number: int, step: BatchStep) -> None:
-        if (number, step) == (2, "generate"):
+        if (number, step) == (1, "generate"):
             with db.session() as session:
-                request_cancel(session, job_id)  # `articlegen jobs cancel`, mid-batch
+                request_cancel(session, job_id)  # `articlegen jobs cancel`, as it starts
 
     with observing_batches(observe):
-        result = run_generate(PARAMS)
-    # Batch 2 was generating when the cancel came: it and batch 1 are recorded, the two after
-    # never start.
-    assert (result.status, result.done) == ("cancelled", 4)
-    assert _statuses(db) == {PromptStatus.DONE: 4, PromptStatus.PENDING: 4}
+        result = run_generate(long)
+    assert result.status == "cancelled"
+    assert result.done < PROMPTS  # the batch was cut short
+    expected = Counter(
+        {PromptStatus.DONE: result.done, PromptStatus.PENDING: PROMPTS - result.done}
+    )
+    assert _statuses(db) == +expected  # (+: without a zero count)
+    job = _the_job(db)
+    assert job.error == "stopped by `articlegen jobs cancel`"
+
+    again = run_generate(PARAMS)
+    assert (again.status, again.done) == ("completed", PROMPTS - result.done)
+    _exactly_once(db)
 
 
 def test_finishing_counts_towards_the_run_time_only_through_the_wait() -> None:

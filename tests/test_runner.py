@@ -20,10 +20,12 @@ from articlegen.importing import import_prompts_csv
 from articlegen.runs import (
     GenerateParams,
     RunResult,
-    claim_batches,
+    claim_batch,
     close_contexts,
     finish_run,
     open_job,
+    plan_run,
+    start_run,
     write_batch,
 )
 
@@ -64,8 +66,10 @@ def imported(settings: Settings, catalog: PresetCatalog, tmp_path: Path) -> Iter
 
 def _run(settings: Settings, params: GenerateParams) -> RunResult:
     job_id = open_job(settings, params)
-    plan = claim_batches(settings, job_id, params)
-    for batch in plan.batches:
+    start_run(settings, job_id, params)
+    claimed = 0
+    while batch := claim_batch(settings, job_id, params, claimed):
+        claimed += len(batch)
         write_batch(settings, job_id, batch, params)
     return finish_run(settings, job_id)
 
@@ -130,8 +134,7 @@ def test_a_second_run_finds_nothing_to_do(settings: Settings, imported: Database
 
 def test_limit_tags_and_dry_run(settings: Settings, imported: Database) -> None:
     dry = GenerateParams(limit=3, batch_size=8, dry_run=True)
-    job_id = open_job(settings, dry)
-    plan = claim_batches(settings, job_id, dry)
+    plan = plan_run(settings, dry)
     assert (plan.prompts, plan.articles) == (3, 2 + 1 + 1)  # p01 (2), p02, p03 by id order
     with imported.session(write=False) as session:
         assert {p.status for p in session.scalars(select(Prompt))} == {PromptStatus.PENDING}
@@ -149,15 +152,15 @@ def test_tags_and_fifo_order(settings: Settings, imported: Database) -> None:
         for prompt in session.scalars(select(Prompt)):
             prompt.tags = ["rail"] if prompt.external_id in ("p07", "p03") else ["other"]
     params = GenerateParams(tags=["rail"], order="fifo", batch_size=8, dry_run=True)
-    plan = claim_batches(settings, open_job(settings, params), params)
+    plan = plan_run(settings, params)
     with imported.session(write=False) as session:
         ids = {p.id: str(p.external_id) for p in session.scalars(select(Prompt))}
     assert sorted(ids[i] for batch in plan.batches for i in batch) == ["p03", "p07"]
     oldest = GenerateParams(limit=2, order="fifo", batch_size=8, dry_run=True)
-    plan = claim_batches(settings, open_job(settings, oldest), oldest)
+    plan = plan_run(settings, oldest)
     assert sorted(ids[i] for batch in plan.batches for i in batch) == ["p01", "p02"]
     by_priority = GenerateParams(limit=2, batch_size=8, dry_run=True)
-    plan = claim_batches(settings, open_job(settings, by_priority), by_priority)
+    plan = plan_run(settings, by_priority)
     assert plan.prompts == 2
 
 
@@ -171,7 +174,7 @@ def test_batches_group_similar_lengths_within_a_priority(
         length = {p.id: len(p.prompt or p.topic) for p in prompts}
         urgent = {p.id for p in prompts if p.priority == 5}
     params = GenerateParams(batch_size=3, variants=1, dry_run=True)
-    plan = claim_batches(settings, open_job(settings, params), params)
+    plan = plan_run(settings, params)
     order = [i for batch in plan.batches for i in batch]
     assert set(order[:2]) == urgent  # priority first, however long
     rest = [length[i] for i in order[2:]]
@@ -203,11 +206,14 @@ def test_a_run_keeps_the_presets_it_started_with_and_records_its_model(
         assert import_prompts_csv(db, source, catalog).inserted == 4
         params = GenerateParams(batch_size=2, preset="house", overrides={"max_new_tokens": 6})
         job_id = open_job(settings, params)
-        plan = claim_batches(settings, job_id, params)
-        assert len(plan.batches) == 2
-        write_batch(settings, job_id, plan.batches[0], params)
+        start_run(settings, job_id, params)
+        first = claim_batch(settings, job_id, params)
+        assert len(first) == 2
+        write_batch(settings, job_id, first, params)
         presets.write_text("[house]\ntemperature = 1.7\n", encoding="utf-8")
-        write_batch(settings, job_id, plan.batches[1], params)
+        second = claim_batch(settings, job_id, params, claimed=2)
+        assert len(second) == 2
+        write_batch(settings, job_id, second, params)
         finish_run(settings, job_id)
         with db.session(write=False) as session:
             articles = list(session.scalars(select(Article)))

@@ -85,7 +85,7 @@ def test_fan_out_over_two_workers_writes_every_prompt_once(
     try:
         result = fan_out(
             params=GenerateParams(batch_size=5, overrides={"max_new_tokens": 4}),
-            shards=4,
+            runs=4,
             deployment=f"generate-articles/{pool}",
             timeout_seconds=600,
         )
@@ -105,7 +105,7 @@ def test_fan_out_over_two_workers_writes_every_prompt_once(
             jobs = session.scalars(select(Job)).all()
         assert len(jobs) == 4
         assert {j.status for j in jobs} == {JobStatus.COMPLETED}
-        assert sorted(j.parameters["shard"] for j in jobs) == [0, 1, 2, 3]
+        assert {j.parameters["shards"] for j in jobs} == {1}  # one shared queue
         assert sum(j.done for j in jobs) == articles
     finally:
         db.close()

@@ -10,10 +10,12 @@ from articlegen.cli.base import CONTEXT, App, Group, cli, pass_app
 from articlegen.cli.events import announce_import
 from articlegen.cli.options import format_option
 from articlegen.cli.output import render
+from articlegen.core.bounds import MAX_ID
 from articlegen.db import Database
 from articlegen.db.migrate import current_revision, head_revision, upgrade
 from articlegen.db.models import PromptStatus
 from articlegen.db.prompts import list_prompts
+from articlegen.db.retry import requeue_failed
 from articlegen.export.records import prompt_record
 from articlegen.importing import ImportReport, import_prompts_csv
 
@@ -126,7 +128,7 @@ def _print_report(report: ImportReport, url: str) -> None:
 
 @cli.group(cls=Group, context_settings=CONTEXT)
 def prompts() -> None:
-    """Inspect imported prompts.
+    """Inspect imported prompts, and retry failed ones.
 
     Example: articlegen prompts list --status pending
     """
@@ -151,6 +153,40 @@ def prompts_list(app: App, status: str | None, limit: int | None, fmt: str) -> N
         records = [prompt_record(p) for p in rows]
     columns = ["id", "external_id", "topic", "status", "priority", "variants", "preset", "tags"]
     click.echo(render(records, fmt, table_columns=columns, empty="No prompts."))
+
+
+@prompts.command("retry")
+@click.argument("ids", nargs=-1, type=click.IntRange(1, MAX_ID))
+@click.option(
+    "--job", "job_id", type=click.IntRange(1, MAX_ID), help="The failed prompts of this job."
+)
+@click.option("--all-failed", is_flag=True, help="Every failed prompt.")
+@pass_app
+def prompts_retry(app: App, ids: tuple[int, ...], job_id: int | None, all_failed: bool) -> None:
+    """Put failed prompts back in the queue; their error history stays. Named prompts must all
+    be failed, or nothing is requeued. A prompt claimed ARTICLEGEN_MAX_ATTEMPTS times stays
+    failed until that setting is raised.
+
+    Example: articlegen prompts retry --job 3
+    """
+    if not (ids or job_id is not None or all_failed):
+        raise click.UsageError("name failed prompts by id, or give --job J or --all-failed")
+    with app.database.session() as session:
+        done = requeue_failed(session, ids, job_id, all_failed, app.settings.max_attempts)
+    if done.prompts:
+        count = len(done.prompts)
+        click.echo(
+            f"Requeued {count} failed prompt{'' if count == 1 else 's'}; "
+            "`articlegen generate` writes them."
+        )
+    else:
+        click.echo("No failed prompts to requeue.")
+    if done.exhausted:
+        click.echo(
+            f"Left failed: {len(done.exhausted)} prompts claimed ARTICLEGEN_MAX_ATTEMPTS="
+            f"{app.settings.max_attempts} times already (raise it to retry them).",
+            err=True,
+        )
 
 
 # --- presets ----------------------------------------------------------------------------------

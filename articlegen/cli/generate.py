@@ -111,11 +111,16 @@ def _nothing_to_generate(app: App, params: GenerateParams) -> None:
 @cli.command("fan-out", context_settings=CONTEXT)
 @run_options
 @click.option(
-    "--shards",
+    "--runs",
     type=click.IntRange(1, MAX_SHARDS),
     default=4,
     show_default=True,
-    help="Runs to start.",
+    help="Runs to start; they share the queue.",
+)
+@click.option(
+    "--sharded",
+    is_flag=True,
+    help="Give each run its own shard of the prompts (by id) instead of a shared queue.",
 )
 @click.option(
     "--deployment",
@@ -124,13 +129,13 @@ def _nothing_to_generate(app: App, params: GenerateParams) -> None:
     help="The generate-articles deployment whose work pool runs the shards.",
 )
 @pass_app
-def fan_out(app: App, /, shards: int, deployment: str, **options: Any) -> None:
-    """Split the pending prompts into shards and generate each in its own run of a
-    generate-articles deployment, which the work pool's workers pick up (on one machine or
-    many); wait for them. Needs PREFECT_API_URL (see the README, "Running on several
-    machines"). --limit applies per shard.
+def fan_out(app: App, /, runs: int, sharded: bool, deployment: str, **options: Any) -> None:
+    """Start several runs of a generate-articles deployment, which the work pool's workers
+    pick up (on one machine or many), and wait for them. The runs pull batches from one
+    shared queue, so they finish together. Needs PREFECT_API_URL (see the README, "Running on
+    several machines"). --limit applies per run.
 
-    Example: articlegen fan-out --shards 4 --max-new-tokens 200
+    Example: articlegen fan-out --runs 4 --max-new-tokens 200
     """
     params = _checked_params(app, **options)
     if not os.environ.get("PREFECT_API_URL"):
@@ -142,8 +147,8 @@ def fan_out(app: App, /, shards: int, deployment: str, **options: Any) -> None:
     quiet_prefect("WARNING")
     from articlegen.flows.fan_out import fan_out as fan_out_flow
 
-    result = fan_out_flow(params=params, shards=shards, deployment=deployment)
-    click.echo(f"Fan-out: {shards} shard runs of {deployment} completed.")
+    result = fan_out_flow(params=params, runs=runs, sharded=sharded, deployment=deployment)
+    click.echo(f"Fan-out: {runs} runs of {deployment} completed.")
     for run_id, state in result["runs"].items():
         click.echo(f"  {run_id}  {state}")
     click.echo("Next: articlegen jobs list")
@@ -216,8 +221,8 @@ def run_in_process(app: App, params: GenerateParams) -> None:
     if not result.total:
         if params.resume_job is not None:
             click.echo(
-                f"Nothing to resume: job {params.resume_job} left no pending prompts (other "
-                "runs may have written them)."
+                f"Nothing to resume: job {params.resume_job} left nothing to write (other "
+                "runs may have written its prompts)."
             )
             return
         _nothing_to_generate(app, params)  # another run took them after we looked

@@ -9,7 +9,13 @@ from articlegen.cli.generate import run_in_process
 from articlegen.cli.options import format_option
 from articlegen.cli.output import render, show
 from articlegen.db.claims import reconcile
-from articlegen.db.jobs import check_resumable, get_job, list_jobs, request_cancel
+from articlegen.db.jobs import (
+    check_resumable,
+    get_job,
+    list_jobs,
+    request_cancel,
+    settled_prompts,
+)
 from articlegen.db.models import JobStatus
 from articlegen.export.records import JOB_COLUMNS, job_record
 from articlegen.runs import GenerateParams
@@ -57,21 +63,29 @@ def jobs_show(app: App, job_id: int, fmt: str) -> None:
 @click.argument("job_id", type=int)
 @pass_app
 def jobs_cancel(app: App, job_id: int) -> None:
-    """Stop a job: a running one stops before its next batch and gives back the prompts it
-    has not written; a queued one is cancelled at once. Written articles stay.
+    """Stop a job: a running one stops within a decoding step, writes the articles it
+    finished and gives back the prompts it has not written; a queued one is cancelled at
+    once. Written articles stay.
 
     Example: articlegen jobs cancel 3
     """
     with app.database.session() as session:
-        reconcile(session)  # a dead run's job is crashed, not something to cancel
-        job = request_cancel(session, job_id)
-        status = job.status
-    if status is JobStatus.CANCELLED:
+        # A dead run's job is crashed, not something to cancel: its prompts go back now.
+        crashed = job_id in reconcile(session, app.settings.max_attempts)
+        if not crashed:
+            status = request_cancel(session, job_id).status
+    if crashed:
+        click.echo(
+            f"Job {job_id} had already stopped: its process is gone. It is marked crashed and "
+            "its unfinished prompts are pending again (`articlegen generate` takes them)."
+        )
+    elif status is JobStatus.CANCELLED:
         click.echo(f"Job {job_id} cancelled before it started.")
     else:
         click.echo(
-            f"Job {job_id} will stop before its next batch; the prompts it has not written go "
-            f"back to pending. Watch it with `articlegen jobs show {job_id}`."
+            f"Job {job_id} will stop within a second: it writes the articles it finished, and "
+            "the prompts it has not written go back to pending. Watch it with `articlegen jobs "
+            f"show {job_id}`."
         )
 
 
@@ -79,15 +93,22 @@ def jobs_cancel(app: App, job_id: int) -> None:
 @click.argument("job_id", type=int)
 @pass_app
 def jobs_resume(app: App, job_id: int) -> None:
-    """Finish a crashed, failed or cancelled job: a new job, with its parameters, generates
-    the prompts it had claimed and not written. Its written articles stay as they are.
+    """Finish a crashed, failed or cancelled job (or a running one whose process is gone): a
+    new job, with its parameters, writes the prompts it had claimed and not written first,
+    then goes on through the queue as the job would have. Its written articles stay.
 
     Example: articlegen jobs resume 3
     """
     with app.database.session() as session:
-        reconcile(session)  # a run whose lease ran out is crashed now, and resumable
+        # A run whose process is gone, or whose lease ran out, is crashed now, and resumable.
+        reconcile(session, app.settings.max_attempts)
         job = check_resumable(session, job_id)
         parameters = dict(job.parameters)
-    # The dead job's own claim already applied its limit, tags and shard.
-    parameters.update(limit=None, tags=[], shard=0, shards=1, dry_run=False, resume_job=job_id)
+        limit = parameters.get("limit")
+        if limit is not None:  # what the dead job settled counts against its limit
+            limit = max(0, limit - settled_prompts(session, job_id))
+    if limit == 0:
+        click.echo(f"Nothing to resume: job {job_id} wrote as many prompts as its --limit.")
+        return
+    parameters.update(limit=limit, dry_run=False, resume_job=job_id)
     run_in_process(app, GenerateParams.model_validate(parameters))

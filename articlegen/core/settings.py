@@ -159,8 +159,20 @@ class Settings(BaseSettings):
         le=86_400,
         description=(
             "How long a run's claim on its prompts lasts without renewal; a run renews it every "
-            "third of that while it works. When a run's process dies, its prompts become "
-            "claimable and its job `crashed` this long after its last renewal."
+            "third of that while it works. When a run's process dies on another machine, its "
+            "prompts become claimable and its job `crashed` this long after its last renewal "
+            "(on the same machine, the next run sees the process gone at once)."
+        ),
+    )
+    max_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        description=(
+            "How many times a prompt may be claimed. A prompt whose runs died, failed or were "
+            "stopped that often becomes `failed` instead of pending again (a prompt that kills "
+            "its run, say by running out of memory, must not kill every run after it), and "
+            "`prompts retry` refuses it until this is raised."
         ),
     )
     web_secret: str | None = Field(

@@ -68,6 +68,7 @@ def prompt_record(prompt: Prompt) -> dict[str, Any]:
         "prompt": prompt.prompt,
         "attempts": prompt.attempts,
         "last_error": prompt.last_error,
+        "errors": prompt.errors or [],
         "created_at": prompt.created_at,
         "updated_at": prompt.updated_at,
     }

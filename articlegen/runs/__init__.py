@@ -1,9 +1,9 @@
 """The steps of a generation run, each one call the `generate-articles` flow makes as a task.
 
-open a job → fix the batch size → claim pending prompts and plan batches → for each batch,
-generate it, then finish it (post-process, render, record in one transaction) beside the next
-one's generation → finish the job. Nothing here imports Prefect, so every step runs and is
-tested on its own.
+open a job → fix the batch size → start it → claim a batch from the shared queue, generate it,
+then finish it (post-process, render, record in one transaction) beside the next one's claim
+and generation, until the queue is empty → finish the job. Nothing here imports Prefect, so
+every step runs and is tested on its own.
 
 - `params`: `GenerateParams`, what a run does;
 - `context`: the per-process `RunContext` (database, presets, templates, models, budgets);
@@ -18,7 +18,6 @@ from articlegen.runs.batch import (
     GeneratedBatch,
     finish_batch,
     generate_batch,
-    observing_batches,
     write_batch,
 )
 from articlegen.runs.context import RunContext, close_contexts, context_for
@@ -32,13 +31,15 @@ from articlegen.runs.lifecycle import (
     leases_kept,
     open_job,
 )
+from articlegen.runs.observe import BatchStep, observing_batches
 from articlegen.runs.params import GenerateParams
-from articlegen.runs.plan import RunPlan, claim_batches, claimable
+from articlegen.runs.plan import RunPlan, claim_batch, claimable, plan_run, start_run
 from articlegen.runs.progress import ProgressSnapshot, RunProgress, progress_for
 from articlegen.runs.reports import BatchReport, RunResult, stage_seconds
 
 __all__ = [
     "BatchReport",
+    "BatchStep",
     "GenerateParams",
     "GeneratedBatch",
     "ProgressSnapshot",
@@ -50,7 +51,7 @@ __all__ = [
     "cancel_requested",
     "check_params",
     "choose_batch_size",
-    "claim_batches",
+    "claim_batch",
     "claimable",
     "close_contexts",
     "context_for",
@@ -62,8 +63,10 @@ __all__ = [
     "open_job",
     "params_from_form",
     "plan_markdown",
+    "plan_run",
     "progress_for",
     "stage_seconds",
+    "start_run",
     "summary_markdown",
     "write_batch",
 ]

@@ -9,12 +9,10 @@ a generated batch that is never finished leaves its prompts claimed, and the run
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Literal, cast
+from typing import TYPE_CHECKING, cast
 
 from sqlalchemy import select
 
@@ -28,6 +26,8 @@ from articlegen.generator.chat import PromptStyle, parse_style
 from articlegen.generator.decoding import DEFAULT_PRESET, parse_overrides
 from articlegen.runs.artifacts import article_row
 from articlegen.runs.context import RunContext, context_for
+from articlegen.runs.lifecycle import CancelWatch
+from articlegen.runs.observe import starting
 from articlegen.runs.params import GenerateParams
 from articlegen.runs.plan import variants_of
 from articlegen.runs.progress import progress_for
@@ -44,42 +44,11 @@ if TYPE_CHECKING:
     from articlegen.generator.loading import LoadedModel, ModelSpec
 
 __all__ = [
-    "BatchStep",
     "GeneratedBatch",
     "finish_batch",
     "generate_batch",
-    "observing_batches",
     "write_batch",
 ]
-
-BatchStep = Literal["generate", "finish"]
-BatchObserver = Callable[[int, int, BatchStep], None]
-
-# Who hears each batch step start: empty in a normal run. A seam for tests, which pause a step
-# (to see the next batch generate while this one finishes) or fail it (to see what a run gives
-# back), without patching our code.
-_observers: list[BatchObserver] = []
-_observers_lock = threading.Lock()
-
-
-@contextmanager
-def observing_batches(observer: BatchObserver) -> Iterator[None]:
-    """Call `observer(job_id, number, step)` as each batch step starts, in the thread that runs
-    it, while inside. An observer that raises fails the step, as a fault there would."""
-    with _observers_lock:
-        _observers.append(observer)
-    try:
-        yield
-    finally:
-        with _observers_lock:
-            _observers.remove(observer)
-
-
-def _starting(job_id: int, number: int, step: BatchStep) -> None:
-    with _observers_lock:
-        observers = list(_observers)
-    for observer in observers:
-        observer(job_id, number, step)
 
 
 @dataclass(frozen=True)
@@ -114,7 +83,7 @@ def generate_batch(
 
     if params.batch_size is None:
         raise ValueError("choose_batch_size() first: the run's batch size is not set")
-    _starting(job_id, number, "generate")
+    starting(job_id, number, "generate")
     started = time.perf_counter()
     context = context_for(settings)
     spec = context.model_spec(params.model)
@@ -133,7 +102,9 @@ def generate_batch(
     loading = time.perf_counter() - started
     progress = progress_for(job_id)
     progress.batch_started()
-    generated = writer.generate(inputs, progress.step)
+    # `jobs cancel` stops the batch within a decoding step: what ended is finished and
+    # recorded, the rest goes back to pending with the run.
+    generated = writer.generate(inputs, progress.step, CancelWatch(settings, job_id))
     # Counted as finished once generated: the next batch's rows are counted from now on, and a
     # failed write-back fails the whole run anyway.
     progress.batch_done(sum(planned.values()))
@@ -161,7 +132,7 @@ def finish_batch(settings: Settings, batch: GeneratedBatch) -> BatchReport:
     """
     from articlegen.generator.loading import load_model
 
-    _starting(batch.job_id, batch.number, "finish")
+    starting(batch.job_id, batch.number, "finish")
     context = context_for(settings)
     loaded = load_model(batch.model)  # the loaded model of `generate_batch`, from its cache
     result = context.writer(loaded, batch.batch_size).finish(batch.generated)
@@ -171,7 +142,8 @@ def finish_batch(settings: Settings, batch: GeneratedBatch) -> BatchReport:
         warnings=list(batch.warnings),
         batch_metrics=result.batch_metrics,
     )
-    rows, reasons = _rows(batch.generated.inputs, result.outcomes, loaded)
+    rows, reasons, stopped = _rows(batch.generated.inputs, result.outcomes, loaded)
+    report.returned = sorted(stopped)
     for prompt_id, reason in reasons.items():
         written = sum(1 for r in rows if r.prompt_id == prompt_id)
         report.failures.append(PromptFailure(prompt_id, reason, batch.planned[prompt_id] - written))
@@ -182,6 +154,7 @@ def finish_batch(settings: Settings, batch: GeneratedBatch) -> BatchReport:
         model = ensure_model(session, loaded.name, loaded.source, loaded.revision, kind)
         rows = [replace(row, model_id=model.id, model_kind=model.kind) for row in rows]
         recorded = record_batch(session, batch.job_id, rows, report.failures)
+        starting(batch.job_id, batch.number, "record")
         report.lost = recorded.lost
         report.written = [article_row(a, settings.web_url) for a in recorded.articles]
     report.tokens = sum(row.tokens_generated for row in rows)
@@ -253,19 +226,27 @@ def _rows(
     inputs: Sequence[ArticleInput],
     outcomes: Sequence[WrittenArticle | ArticleFailure],
     loaded: LoadedModel,
-) -> tuple[list[ArticleRow], dict[int, str]]:
-    """The rows to store for the written articles, and the first failure of each prompt."""
+) -> tuple[list[ArticleRow], dict[int, str], set[int]]:
+    """The rows to store for the written articles, the first failure of each prompt, and the
+    prompts a stop cut short: those are neither written nor failed (their articles that did
+    end are dropped, so the prompt's next run writes each variant once) and go back."""
     from articlegen.generator.articles import WrittenArticle
 
     by_key = {item.key: item for item in inputs}
     rows: list[ArticleRow] = []
     reasons: dict[int, str] = {}
+    stopped: set[int] = set()
     for outcome in outcomes:
+        prompt_id = _article_key(outcome.key)[0]
         if isinstance(outcome, WrittenArticle):
             rows.append(_row(outcome, by_key[outcome.key], loaded))
+        elif outcome.stopped:
+            stopped.add(prompt_id)
         else:
-            reasons.setdefault(_article_key(outcome.key)[0], outcome.reason)
-    return rows, reasons
+            reasons.setdefault(prompt_id, outcome.reason)
+    rows = [row for row in rows if row.prompt_id not in stopped]
+    reasons = {p: reason for p, reason in reasons.items() if p not in stopped}
+    return rows, reasons, stopped
 
 
 def _row(article: WrittenArticle, item: ArticleInput, loaded: LoadedModel) -> ArticleRow:

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -16,6 +17,7 @@ from articlegen.core.settings import Settings
 from articlegen.db.claims import release, renew
 from articlegen.db.jobs import create_job, finish_job, get_job
 from articlegen.runs.context import context_for
+from articlegen.runs.observe import starting
 from articlegen.runs.params import GenerateParams
 from articlegen.runs.progress import forget_progress
 from articlegen.runs.reports import RunResult
@@ -117,19 +119,46 @@ def cancel_requested(settings: Settings, job_id: int) -> bool:
         return get_job(session, job_id).cancel_requested
 
 
+# How often a generating run asks the database whether it was cancelled: a stop lands within
+# this and one decoding step, for one small read a second at most.
+CANCEL_POLL_SECONDS = 1.0
+
+
+class CancelWatch:
+    """Whether `jobs cancel` asked the job to stop, as the engine's `stop`: it is asked after
+    every decoding step, and reads the database at most every `every` seconds."""
+
+    def __init__(self, settings: Settings, job_id: int, every: float = CANCEL_POLL_SECONDS):
+        self.settings = settings
+        self.job_id = job_id
+        self.every = every
+        self._checked = time.monotonic()  # the run checked just before the batch began
+        self._requested = False
+
+    def __call__(self) -> bool:
+        now = time.monotonic()
+        if not self._requested and now - self._checked >= self.every:
+            self._checked = now
+            try:
+                self._requested = cancel_requested(self.settings, self.job_id)
+            except Exception as exc:  # a lost read must not fail the batch: ask again later
+                _log.warning(
+                    "job %s: could not read whether it was cancelled: %s", self.job_id, exc
+                )
+        return self._requested
+
+
 def finish_run(
-    settings: Settings,
-    job_id: int,
-    error: str | None = None,
-    unwritten: Sequence[int] = (),
-    cancelled: bool = False,
+    settings: Settings, job_id: int, error: str | None = None, cancelled: bool = False
 ) -> RunResult:
-    """Close the job and return its final counts; a failed or cancelled run gives back the
-    prompts it claimed and could not write, so the next run takes them."""
+    """Close the job and return its final counts. Whatever the job still holds was not
+    written (a failed or stopped run, or a batch it stopped in): it goes back to pending, so
+    the next run takes it, or fails if it was claimed ARTICLEGEN_MAX_ATTEMPTS times."""
     forget_progress(job_id)  # whoever displays it holds its own reference
     with context_for(settings).database.session() as session:
-        release(session, job_id, unwritten)
+        release(session, job_id, max_attempts=settings.max_attempts)
         job = finish_job(session, job_id, error, cancelled)
+        starting(job_id, 0, "close")
         return RunResult(
             job=job.id,
             status=job.status.value,

@@ -82,8 +82,9 @@ class GenerateParams(BaseModel):
     resume_job: SkipJsonSchema[int | None] = Field(
         default=None,
         ge=1,
-        description="Finish this crashed, failed or cancelled job: take only the pending "
-        "prompts it had claimed (`articlegen jobs resume`).",
+        description="Finish this crashed, failed or cancelled job: the prompts it had "
+        "claimed and not written first, then the queue as it would have gone on (`articlegen "
+        "jobs resume`).",
     )
 
     @model_validator(mode="after")

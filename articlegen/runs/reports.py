@@ -24,20 +24,23 @@ class BatchReport:
     written: list[dict[str, Any]] = field(default_factory=list)
     failures: list[PromptFailure] = field(default_factory=list)
     lost: list[int] = field(default_factory=list)  # prompts another run took over: not written
+    returned: list[int] = field(default_factory=list)  # prompts a cancel cut short: given back
     warnings: list[str] = field(default_factory=list)
     batch_metrics: dict[str, float | None] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     tokens: int = 0  # tokens generated for the articles written
 
-    def log_line(self, number: int, batches: int) -> str:
+    def log_line(self, number: int) -> str:
         """One line for the flow run's log: what the batch wrote, how fast, what failed."""
         generating = self.seconds.get("generation", 0.0)
         rate = f", {self.tokens / generating:,.0f} tokens/s" if generating > 0 else ""
         failed = sum(f.articles for f in self.failures)
         written = len(self.written)
-        line = f"batch {number}/{batches}: {written} article{'' if written == 1 else 's'}"
+        line = f"batch {number}: {written} article{'' if written == 1 else 's'}"
         line += f" written{rate}"
         line += f", {failed} failed" if failed else ", none failed"
+        if self.returned:
+            line += f", {len(self.returned)} prompts given back (cancelled)"
         if self.failures:
             line += " (" + "; ".join(f"prompt {f.prompt_id}: {f.reason}" for f in self.failures)
             line += ")"
@@ -50,7 +53,7 @@ class RunResult:
 
     job: int
     status: str
-    total: int  # articles planned (a dry run: that it would write)
+    total: int  # articles claimed (a dry run: that it would write)
     done: int = 0
     failed: int = 0
     prompts: int = 0  # prompts claimed (a dry run: that it would claim)

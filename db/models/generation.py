@@ -93,8 +93,13 @@ class Prompt(Base):
     status: Mapped[PromptStatus] = mapped_column(
         str_enum(PromptStatus, "prompt_status"), default=PromptStatus.PENDING
     )
-    attempts: Mapped[int] = mapped_column(default=0)
+    attempts: Mapped[int] = mapped_column(default=0)  # claims so far (ARTICLEGEN_MAX_ATTEMPTS)
     last_error: Mapped[str | None] = mapped_column(Text)
+    # Every failure of the prompt, oldest first ({"job", "attempt", "error", "at"}): `prompts
+    # retry` clears the failure, not its history.
+    errors: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSONType, default=list, server_default=text("'[]'")
+    )
     # The job that holds the claim (status `claimed`), or held it last: `jobs resume` takes
     # back the prompts a dead job had claimed.
     claimed_by: Mapped[int | None] = mapped_column(
@@ -130,8 +135,13 @@ class Job(Base):
     error: Mapped[str | None] = mapped_column(Text)
     # While running: alive until then (renewed with its prompts' leases); past it, crashed.
     lease_expires_at: Mapped[datetime | None]
-    # Set by `jobs cancel`; the run stops before its next batch.
+    # Set by `jobs cancel`; the run stops within one decoding step and writes what it finished.
     cancel_requested: Mapped[bool] = mapped_column(default=False)
+    # The process that runs the job (`core.process`): on its own host, a run that finds it gone
+    # marks the job crashed at once instead of waiting for its lease to run out.
+    host: Mapped[str | None] = mapped_column(String(255))
+    pid: Mapped[int | None]
+    process_started: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
