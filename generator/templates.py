@@ -20,12 +20,13 @@ Every render runs within a time and a size limit (`generator.sandbox`).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
+from contextlib import closing
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import jinja2
 from markupsafe import Markup
@@ -115,14 +116,19 @@ class Templates:
     def _render_within_limits(self, template: jinja2.Template, context: Mapping[str, Any]) -> str:
         # Piece by piece, so that text past the size limit is refused before it is all built.
         parts, size = [], 0
-        with self.env.budget():
-            for part in template.generate(context):
+        with self.env.budget(), closing(_generator(template, context)) as pieces:
+            for part in pieces:
                 size += len(part)
                 if size > self.limits.max_chars:
                     raise self.env.too_long(size, "the output")
                 self.env.check_time()
                 parts.append(part)
         return "".join(parts)
+
+
+def _generator(template: jinja2.Template, context: Mapping[str, Any]) -> Generator[str]:
+    # Typed an iterator, `generate` is a generator: closed when a limit stops it early.
+    return cast(Generator[str], template.generate(context))
 
 
 @jinja2.pass_context
