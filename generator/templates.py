@@ -2,28 +2,44 @@
 
 Bundled templates live in the repository's `templates/`; a user directory
 (ARTICLEGEN_TEMPLATES_DIR) is searched first, so a user template overrides a bundled one by name.
-Prompt and model text only ever enter as variables, never as template source, and HTML templates
-autoescape, so `{{ 7*7 }}` in a prompt stays those characters and `<script>` arrives escaped.
+Prompt and model text only ever enter as variables, never as template source, so `{{ 7*7 }}` in a
+prompt stays those characters. What a Markdown or HTML template outputs is safe by default:
+
+- HTML templates (`*.html.j2`, `*.htm.j2`, `*.xml.j2`) autoescape: `<script>` arrives escaped;
+- Markdown templates (`*.md.j2`) escape what raw HTML needs (`escape_markdown_html`): a Markdown
+  renderer passes raw HTML through, so `<img onerror=...>` in model text would run;
+- both drop bidirectional overrides and control characters from every value (`strip_controls`).
+
+A value the template marks `| safe` is output as it is (still without control characters). The
+filter `safe_url` keeps a link from data only if it is http, https, mailto or relative. Text
+templates (`prompt.txt.j2`) output values as they are: what they make is the model's prompt.
+
+Every render runs within a time and a size limit (`generator.sandbox`).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
+from contextlib import closing
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import jinja2
-from jinja2.sandbox import SandboxedEnvironment
+from markupsafe import Markup
 
 from articlegen.core.errors import TemplateError
+from articlegen.core.safe_text import escape_markdown_html, safe_url, strip_controls
+from articlegen.generator.sandbox import LimitedSandbox, RenderLimits
 
-__all__ = ["BUNDLED_TEMPLATES", "Rendered", "Templates"]
+__all__ = ["BUNDLED_TEMPLATES", "RenderLimits", "Rendered", "Templates"]
 
 BUNDLED_TEMPLATES = Path(str(files("articlegen.templates")))
+_HTML_SUFFIXES = ("html", "htm", "xml", "html.j2", "htm.j2", "xml.j2")
+_MARKDOWN_SUFFIXES = (".md", ".md.j2", ".markdown", ".markdown.j2")
 
 
 @dataclass(frozen=True)
@@ -38,24 +54,27 @@ class Rendered:
 class Templates:
     """The template environment: build once, render many."""
 
-    def __init__(self, user_dir: Path | None = None) -> None:
+    def __init__(self, user_dir: Path | None = None, limits: RenderLimits | None = None) -> None:
         if user_dir is not None and not user_dir.is_dir():
             raise TemplateError(
                 f"templates directory {user_dir} does not exist: fix ARTICLEGEN_TEMPLATES_DIR "
                 "or unset it"
             )
         self.search_path = [p for p in (user_dir, BUNDLED_TEMPLATES) if p is not None]
-        self.env = SandboxedEnvironment(
+        self.limits = limits or RenderLimits()
+        self.env = LimitedSandbox(
+            self.limits,
             loader=jinja2.FileSystemLoader(self.search_path),
             undefined=jinja2.StrictUndefined,
             autoescape=jinja2.select_autoescape(
-                enabled_extensions=("html", "htm", "xml", "html.j2", "htm.j2", "xml.j2"),
-                default_for_string=False,
+                enabled_extensions=_HTML_SUFFIXES, default_for_string=False
             ),
+            finalize=_finalize,
             trim_blocks=True,
             lstrip_blocks=True,
             keep_trailing_newline=True,
         )
+        self.env.filters["safe_url"] = safe_url
 
     def names(self) -> list[str]:
         """Every template name available, user and bundled."""
@@ -75,7 +94,7 @@ class Templates:
                 f"template `{name}`, line {exc.lineno}: syntax error: {exc.message}"
             ) from None
         try:
-            text = template.render(context)
+            text = self._render_within_limits(template, context)
         # A user template can fail like any code ({{ 1/0 }}); it is still the template's fault.
         except Exception as exc:
             line = _template_line(exc.__traceback__, template.filename)
@@ -93,6 +112,44 @@ class Templates:
             raise TemplateError(f"template `{name}`{where}: {detail}{hint}") from None
         source = Path(template.filename).read_bytes() if template.filename else b""
         return Rendered(text=text, name=name, version=hashlib.sha256(source).hexdigest()[:12])
+
+    def _render_within_limits(self, template: jinja2.Template, context: Mapping[str, Any]) -> str:
+        # Piece by piece, so that text past the size limit is refused before it is all built.
+        parts, size = [], 0
+        with self.env.budget(), closing(_generator(template, context)) as pieces:
+            for part in pieces:
+                size += len(part)
+                if size > self.limits.max_chars:
+                    raise self.env.too_long(size, "the output")
+                self.env.check_time()
+                parts.append(part)
+        return "".join(parts)
+
+
+def _generator(template: jinja2.Template, context: Mapping[str, Any]) -> Generator[str]:
+    # Typed an iterator, `generate` is a generator: closed when a limit stops it early.
+    return cast(Generator[str], template.generate(context))
+
+
+@jinja2.pass_context
+def _finalize(context: jinja2.runtime.Context, value: Any) -> Any:
+    """Every `{{ ... }}` value, made safe for the kind of template outputting it, and counted
+    against the render's size limit."""
+    name = context.name or ""
+    if name.endswith(_MARKDOWN_SUFFIXES):
+        text = strip_controls(str(value))
+        text = text if isinstance(value, Markup) else escape_markdown_html(text)
+    elif name.endswith(_HTML_SUFFIXES):
+        if not isinstance(value, str):
+            return value  # a number or None: autoescape turns it into text
+        text = strip_controls(value)
+        text = Markup(text) if isinstance(value, Markup) else text
+    else:
+        text = str(value)
+    environment = context.environment
+    assert isinstance(environment, LimitedSandbox)  # the only environment `Templates` builds
+    environment.spend(len(text))
+    return text
 
 
 def _template_line(tb: TracebackType | None, filename: str | None) -> int | None:

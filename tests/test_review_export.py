@@ -162,7 +162,7 @@ def test_only_articles_of_random_weights_carry_the_warning(fmt: str, tmp_path: P
     records = [record(1, "fine_tuned", None), record(2, "random", RANDOM_WEIGHTS_NOTE)]
     records.append(record(3, None, None))  # older than the kinds
     out = tmp_path / f"out.{fmt}" if fmt in ("csv", "jsonl") else tmp_path / fmt
-    files = export_articles(records, fmt, out, Templates())  # type: ignore[arg-type]
+    files = export_articles(records, fmt, out, Templates()).written  # type: ignore[arg-type]
     text = {f.name[:5]: f.read_text(encoding="utf-8") for f in files}
     if fmt == "csv":
         rows = list(csv.DictReader(text["out.c"].splitlines()))

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from articlegen.core.safe_text import escape_markdown_html, strip_controls
 from articlegen.core.settings import Settings
 from articlegen.db import Article, Database, Job, JobStatus, Prompt, PromptStatus
 from articlegen.db.models import ModelKind, RegisteredModel
@@ -101,7 +102,9 @@ def test_a_run_writes_every_article_with_its_metadata(
         assert article.version == 1
         assert article.title
         assert article.raw_text is not None
-        assert article.rendered["markdown"].startswith(f"# {article.title}")
+        # Random weights can write `<`, `&` or a control character: escaped, dropped.
+        title = escape_markdown_html(strip_controls(article.title))
+        assert article.rendered["markdown"].startswith(f"# {title}")
         assert article.rendered["html"].startswith("<!doctype html>")
         assert article.model_name == settings.model
         assert article.model_kind is ModelKind.RANDOM  # `models init`'s weights: noise

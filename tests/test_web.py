@@ -378,7 +378,7 @@ def test_edit_then_approve_keeps_both_texts_and_exports_the_editors(
         assert article.review_status is ArticleReviewStatus.APPROVED
         assert article.edited_rendered is not None
         assert "&lt;night&gt;" in article.edited_rendered["html"]
-        assert article.edited_rendered["markdown"].startswith("# Trains at <night>\n")
+        assert article.edited_rendered["markdown"].startswith("# Trains at &lt;night&gt;\n")
     assert _events(db) == [(article_id, "ed", ReviewAction.EDIT)]
     diff = client.get(f"/articles/{article_id}/diff").text
     assert "<ins>Night trains are back.</ins>" in diff or "<ins>Night" in diff

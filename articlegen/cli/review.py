@@ -113,12 +113,17 @@ def regenerate(
 def export(app: App, status: str, job_id: int | None, fmt: str, out: Path) -> None:
     """Export articles as CSV, JSON Lines, Markdown or HTML.
 
-    CSV cells that a spreadsheet would run as formulas are prefixed with an apostrophe.
+    CSV cells that a spreadsheet would run as formulas are prefixed with an apostrophe. Into a
+    folder, md and html replace what an earlier export of theirs wrote there (articles no
+    longer exported are removed); other files stay.
 
     Example: articlegen export --status approved --format html --out out/html
     """
     verdict = None if status == "all" else ArticleReviewStatus(status)
     with app.database.session(write=False) as session:
         records = [article_record(a) for a in list_articles(session, verdict, job_id)]
-    written = export_articles(records, fmt, out, app.templates)  # type: ignore[arg-type]
-    click.echo(f"Exported {len(records)} article(s) to {out} ({len(written)} file(s)).")
+    done = export_articles(records, fmt, out, app.templates)  # type: ignore[arg-type]
+    removed = f"; removed {len(done.removed)} file(s) of an earlier export" if done.removed else ""
+    click.echo(
+        f"Exported {len(records)} article(s) to {out} ({len(done.written)} file(s)){removed}."
+    )

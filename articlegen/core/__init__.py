@@ -3,7 +3,8 @@
 - `errors`: the one exception tree;
 - `settings`: the `ARTICLEGEN_*` environment, read once at the edge;
 - `bounds`: limits that several layers check, each defined once;
-- `describe`: validation errors phrased for a user.
+- `describe`: validation errors phrased for a user;
+- `safe_text`: text on its way out (exports, rendered articles) made safe.
 """
 
 from articlegen.core import bounds

@@ -206,6 +206,22 @@ class Settings(BaseSettings):
         default=None,
         description="A directory of your Jinja templates; they override the bundled ones by name.",
     )
+    template_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=600,
+        description="How long one render of a template may take. A template past it (a loop "
+        "that does not end) fails the article it was rendering, with the reason; the others "
+        "are written. Bundled templates render in milliseconds.",
+    )
+    template_max_chars: int = Field(
+        default=10_000_000,
+        ge=1_000,
+        le=1_000_000_000,
+        description="How many characters one render, or any value a template builds, may hold. "
+        "A template past it fails the article it was rendering, with the reason; an article "
+        "is a few thousand characters, so the default only stops runaway templates.",
+    )
 
     @model_validator(mode="after")
     def _system_needs_chat(self) -> Settings:

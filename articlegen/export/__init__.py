@@ -1,7 +1,7 @@
 """Articles out: rows as plain records (`records`), and files to hand over (`files`: CSV,
 JSON Lines, Markdown or HTML folders)."""
 
-from articlegen.export.files import EXPORT_FORMATS, export_articles, neutralise_formula
+from articlegen.export.files import EXPORT_FORMATS, Exported, export_articles, neutralise_formula
 from articlegen.export.records import (
     ARTICLE_COLUMNS,
     JOB_COLUMNS,
@@ -19,6 +19,7 @@ __all__ = [
     "EXPORT_FORMATS",
     "JOB_COLUMNS",
     "RANDOM_WEIGHTS_NOTE",
+    "Exported",
     "article_columns",
     "article_record",
     "event_record",

@@ -22,7 +22,7 @@ from articlegen.db.registry import find_model
 from articlegen.db.session import Database
 from articlegen.generator.decoding import DecodingOverrides, Resolved
 from articlegen.generator.presets import PresetCatalog, load_presets
-from articlegen.generator.templates import Templates
+from articlegen.generator.templates import RenderLimits, Templates
 
 if TYPE_CHECKING:
     from articlegen.generator.articles import ArticleWriter
@@ -68,7 +68,8 @@ class RunContext:
     @property
     def templates(self) -> Templates:
         """The one sandboxed template environment."""
-        return self._once("templates", lambda: Templates(self.settings.templates_dir))
+        limits = RenderLimits(self.settings.template_seconds, self.settings.template_max_chars)
+        return self._once("templates", lambda: Templates(self.settings.templates_dir, limits))
 
     def model_spec(self, model: str | None = None) -> ModelSpec:
         """The model a run uses: `model`, else ARTICLEGEN_MODEL, with the device settings.
