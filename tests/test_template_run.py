@@ -16,7 +16,14 @@ from articlegen.export import article_record, export_articles
 from articlegen.generator import PresetCatalog
 from articlegen.generator.templates import Templates
 from articlegen.importing import import_prompts_csv
-from articlegen.runs import claim_batches, close_contexts, finish_run, open_job, write_batch
+from articlegen.runs import (
+    claim_batch,
+    close_contexts,
+    finish_run,
+    open_job,
+    start_run,
+    write_batch,
+)
 from articlegen.runs.params import GenerateParams
 
 from .test_template_safety import EVERY_FIELD
@@ -57,7 +64,8 @@ def test_a_template_past_its_limits_fails_its_article_alone(
     assert import_prompts_csv(db, source, catalog).inserted == 4
     params = GenerateParams(batch_size=4, overrides={"max_new_tokens": 12})
     job_id = open_job(settings, params)
-    for batch in claim_batches(settings, job_id, params).batches:
+    start_run(settings, job_id, params)
+    while batch := claim_batch(settings, job_id, params):
         write_batch(settings, job_id, batch, params)
     result = finish_run(settings, job_id)
     assert result.status == JobStatus.COMPLETED_WITH_ERRORS.value
