@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, joinedload
 
 from articlegen.core.errors import NotFoundError
 from articlegen.db.backends import json_has_any
-from articlegen.db.claims import held_by
+from articlegen.db.claims import held_by, note_failure
 from articlegen.db.models import (
     Article,
     ArticleReviewStatus,
@@ -152,7 +152,7 @@ def record_batch(
         prompt.lease_expires_at = None
         if prompt_id in failed:
             prompt.status = PromptStatus.FAILED
-            prompt.last_error = failed[prompt_id].reason
+            note_failure(prompt, job_id, failed[prompt_id].reason)
         else:
             prompt.status = PromptStatus.DONE
             prompt.last_error = None

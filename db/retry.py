@@ -67,9 +67,10 @@ def requeue_failed(
     prompts = list(session.scalars(query))
     exhausted = [p.id for p in prompts if p.attempts >= max_attempts]
     if named and exhausted:
+        times = "once" if max_attempts == 1 else f"{max_attempts} times"
         raise JobStateError(
-            f"{_list(exhausted)} claimed {max_attempts} times already "
-            f"(ARTICLEGEN_MAX_ATTEMPTS={max_attempts}): to retry it anyway, raise "
+            f"{_list(exhausted)} has been claimed {times}, as often as "
+            f"ARTICLEGEN_MAX_ATTEMPTS={max_attempts} allows: to retry anyway, raise "
             "ARTICLEGEN_MAX_ATTEMPTS for this command (nothing was requeued)"
         )
     requeued = [p for p in prompts if p.attempts < max_attempts]

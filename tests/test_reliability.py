@@ -64,6 +64,18 @@ def _generate(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
     )
 
 
+def _child(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    """`articlegen generate` steered by `tests/run_child.py` (its first three arguments)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.run_child", *args],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
 def _finish(process: subprocess.Popen[str], timeout: float = 300) -> str:
     output, _ = process.communicate(timeout=timeout)
     assert process.returncode == 0, output
@@ -105,12 +117,18 @@ def test_three_runs_share_the_queue_and_write_every_article_once(
     prefect_server: None,  # noqa: F811
     database_url: str,
     tiny_model_dir: Path,
+    tmp_path: Path,
 ) -> None:
     """Three runs started together, no --limit: they pull batches from one queue, so each
-    writes a share and every article is written once."""
+    writes a share and every article is written once. (Each waits after its first claim until
+    all three have claimed: a process's start-up, seconds of imports here, is not the queue's
+    to even out.)"""
     articles = _seed(database_url, 300, variants=lambda i: 2 if i % 10 == 0 else 1)
     env = _env(database_url, tiny_model_dir)
-    runs = [_generate(env, "--batch-size", "4", "--max-new-tokens", "8") for _ in range(3)]
+    ready = tmp_path / "ready"
+    ready.mkdir()
+    options = ("--batch-size", "4", "--max-new-tokens", "8")
+    runs = [_child(env, "together", str(ready), "3", *options) for _ in range(3)]
     outputs = [_finish(run) for run in runs]
     db = Database.open(database_url)
     try:
@@ -230,9 +248,9 @@ def test_runs_killed_at_random_points_lose_and_repeat_nothing(
 ) -> None:
     """Ten runs, each killed with SIGKILL at a point drawn from its seed (inside the claim's
     transaction, as a batch starts generating, as it starts finishing, inside the write-back's
-    transaction, inside the job's closing transaction), each one after the last on one
-    database: the next run always recovers the dead one, and in the end every article is
-    written exactly once."""
+    transaction, inside the job's closing transaction; `tests/run_child.py`), each one after the
+    last on one database: the next run always recovers the dead one, and in the end every
+    article is written exactly once."""
     articles = _seed(database_url, 70, variants=lambda i: 2 if i % 7 == 0 else 1)
     # Each kill counts an attempt on the prompts it held: no prompt may run out of them here.
     env = _env(database_url, tiny_model_dir, ARTICLEGEN_MAX_ATTEMPTS="100")
@@ -241,15 +259,9 @@ def test_runs_killed_at_random_points_lose_and_repeat_nothing(
         for seed in range(10):
             step = STEPS[seed % len(STEPS)]  # every step, twice
             number = 0 if step == "close" else random.Random(seed).randint(1, 3)
-            child = subprocess.run(
-                [sys.executable, "-m", "tests.fault_child", step, str(number), *CHILD_OPTIONS],
-                env=env,
-                cwd=ROOT,
-                capture_output=True,
-                text=True,
-                timeout=300,
-            )
-            assert child.returncode == -9, (seed, step, child.stdout + child.stderr)
+            child = _child(env, "kill", step, str(number), *CHILD_OPTIONS)
+            output, _ = child.communicate(timeout=300)
+            assert child.returncode == -9, (seed, step, output)
             _consistent(db)
         last = _generate(env, "--batch-size", "4", "--max-new-tokens", "6")
         _finish(last)

@@ -183,8 +183,8 @@ def prompts_retry(app: App, ids: tuple[int, ...], job_id: int | None, all_failed
         click.echo("No failed prompts to requeue.")
     if done.exhausted:
         click.echo(
-            f"Left failed: {len(done.exhausted)} prompts claimed ARTICLEGEN_MAX_ATTEMPTS="
-            f"{app.settings.max_attempts} times already (raise it to retry them).",
+            f"Left failed: {len(done.exhausted)} claimed as often as ARTICLEGEN_MAX_ATTEMPTS="
+            f"{app.settings.max_attempts} allows (raise it to retry them).",
             err=True,
         )
 
