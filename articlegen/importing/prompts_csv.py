@@ -128,7 +128,7 @@ def import_prompts_csv(
     Raises `ImportRejected` (nothing written) when rows are invalid and `skip_invalid` is off.
     Rejects go to `rejects_path`, by default FILE.rejects.csv beside the input.
     """
-    if skip_invalid and rejects_path is not None:
+    if skip_invalid and rejects_path is not None and not dry_run:
         # Before the file is even read: a rejects path that can't be written, or that is the
         # input itself, would otherwise fail (or destroy the input) after the import.
         check_output_file(rejects_path, "rejects file", (path,))
@@ -148,7 +148,8 @@ def import_prompts_csv(
     written_rejects = None
     if parsed.rejects:
         written_rejects = rejects_path or path.with_name(path.stem + ".rejects.csv")
-        check_output_file(written_rejects, "rejects file", (path,))  # before the import writes
+        if not dry_run:  # before the import writes
+            check_output_file(written_rejects, "rejects file", (path,))
     try:
         with database.session() as session:
             plan: UpsertPlan = plan_upsert(session, [spec for _, spec in parsed.valid])
