@@ -59,6 +59,7 @@ def _special_files(case: dict[str, Any], work: Path) -> None:
         with (work / name).open("wb") as handle:
             handle.truncate(size)
     for name in case.get("fifos", []):
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
         os.mkfifo(work / name)
     for name, target in case.get("symlinks", {}).items():
         (work / name).symlink_to(work / target)

@@ -71,7 +71,7 @@ MAX_ARTICLE_TEXT = 200_000  # an editor's text of one article
 
 # Files read whole into memory. Past these, a file is more likely a mistake (a disk image, a log
 # that never ends) than data: a prompts CSV of 256 MiB holds about a million prompts of the
-# largest kind a client sends, and a settings or presets file is a few hundred lines.
+# largest kind a client sends, and a settings, presets or template file is a few hundred lines.
 MAX_IMPORT_FILE_BYTES = 256 << 20
 # A training corpus file (or a tokenizer's, for `models init`): larger ones are split.
 MAX_CORPUS_FILE_BYTES = 1 << 30
