@@ -3,7 +3,8 @@
 - `errors`: the one exception tree;
 - `settings`: the `ARTICLEGEN_*` environment, read once at the edge;
 - `bounds`: limits that several layers check, each defined once;
-- `describe`: validation errors phrased for a user.
+- `describe`: validation errors phrased for a user;
+- `files`: the files a user hands us, checked before they are read or written.
 """
 
 from articlegen.core import bounds

@@ -74,7 +74,12 @@ def read_records(path: Path) -> CsvRecords:
 
 
 def _refuse_other_delimiter(path: Path, text: str, offset: int) -> None:
-    """A header without a comma but with another delimiter: the file was saved with it."""
+    """A header without a comma but with another delimiter: the file was saved with it.
+
+    The header alone decides, not `csv.Sniffer`: a sniffer weighs the data rows too, and a comma
+    file whose topics hold semicolons ("rail; sea; air") would read as semicolon-separated. A
+    header names columns, which hold no delimiter of any kind.
+    """
     header = text.split("\n", 1)[0]
     if "," in header:
         return  # a comma CSV, whatever its cells hold

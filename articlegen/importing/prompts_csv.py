@@ -1,8 +1,10 @@
 """CSV import: a client's prompts file becomes validated `PromptSpec`s, then database rows.
 
 Reading is strict and explains itself: every problem names the file, the line (as an editor
-counts lines, quoted newlines included), the column and the fix. Writing is all-or-nothing by
-default; `skip_invalid` writes the valid rows and hands back the rejects.
+counts lines, quoted newlines included), the column and the fix. The file's text becomes records
+in `csv_text`; what no cell may hold is `cells`'s. Writing is all-or-nothing by default;
+`skip_invalid` writes the valid rows and hands back the rejects, to a path checked before
+anything is written.
 """
 
 from __future__ import annotations
