@@ -27,6 +27,14 @@ from transformers.utils import logging as transformers_logging
 from transformers.utils.hub import extract_commit_hash
 
 from articlegen.core.errors import ModelError
+from articlegen.generator.model_files import (
+    WEIGHT_ERRORS,
+    check_model_directory,
+    check_weights_match,
+    is_damaged_archive,
+    quiet_load_report,
+    weights_message,
+)
 
 __all__ = [
     "RANDOM_WEIGHTS_FILE",
@@ -174,49 +182,11 @@ def _load_uncached(spec: ModelSpec, *, train: bool = False) -> LoadedModel:
     # A directory by its absolute path: the registry records where the weights were.
     source: str = str(Path(spec.name).expanduser().resolve()) if local else spec.name
     if local:
-        path = Path(source)
-        if path.exists() and not path.is_dir():
-            raise ModelError(
-                f"{spec.name} is a file, not a model directory: give a directory holding a "
-                "model (config.json, the weights and the tokenizer), a Hub id, or a registry name"
-            )
-        if not path.is_dir():
-            raise ModelError(
-                f"model directory {spec.name} does not exist: check ARTICLEGEN_MODEL, or create "
-                f"one with `articlegen models init {spec.name}`"
-            )
-        if not any(
-            (path / f).exists() for f in ("tokenizer.json", "vocab.json", "tokenizer.model")
-        ):
-            raise ModelError(
-                f"model directory {spec.name} has no tokenizer (tokenizer.json, vocab.json or "
-                "tokenizer.model): save the tokenizer next to the weights with "
-                "`tokenizer.save_pretrained(DIR)`"
-            )
+        check_model_directory(spec.name, Path(source))
     elif (reason := _hub_unavailable(spec.name, spec.revision)) is not None:
         raise ModelError(_offline_message(spec.name, reason))
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source, revision=spec.revision)
-        config = AutoConfig.from_pretrained(source, revision=spec.revision)
-        if getattr(config, "activation_function", None) == "gelu_new":
-            # GPT-2's tanh GELU written as five Python-level tensor ops; PyTorch's own
-            # kernel computes the same function in one pass (about a fifth of a CPU forward).
-            config.activation_function = "gelu_pytorch_tanh"
-        model: Any = AutoModelForCausalLM.from_pretrained(
-            source, revision=spec.revision, config=config, dtype=dtype
-        )
-    except OSError as exc:
-        if local:
-            raise ModelError(f"cannot load model directory {spec.name}: {exc}") from exc
-        raise ModelError(
-            _offline_message(
-                spec.name,
-                "the Hugging Face Hub can't be reached and the model "
-                "is not in the local cache, or the id is wrong",
-            )
-        ) from exc
-    except ValueError as exc:
-        raise ModelError(f"cannot load model {spec.name!r}: {exc}") from exc
+    tokenizer, model, info = _read_parts(spec, source, dtype, local=local)
+    check_weights_match(spec.name, info, local=local)
     if train:
         model.train()
     else:
@@ -239,6 +209,56 @@ def _load_uncached(spec: ModelSpec, *, train: bool = False) -> LoadedModel:
         local=local,
         random_weights=local and (Path(source) / RANDOM_WEIGHTS_FILE).is_file(),
     )
+
+
+def _read_parts(
+    spec: ModelSpec, source: str, dtype: torch.dtype, *, local: bool
+) -> tuple[PreTrainedTokenizerBase, Any, dict[str, Any]]:
+    """The tokenizer, the model and transformers' loading info; what fails is named: the
+    tokenizer, config.json or the weights."""
+    part = "the tokenizer"
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, revision=spec.revision)
+        part = "config.json"
+        config = AutoConfig.from_pretrained(source, revision=spec.revision)
+        if getattr(config, "activation_function", None) == "gelu_new":
+            # GPT-2's tanh GELU written as five Python-level tensor ops; PyTorch's own
+            # kernel computes the same function in one pass (about a fifth of a CPU forward).
+            config.activation_function = "gelu_pytorch_tanh"
+        part = "the weights"
+        # Mismatched sizes are loaded (and reported) rather than raised, so that every way the
+        # weights and config.json disagree becomes one error, from `check_weights_match`.
+        with quiet_load_report():
+            loaded: Any = AutoModelForCausalLM.from_pretrained(
+                source,
+                revision=spec.revision,
+                config=config,
+                dtype=dtype,
+                output_loading_info=True,
+                ignore_mismatched_sizes=True,
+            )
+        model, info = loaded  # with output_loading_info, a (model, info) pair
+    except OSError as exc:
+        if local:
+            if part == "the weights":
+                raise ModelError(weights_message(spec.name, exc, Path(source))) from exc
+            raise ModelError(f"cannot load {part} of model directory {spec.name}: {exc}") from exc
+        raise ModelError(
+            _offline_message(
+                spec.name,
+                "the Hugging Face Hub can't be reached and the model "
+                "is not in the local cache, or the id is wrong",
+            )
+        ) from exc
+    except WEIGHT_ERRORS as exc:  # weights that passed the directory's checks, yet unreadable
+        raise ModelError(weights_message(spec.name, exc, Path(source) if local else None)) from exc
+    except RuntimeError as exc:
+        if not is_damaged_archive(exc):
+            raise  # out of memory, a CUDA error: not the files' fault
+        raise ModelError(weights_message(spec.name, exc, Path(source) if local else None)) from exc
+    except ValueError as exc:
+        raise ModelError(f"cannot load {part} of model {spec.name!r}: {exc}") from exc
+    return tokenizer, model, info
 
 
 def hub_model_available(name: str) -> bool:

@@ -19,7 +19,9 @@ from tokenizers import ByteLevelBPETokenizer
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 from transformers.utils import logging as transformers_logging
 
+from articlegen.core.bounds import MAX_CORPUS_FILE_BYTES
 from articlegen.core.errors import InputError, ModelError
+from articlegen.core.files import read_input
 from articlegen.generator.loading import RANDOM_WEIGHTS_FILE
 
 __all__ = ["EOS_TOKEN", "SIZES", "InitReport", "default_corpus", "init_model"]
@@ -87,9 +89,15 @@ def init_model(
     if path.exists() and any(path.iterdir()):
         raise ModelError(f"{path} exists and is not empty: choose a new directory")
     if text is None and corpus is not None:
+        data = read_input(
+            corpus,
+            f"corpus {corpus}",
+            MAX_CORPUS_FILE_BYTES,
+            "a tokenizer learns its vocabulary from far less; give part of it",
+        )
         try:
-            text = corpus.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
             raise InputError(f"cannot read corpus {corpus}: {exc}") from exc
     if text is None:
         text = default_corpus()

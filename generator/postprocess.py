@@ -84,8 +84,10 @@ def strip_echo(prompt: str, text: str) -> str:
 
 def normalize(text: str) -> str:
     """NFC Unicode, Unix newlines, no control characters, single spaces, at most one blank line."""
-    text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
-    text = _CONTROL.sub("", text.replace("\t", " "))
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    # Controls go before composing: one between a letter and its accent ("e\x00\u0301") keeps
+    # NFC from joining them, and dropped after it would leave text a second pass changes.
+    text = unicodedata.normalize("NFC", _CONTROL.sub("", text.replace("\t", " ")))
     lines = [" ".join(line.split()) for line in text.split("\n")]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 

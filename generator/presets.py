@@ -18,8 +18,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from articlegen.core.bounds import MAX_SETTINGS_FILE_BYTES
 from articlegen.core.describe import closest, describe_validation_error
 from articlegen.core.errors import ConfigError
+from articlegen.core.files import check_input_file
 from articlegen.generator.chat import (
     SETTING_OF,
     STYLE_FIELDS,
@@ -74,8 +76,9 @@ class PresetCatalog:
             return self._presets[name]
         except KeyError:
             hint = closest(name, list(self._presets)).strip(" ()")
+            shown = name if len(name) <= 60 else f"{name[:60]}… ({len(name):,} characters)"
             raise ConfigError(
-                f"unknown preset `{name}`: {hint + ' ' if hint else ''}known presets are "
+                f"unknown preset `{shown}`: {hint + ' ' if hint else ''}known presets are "
                 f"{', '.join(self._presets)} (add your own with ARTICLEGEN_PRESETS_FILE)"
             ) from None
 
@@ -142,6 +145,16 @@ def _invalid(preset: str | None, exc: ValidationError) -> ConfigError:
 
 
 def _read_preset_file(path: Traversable, origin: str) -> dict[str, Preset]:
+    if isinstance(path, Path) and path.exists() and not path.is_dir():
+        # A user's file (the bundled one is package data), looked at before it is opened: a
+        # named pipe would block the read forever. (A directory fails at once, below.)
+        check_input_file(
+            path,
+            f"presets file {origin}",
+            MAX_SETTINGS_FILE_BYTES,
+            "a presets file holds a few tables; point ARTICLEGEN_PRESETS_FILE at one",
+            ConfigError,
+        )
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

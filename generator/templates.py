@@ -31,7 +31,9 @@ from typing import Any, cast
 import jinja2
 from markupsafe import Markup
 
+from articlegen.core.bounds import MAX_SETTINGS_FILE_BYTES
 from articlegen.core.errors import TemplateError
+from articlegen.core.files import check_input_file
 from articlegen.core.safe_text import escape_markdown_html, safe_url, strip_controls
 from articlegen.generator.sandbox import LimitedSandbox, RenderLimits
 
@@ -60,6 +62,17 @@ class Templates:
                 f"templates directory {user_dir} does not exist: fix ARTICLEGEN_TEMPLATES_DIR "
                 "or unset it"
             )
+        if user_dir is not None:
+            # Every template file looked at before any is opened: Jinja reads a named pipe
+            # called `x.md.j2` until something writes to it, which is forever.
+            for file in sorted(user_dir.rglob("*.j2")):
+                check_input_file(
+                    file,
+                    f"template {file}",
+                    MAX_SETTINGS_FILE_BYTES,
+                    "a template is a page of markup; move what it holds into the context",
+                    TemplateError,
+                )
         self.search_path = [p for p in (user_dir, BUNDLED_TEMPLATES) if p is not None]
         self.limits = limits or RenderLimits()
         self.env = LimitedSandbox(

@@ -5,10 +5,19 @@ A case (TOML) names the command (`args`), what it reads (`input`, written to `{i
 its environment (`env`) and the message: stderr must start with `Error: ` and `error`, contain
 every `error_has` and none of `error_lacks`. Every case must exit 1 without a traceback and
 leave the database as it was. `{input}`, `{dir}` and `{model}` (a tiny local model) are filled in.
+
+What text files can't express, under `{dir}`, in this order (paths relative to `{dir}`):
+`copy_model` (a copy of the tiny model at that path, to damage), then `files`, then
+`json_set` (keys set in a JSON file: `{"m/config.json" = {n_embd = 96}}`), `truncate` (a file
+cut to that many bytes), `sparse` (a file of that many zero bytes, taking no disk), `fifos` (named
+pipes) and `symlinks` (link = target).
 """
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -40,6 +49,22 @@ def _write_input(case: dict[str, Any], path: Path) -> None:
     path.write_bytes(text.encode(case.get("encoding", "utf-8")))
 
 
+def _special_files(case: dict[str, Any], work: Path) -> None:
+    for name, values in case.get("json_set", {}).items():
+        data = json.loads((work / name).read_text(encoding="utf-8"))
+        (work / name).write_text(json.dumps({**data, **values}), encoding="utf-8")
+    for name, size in case.get("truncate", {}).items():
+        os.truncate(work / name, size)
+    for name, size in case.get("sparse", {}).items():
+        with (work / name).open("wb") as handle:
+            handle.truncate(size)
+    for name in case.get("fifos", []):
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
+        os.mkfifo(work / name)
+    for name, target in case.get("symlinks", {}).items():
+        (work / name).symlink_to(work / target)
+
+
 def test_the_catalogue_has_every_kind_of_case() -> None:
     names = {c.stem for c in CASES}
     assert len(names) >= 29
@@ -61,9 +86,12 @@ def test_bad_input_is_explained_and_changes_nothing(
     places = {"input": str(work / "input.csv"), "dir": str(work), "model": str(tiny_model_dir)}
     if "input" in case:
         _write_input(case, work / "input.csv")
+    if "copy_model" in case:
+        shutil.copytree(tiny_model_dir, work / case["copy_model"])
     for name, content in case.get("files", {}).items():
         (work / name).parent.mkdir(parents=True, exist_ok=True)
         (work / name).write_text(content, encoding="utf-8")
+    _special_files(case, work)
     seed = tmp_path / "seed.csv"
     seed.write_bytes(SEED)
     assert run_cli("import", str(seed)).exit_code == 0

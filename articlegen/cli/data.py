@@ -66,7 +66,7 @@ def db_upgrade(app: App) -> None:
 @click.option(
     "--rejects",
     "rejects_path",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=click.Path(path_type=Path),  # checked by the import, with the input in view
     help="Where --skip-invalid writes rejected rows  [default: FILE.rejects.csv beside FILE]",
 )
 @pass_app

@@ -4,7 +4,8 @@
 - `settings`: the `ARTICLEGEN_*` environment, read once at the edge;
 - `bounds`: limits that several layers check, each defined once;
 - `describe`: validation errors phrased for a user;
-- `safe_text`: text on its way out (exports, rendered articles) made safe.
+- `safe_text`: text on its way out (exports, rendered articles) made safe;
+- `files`: the files a user hands us, checked before they are read or written.
 """
 
 from articlegen.core import bounds

@@ -12,8 +12,10 @@ from typing import Literal, get_args
 __all__ = [
     "MAX_ARTICLE_TEXT",
     "MAX_BATCH_SIZE",
+    "MAX_CORPUS_FILE_BYTES",
     "MAX_EXTERNAL_ID",
     "MAX_ID",
+    "MAX_IMPORT_FILE_BYTES",
     "MAX_NAME",
     "MAX_NEW_TOKENS",
     "MAX_NOTE",
@@ -21,6 +23,7 @@ __all__ = [
     "MAX_RUN_LIMIT",
     "MAX_SEARCH",
     "MAX_SEED",
+    "MAX_SETTINGS_FILE_BYTES",
     "MAX_SHARDS",
     "MAX_TAGS",
     "MAX_TOKEN_ID",
@@ -65,3 +68,11 @@ PROMPT_FORMATS: tuple[str, ...] = get_args(PromptFormat)
 MAX_NOTE = 2_000  # a reviewer's note or reason
 MAX_SEARCH = 200  # a search of the review queue
 MAX_ARTICLE_TEXT = 200_000  # an editor's text of one article
+
+# Files read whole into memory. Past these, a file is more likely a mistake (a disk image, a log
+# that never ends) than data: a prompts CSV of 256 MiB holds about a million prompts of the
+# largest kind a client sends, and a settings, presets or template file is a few hundred lines.
+MAX_IMPORT_FILE_BYTES = 256 << 20
+# A training corpus file (or a tokenizer's, for `models init`): larger ones are split.
+MAX_CORPUS_FILE_BYTES = 1 << 30
+MAX_SETTINGS_FILE_BYTES = 1 << 20

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
+from articlegen.core.files import quoted
+
 __all__ = ["closest", "describe_error", "describe_validation_error"]
 
 
@@ -32,7 +34,9 @@ def describe_error(err: ErrorDetails, known: Sequence[str] = ()) -> str:
     message = message[:1].lower() + message[1:]
     if err["type"] == "extra_forbidden":
         return f"`{field}`: unknown setting{closest(field, known)}"
-    return f"`{field}`: {message}, got {err['input']!r}" if field else message
+    value = err["input"]
+    shown = quoted(value) if isinstance(value, str) else repr(value)  # never a megabyte of it
+    return f"`{field}`: {message}, got {shown}" if field else message
 
 
 def describe_validation_error(exc: ValidationError, known: Sequence[str] = ()) -> list[str]:

@@ -22,7 +22,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from articlegen.core.bounds import MAX_PROMPT, PromptFormat
+from articlegen.core.bounds import MAX_PROMPT, MAX_SETTINGS_FILE_BYTES, PromptFormat
 from articlegen.core.describe import closest
 from articlegen.core.errors import ConfigError
 
@@ -257,6 +257,12 @@ def load_settings() -> Settings:
         )
     if path.is_symlink() and not path.exists():
         raise ConfigError(f"{path} is a link to nothing: remove it, or restore its target")
+    if path.is_file() and path.stat().st_size > MAX_SETTINGS_FILE_BYTES:
+        raise ConfigError(
+            f"{path} is {path.stat().st_size:,} bytes, over the {MAX_SETTINGS_FILE_BYTES:,} a "
+            "settings file may have: is it the right file? Point ARTICLEGEN_CONFIG at the "
+            "settings file"
+        )
     try:
         return Settings()
     except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:

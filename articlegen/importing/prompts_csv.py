@@ -1,32 +1,33 @@
 """CSV import: a client's prompts file becomes validated `PromptSpec`s, then database rows.
 
 Reading is strict and explains itself: every problem names the file, the line (as an editor
-counts lines, quoted newlines included), the column and the fix. Writing is all-or-nothing by
-default; `skip_invalid` writes the valid rows and hands back the rejects.
+counts lines, quoted newlines included), the column and the fix. The file's text becomes records
+in `csv_text`; what no cell may hold is `cells`'s. Writing is all-or-nothing by default;
+`skip_invalid` writes the valid rows and hands back the rejects, to a path checked before
+anything is written.
 """
 
 from __future__ import annotations
 
 import difflib
-import io
-import re
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-from pandas.errors import EmptyDataError, ParserError
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 from sqlalchemy.exc import IntegrityError
 
 from articlegen.core.describe import describe_error, describe_validation_error
 from articlegen.core.errors import ConfigError, DatabaseError, ImportRejected, InputError
+from articlegen.core.files import check_output_file
 from articlegen.db import Database, driver_message
 from articlegen.db.prompts import UpsertPlan, apply_upsert, plan_upsert
 from articlegen.generator.chat import PromptStyle
 from articlegen.generator.decoding import DECODING_FIELDS, DecodingOverrides, settle
 from articlegen.generator.presets import PresetCatalog
+from articlegen.importing.cells import control_problem, control_problems, formula_problems
+from articlegen.importing.csv_text import read_records
 from articlegen.importing.specs import BASE_COLUMNS, EXTRA_PREFIX, PromptSpec
 
 __all__ = ["ImportReport", "ParsedCsv", "RejectedRow", "import_prompts_csv", "read_prompts_csv"]
@@ -34,6 +35,8 @@ __all__ = ["ImportReport", "ParsedCsv", "RejectedRow", "import_prompts_csv", "re
 KNOWN_COLUMNS = (*BASE_COLUMNS, *DECODING_FIELDS)
 # How many row problems an all-or-nothing error lists before pointing at --rejects.
 _MAX_LISTED_PROBLEMS = 100
+# A header name longer than this is quoted cut short: no column is named by a paragraph.
+_MAX_COLUMN_NAME = 60
 
 
 @dataclass(frozen=True)
@@ -88,12 +91,8 @@ class ImportReport:
 
 def read_prompts_csv(path: Path, catalog: PresetCatalog) -> ParsedCsv:
     """Read and validate a prompts CSV; `InputError` when the file as a whole can't be used."""
-    text = _decode(path, _read_bytes(path))
-    # Blank lines before the header: pandas would take the first for the header, or call the
-    # file empty. Drop them, and count them back into every line number.
-    leading = re.match(r"(?:[ \t]*\r?\n)*", text)
-    skipped = leading.group().count("\n") if leading else 0
-    records, lines = _parse(path, text[leading.end() if leading else 0 :], skipped)
+    table = read_records(path)
+    records, lines = table.records, table.lines
     columns = _check_header(path, records[0], lines[0])
     parsed = ParsedCsv(path=path, columns=columns)
     seen_ids: dict[str, int] = {}
@@ -131,6 +130,10 @@ def import_prompts_csv(
     Raises `ImportRejected` (nothing written) when rows are invalid and `skip_invalid` is off.
     Rejects go to `rejects_path`, by default FILE.rejects.csv beside the input.
     """
+    if skip_invalid and rejects_path is not None and not dry_run:
+        # Before the file is even read: a rejects path that can't be written, or that is the
+        # input itself, would otherwise fail (or destroy the input) after the import.
+        check_output_file(rejects_path, "rejects file", (path,))
     parsed = read_prompts_csv(path, catalog)
     if parsed.rejects and not skip_invalid:
         problems = parsed.problems()
@@ -147,6 +150,8 @@ def import_prompts_csv(
     written_rejects = None
     if parsed.rejects:
         written_rejects = rejects_path or path.with_name(path.stem + ".rejects.csv")
+        if not dry_run:  # before the import writes
+            check_output_file(written_rejects, "rejects file", (path,))
     try:
         with database.session() as session:
             plan: UpsertPlan = plan_upsert(session, [spec for _, spec in parsed.valid])
@@ -176,109 +181,18 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-def _read_bytes(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{path} does not exist: check the path") from None
-    except IsADirectoryError:
-        raise InputError(f"{path} is a directory: give the path of a .csv file") from None
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror}") from exc
-
-
-def _empty_message(path: Path) -> str:
-    return (
-        f"{path} is empty: a prompts CSV starts with a header line naming its columns, at least "
-        "`topic`"
-    )
-
-
-def _decode(path: Path, data: bytes) -> str:
-    reencode = "re-save it as UTF-8 (in Excel: Save As > 'CSV UTF-8')"
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise InputError(f"{path} is UTF-16, not UTF-8: {reencode}")
-    nul = data.find(b"\x00")
-    if nul >= 0:
-        line = data.count(b"\n", 0, nul) + 1
-        raise InputError(
-            f"{path}, line {line}: contains a NUL byte, so it is not a UTF-8 text file (binary, "
-            f"or saved in a 16-bit encoding): {reencode}, or remove the NUL bytes"
-        )
-    try:
-        text = data.decode("utf-8-sig")  # a BOM (Excel's habit) is fine
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise InputError(
-            f"{path} is not UTF-8: byte 0x{data[exc.start]:02X} on line {line} is not valid "
-            f"UTF-8 (the file is probably Latin-1 or Windows-1252): {reencode}, or convert it "
-            f"with `iconv -f cp1252 -t utf-8 {path.name} > fixed.csv`"
-        ) from None
-    if not text.strip():
-        raise InputError(_empty_message(path))
-    return text
-
-
-def _read_frame(text: str, nrows: int | None = None) -> list[list[str]]:
-    # Everything as text (types are pydantic's job), empty cells as "", blank lines kept so
-    # that line numbers can be counted.
-    frame = pd.read_csv(
-        io.StringIO(text),
-        header=None,
-        dtype=str,
-        keep_default_na=False,
-        skip_blank_lines=False,
-        nrows=nrows,
-    )
-    return [[str(v) for v in row] for row in frame.fillna("").to_numpy().tolist()]
-
-
-def _start_lines(records: Sequence[Sequence[str]]) -> Iterator[int]:
-    # Record i starts after every earlier record's line break and quoted newlines.
-    line = 1
-    for values in records:
-        yield line
-        line += 1 + sum(cell.count("\n") for cell in values)
-
-
-def _line_of_record(text: str, index: int) -> int:
-    before = _read_frame(text, nrows=index) if index else []
-    return list(_start_lines([*before, []]))[-1]
-
-
-def _parse(path: Path, text: str, offset: int) -> tuple[list[list[str]], list[int]]:
-    """Records and the line each starts on, `offset` lines having been cut off the top."""
-    try:
-        records = _read_frame(text)
-    except EmptyDataError:
-        raise InputError(_empty_message(path)) from None
-    except ParserError as exc:
-        raise InputError(_parser_message(path, text, str(exc), offset)) from None
-    return records, [offset + line for line in _start_lines(records)]
-
-
-def _parser_message(path: Path, text: str, message: str, offset: int) -> str:
-    # pandas numbers records, not lines; turn its record index into the line a user sees.
-    if m := re.search(r"EOF inside string starting at row (\d+)", message):
-        line = offset + _line_of_record(text, int(m.group(1)))
-        return (
-            f"{path}, line {line}: a quoted cell opens here and never closes (unbalanced "
-            '"): add the closing quote, and double any quote inside a cell ("")'
-        )
-    if m := re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", message):
-        line = offset + _line_of_record(text, int(m.group(2)) - 1)
-        return (
-            f"{path}, line {line}: {m.group(3)} cells but the header has {m.group(1)}: quote "
-            'cells that contain commas ("a, b"), or add the missing column to the header'
-        )
-    return f"{path} is not a readable CSV file: {message}"
-
-
 def _check_header(path: Path, header: list[str], line: int) -> list[str]:
     columns = [name.strip().lower() for name in header]
     problems = []
-    for position, name in enumerate(columns, start=1):
-        if not name:
+    for position, (raw, name) in enumerate(zip(header, columns, strict=True), start=1):
+        if (control := control_problem(raw)) is not None:
+            problems.append(f"the name of column {position} {control}")
+        elif len(name) > _MAX_COLUMN_NAME:
+            problems.append(
+                f"column {position}'s name is {len(name):,} characters long "
+                f"({name[:_MAX_COLUMN_NAME]!r}…): is the file comma-separated?"
+            )
+        elif not name:
             problems.append(f"column {position} has no name: name it, or remove the extra comma")
         elif columns.index(name) != position - 1:
             problems.append(f"column `{name}` appears twice: keep one")
@@ -290,7 +204,7 @@ def _check_header(path: Path, header: list[str], line: int) -> list[str]:
                 f"(`{EXTRA_PREFIX}{name}`) to keep them for templates"
             )
     if "topic" not in columns:
-        found = ", ".join(f"`{c}`" for c in columns if c)
+        found = ", ".join(f"`{c}`" for c in columns if c and len(c) <= _MAX_COLUMN_NAME)
         problems.insert(
             0, f"no `topic` column: the header must name one (found {found or 'no columns'})"
         )
@@ -303,18 +217,12 @@ def _validate_row(
     cells: dict[str, str], catalog: PresetCatalog
 ) -> tuple[PromptSpec | None, list[str], list[str]]:
     """Build one row's spec; return it (or None), every problem it has, and its warnings."""
+    # Control and bidi characters (`importing.cells`): refused before anything else reads the
+    # cells, so no message quotes an escape sequence back to the terminal.
+    if problems := control_problems(cells):
+        return None, problems, []
     values = {name: value.strip() for name, value in cells.items()}
-    problems: list[str] = []
-    # A cell a spreadsheet would run as a formula (=HYPERLINK(...), =cmd|...) is refused here,
-    # before it reaches the database, templates and exports: no prompt starts with "=" on
-    # purpose. (Exports neutralise formula cells too; this keeps them out in the first place.)
-    for name, value in values.items():
-        if value.startswith("="):
-            shown = value if len(value) <= 40 else value[:37] + "..."
-            problems.append(
-                f"`{name}`: starts with `=` ({shown}), which a spreadsheet runs as a formula: "
-                "reword the cell so it does not start with `=`"
-            )
+    problems = formula_problems(values)
     overrides: DecodingOverrides | dict[str, str] = {}
     notes: tuple[str, ...] = ()
     try:

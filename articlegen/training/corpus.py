@@ -19,7 +19,9 @@ from typing import Any
 
 import pandas as pd
 
+from articlegen.core.bounds import MAX_CORPUS_FILE_BYTES
 from articlegen.core.errors import InputError
+from articlegen.core.files import check_input_file, read_input
 from articlegen.db.articles import ApprovedText
 
 __all__ = [
@@ -32,9 +34,7 @@ __all__ = [
     "read_files",
 ]
 
-# One corpus file at most: past this, a file is more likely a mistake (a disk image, a log
-# that never ends) than text to learn from, and it would be read whole into memory.
-MAX_CORPUS_FILE_BYTES = 1 << 30
+_TOO_LARGE = "split it into several files and give each with --corpus"
 _SEPARATOR = re.compile(r"^[ \t]*<\|endoftext\|>[ \t]*$", re.MULTILINE)
 _BLANK_LINES = re.compile(r"\n[ \t]*\n")
 
@@ -145,25 +145,12 @@ def _check(path: Path) -> None:
             f"{path}: a corpus file is .txt, .csv (a `text` column) or .jsonl (a `text` "
             f"field on each line), not {suffix or 'a file without an extension'}"
         )
-    try:
-        if not path.is_file():
-            what = "does not exist" if not path.exists() else "is not a regular file"
-            raise InputError(f"corpus file {path} {what}: check the path")
-        if path.stat().st_size > MAX_CORPUS_FILE_BYTES:
-            raise InputError(
-                f"corpus file {path} is larger than {MAX_CORPUS_FILE_BYTES >> 20} MiB: split it "
-                "into several files and give each with --corpus"
-            )
-    except OSError as exc:
-        raise InputError(f"cannot read corpus file {path}: {exc.strerror}") from exc
+    check_input_file(path, f"corpus file {path}", MAX_CORPUS_FILE_BYTES, _TOO_LARGE)
 
 
 def _read_text(path: Path) -> str:
     _check(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot read corpus file {path}: {exc.strerror}") from exc
+    data = read_input(path, f"corpus file {path}", MAX_CORPUS_FILE_BYTES, _TOO_LARGE)
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise InputError(
             f"corpus file {path} is UTF-16 (it starts with a UTF-16 byte-order mark): re-save "
