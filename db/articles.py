@@ -148,13 +148,14 @@ def record_batch(
     new_ids = _insert_new(session, rows)
     for prompt_id in sorted(held):
         prompt = session.get_one(Prompt, prompt_id)
-        prompt.regenerate = []
         prompt.lease_expires_at = None
         if prompt_id in failed:
+            # The variants a review queued again stay queued: a retry writes those.
             prompt.status = PromptStatus.FAILED
             note_failure(prompt, job_id, failed[prompt_id].reason)
         else:
             prompt.status = PromptStatus.DONE
+            prompt.regenerate = []
             prompt.last_error = None
     job = session.get_one(Job, job_id)
     job.done += len(new_ids)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, and_, case, func, or_, select, update
@@ -207,11 +207,15 @@ def release(
     prompt_ids: Sequence[int] | None = None,
     max_attempts: int | None = None,
     error: str | None = None,
+    uncount: bool = False,
 ) -> int:
     """Give prompts `job_id` holds back to `pending` (all of them, or those of `prompt_ids`);
-    returns how many went back. With `error`, their attempt failed for that reason (it goes
-    into their history). With `max_attempts`, a prompt claimed that many times fails instead.
+    returns how many went back.
 
+    With `error`, their attempt failed for that reason (it goes into their history), and with
+    `max_attempts` a prompt claimed that many times fails instead of going back. With
+    `uncount`, the claim is not counted as an attempt (a run stopped on purpose). Prompts
+    another transaction has locked are left to it: a run claiming them as we speak.
     `claimed_by` stays: it names the job that held them last, for `jobs resume`.
     """
     held = [Prompt.claimed_by == job_id, Prompt.status == PromptStatus.CLAIMED]
@@ -219,8 +223,13 @@ def release(
     released = 0
     for chunk in chunks:
         where = held if chunk is None else [*held, Prompt.id.in_(chunk)]
-        for prompt in session.scalars(select(Prompt).where(*where).order_by(Prompt.id)):
+        # Locked, and only rows no one else has locked: each row is then ours to change as it
+        # is now, and a release never waits on a claim (which may be waiting on this job).
+        query = select(Prompt).where(*where).order_by(Prompt.id).with_for_update(skip_locked=True)
+        for prompt in session.scalars(query):
             prompt.lease_expires_at = None
+            if uncount:
+                prompt.attempts = max(0, prompt.attempts - 1)
             if error is not None:
                 note_failure(prompt, job_id, error)
             if max_attempts is not None and prompt.attempts >= max_attempts:
@@ -229,8 +238,8 @@ def release(
                     prompt,
                     job_id,
                     f"claimed {prompt.attempts} times without being written (at most "
-                    f"ARTICLEGEN_MAX_ATTEMPTS={max_attempts}): its runs died, failed or were "
-                    f"stopped each time; `articlegen prompts retry {prompt.id}` with a higher "
+                    f"ARTICLEGEN_MAX_ATTEMPTS={max_attempts}): its runs died or failed each "
+                    f"time; `articlegen prompts retry {prompt.id}` with a higher "
                     "ARTICLEGEN_MAX_ATTEMPTS requeues it",
                 )
             else:
@@ -247,38 +256,49 @@ def _gone(job: Job) -> bool:
     return alive(ProcessIdentity(job.host, job.pid, job.process_started)) is False
 
 
+def _dead(job: Job, now: datetime) -> str | None:
+    """Why the job is dead (its process is gone, or its lease ran out), or None."""
+    if _gone(job):
+        return f"its process (pid {job.pid} on {job.host}) is gone: it was killed or crashed"
+    expires = job.lease_expires_at
+    if job.status is JobStatus.RUNNING and expires is not None and expires < now:
+        until = f"{expires:%Y-%m-%d %H:%M:%S}"
+        return (
+            f"its process stopped renewing its lease (last good until {until} UTC): it died or "
+            "lost the database"
+        )
+    return None
+
+
 def reconcile(session: Session, max_attempts: int | None = None) -> list[int]:
     """Mark queued or running jobs whose process is gone (seen from its host) or whose lease
-    ran out `crashed`, and give their prompts back; their finished articles stay. Returns the
-    crashed jobs' ids."""
+    ran out `crashed`, and give their prompts back (those claimed `max_attempts` times fail);
+    their finished articles stay. Returns the crashed jobs' ids."""
     now = utcnow()
     alive_states = (JobStatus.QUEUED, JobStatus.RUNNING)
-    candidates = session.scalars(
-        select(Job).where(Job.status.in_(alive_states)).with_for_update(skip_locked=True)
-    )
-    dead: list[Job] = []
-    for job in candidates:
-        expired = job.status is JobStatus.RUNNING and (
-            job.lease_expires_at is not None and job.lease_expires_at < now
-        )
-        gone = _gone(job)
-        if not (expired or gone):
+    # Looked at without locks: a live run's job row is its own to update (its claims count on
+    # it), and locking it here would make that run wait on us while we wait on its prompts.
+    looked = session.scalars(select(Job.id).where(Job.status.in_(alive_states))).all()
+    dead: list[int] = []
+    for job_id in looked:
+        # Then each dead one alone, locked, and looked at again as it is now.
+        job = session.scalars(
+            select(Job)
+            .where(Job.id == job_id, Job.status.in_(alive_states))
+            .with_for_update(skip_locked=True)
+            .execution_options(populate_existing=True)
+        ).first()
+        why = None if job is None else _dead(job, now)
+        if job is None or why is None:
             continue
-        if gone:
-            why = f"its process (pid {job.pid} on {job.host}) is gone: it was killed or crashed"
-        else:
-            why = (
-                "its process stopped renewing its lease (last good until "
-                f"{job.lease_expires_at:%Y-%m-%d %H:%M:%S} UTC): it died or lost the database"
-            )
         job.status = JobStatus.CRASHED
         job.finished_at = now
         job.lease_expires_at = None
         job.error = (
-            f"{why}. Finished articles are kept; its unfinished prompts are pending again "
+            f"{why}. Finished articles are kept; its unfinished prompts went back to the queue "
             f"(`articlegen jobs resume {job.id}` finishes its work)."
         )
         release(session, job.id, max_attempts=max_attempts, error=f"job {job.id}: {why}")
-        dead.append(job)
+        dead.append(job.id)
     session.flush()
-    return [job.id for job in dead]
+    return dead

@@ -123,8 +123,13 @@ def finish_job(
     session: Session, job_id: int, error: str | None = None, cancelled: bool = False
 ) -> Job:
     """End the job: `cancelled` (stopped), `failed` (an error), else completed, with or
-    without failed articles."""
+    without failed articles. A job marked crashed meanwhile stays crashed."""
     job = get_job(session, job_id)
+    if job.status is JobStatus.CRASHED:
+        # Its lease ran out while it worked (the database was out of reach longer than the
+        # lease) and a run marked it crashed and took its prompts: it stays so, with that why.
+        job.lease_expires_at = None
+        return job
     if cancelled:
         job.status = JobStatus.CANCELLED
         job.error = error

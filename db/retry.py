@@ -19,16 +19,19 @@ from articlegen.core.errors import JobStateError, NotFoundError
 from articlegen.db.jobs import get_job
 from articlegen.db.models import Article, Prompt, PromptStatus
 
-__all__ = ["Requeued", "requeue_failed"]
+__all__ = ["Requeued", "name_prompts", "requeue_failed"]
 
 
 @dataclass(frozen=True)
 class Requeued:
-    """What a retry did: the prompts now pending, and the failed ones left out because they
-    were claimed `max_attempts` times already (only a bulk retry leaves some out)."""
+    """What a retry did: the prompts now pending, and the failed ones a bulk retry left out:
+    claimed `max_attempts` times already, or with an article of every variant already (a run
+    with more `--variants` than the prompt's failed: only a review's regenerate can say which
+    to write again)."""
 
     prompts: list[int]
     exhausted: list[int]
+    complete: list[int]
 
 
 def requeue_failed(
@@ -48,7 +51,7 @@ def requeue_failed(
         missing = [i for i in named if i not in found]
         if missing:
             raise NotFoundError(
-                f"no {_list(missing)}: `articlegen prompts list --status failed` shows the "
+                f"no {name_prompts(missing)}: `articlegen prompts list --status failed` shows the "
                 "failed ones"
             )
         not_failed = [p for p in found.values() if p.status is not PromptStatus.FAILED]
@@ -69,23 +72,36 @@ def requeue_failed(
     if named and exhausted:
         times = "once" if max_attempts == 1 else f"{max_attempts} times"
         raise JobStateError(
-            f"{_list(exhausted)} has been claimed {times}, as often as "
+            f"{name_prompts(exhausted)} has been claimed {times}, as often as "
             f"ARTICLEGEN_MAX_ATTEMPTS={max_attempts} allows: to retry anyway, raise "
             "ARTICLEGEN_MAX_ATTEMPTS for this command (nothing was requeued)"
         )
-    requeued = [p for p in prompts if p.attempts < max_attempts]
-    written = _written_variants(session, [p.id for p in requeued])
-    for prompt in requeued:
+    retryable = [p for p in prompts if p.attempts < max_attempts]
+    written = _written_variants(session, [p.id for p in retryable])
+    requeued: list[int] = []
+    complete: list[int] = []
+    for prompt in retryable:
+        # Variants already written stay: the retry writes only those a review queued again,
+        # else only the missing ones, so each variant still has one article.
+        done = written.get(prompt.id, set())
+        missing = [v for v in range(1, prompt.variants + 1) if v not in done]
+        if not prompt.regenerate and done and not missing:
+            complete.append(prompt.id)
+            continue
+        if not prompt.regenerate:
+            prompt.regenerate = missing if done else []
         prompt.status = PromptStatus.PENDING
         prompt.last_error = None  # its history keeps it
         prompt.lease_expires_at = None
-        # Variants already written stay: the retry writes only the missing ones, so each
-        # variant still has one article.
-        done = written.get(prompt.id, set())
-        missing = [v for v in range(1, prompt.variants + 1) if v not in done]
-        prompt.regenerate = missing if done else []
+        requeued.append(prompt.id)
+    if named and complete:
+        raise JobStateError(
+            f"{name_prompts(complete)} already has an article of every variant: regenerate one "
+            "from the review queue (`articlegen review regenerate ID`) instead (nothing was "
+            "requeued)"
+        )
     session.flush()
-    return Requeued([p.id for p in requeued], exhausted)
+    return Requeued(requeued, exhausted, complete)
 
 
 def _written_variants(session: Session, prompt_ids: Sequence[int]) -> dict[int, set[int]]:
@@ -101,8 +117,8 @@ def _written_variants(session: Session, prompt_ids: Sequence[int]) -> dict[int, 
     return written
 
 
-def _list(ids: Sequence[int]) -> str:
-    """ "prompt 4" or "prompts 4, 7 and 3 more"."""
+def name_prompts(ids: Sequence[int]) -> str:
+    """`prompt 4` or `prompts 4, 7 and 3 more`: a message names what it is about."""
     shown = ", ".join(str(i) for i in ids[:10])
     more = f" and {len(ids) - 10} more" if len(ids) > 10 else ""
     return f"prompt{'s' if len(ids) > 1 else ''} {shown}{more}"

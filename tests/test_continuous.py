@@ -179,31 +179,6 @@ def test_continuous_and_batch_loop_write_the_same_articles(tiny_model: LoadedMod
 
 
 @pytest.mark.parametrize("continuous", [True, False])
-def test_a_stop_keeps_the_articles_that_ended_and_hands_back_the_rest(
-    tiny_model: LoadedModel, continuous: bool
-) -> None:
-    """`stop` (a cancel) asked after every step: the articles that ended before it are the
-    same as alone, the others, running or waiting, come back as stopped failures."""
-    requests = _requests(PROMPTS)  # 3 to 25 tokens each
-    engine = Engine(tiny_model, batch_size=3, continuous=continuous)
-    complete = _generations(engine, requests)
-    steps: list[DecodeStep] = []
-    outcomes = engine.generate(requests, on_step=steps.append, stop=lambda: len(steps) >= 12)
-    ended = [o for o in outcomes if isinstance(o, Generation)]
-    stopped = [o for o in outcomes if isinstance(o, GenerationFailure)]
-    assert ended, "some article ends within 12 steps"
-    assert stopped, "and some do not"
-    assert all(f.stopped for f in stopped)
-    assert len(ended) + len(stopped) == len(requests)
-    assert [o.key for o in outcomes] == [r.key for r in requests]
-    by_key = {g.key: g for g in complete}
-    assert all(g.token_ids == by_key[g.key].token_ids for g in ended)
-    # Only those that could end within the steps run: nothing decoded past the stop.
-    assert len(steps) == 12
-    assert max(len(g.token_ids) for g in ended) <= 12
-
-
-@pytest.mark.parametrize("continuous", [True, False])
 def test_ngram_blocking_never_sees_another_rows_padding(
     tiny_model: LoadedModel, continuous: bool
 ) -> None:

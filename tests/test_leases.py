@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import replace
 from datetime import timedelta
 
@@ -11,7 +10,6 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from articlegen.core.errors import JobStateError
-from articlegen.core.process import ProcessIdentity, alive, current, identify
 from articlegen.db import Article, Database, Job, JobStatus, Prompt, PromptStatus
 from articlegen.db.articles import ArticleRow, PromptFailure, record_batch
 from articlegen.db.claims import Shard, claim, count_claimable, reconcile, release, renew
@@ -224,91 +222,6 @@ def test_a_claim_takes_a_batch_of_articles_at_most(database: Database) -> None:
         assert take(2) == [ids[2]]  # over the budget alone: still taken, whole
         assert take(10) == ids[3:]
         assert take(10) == []
-
-
-def _dead_process() -> ProcessIdentity:
-    """A process of this host that ran and is gone."""
-    child = subprocess.Popen(["sleep", "60"])
-    try:
-        identity = identify(child.pid)
-    finally:
-        child.kill()
-        child.wait()
-    assert identity is not None
-    return identity
-
-
-def _owned_by(database: Database, job_id: int, process: ProcessIdentity) -> None:
-    with database.session() as session:
-        job = session.get_one(Job, job_id)
-        job.host, job.pid, job.process_started = process.host, process.pid, process.started
-
-
-def test_a_job_whose_process_is_gone_is_crashed_at_once(database: Database) -> None:
-    ids = _seed(database, 3)
-    with database.session() as session:
-        job_id = _job(session)
-        claim(session, job_id, LEASE)
-    assert alive(current()) is True
-    with database.session() as session:  # its own process runs: nothing to do
-        assert reconcile(session) == []
-    gone = _dead_process()
-    assert alive(gone) is False
-    _owned_by(database, job_id, gone)
-    with database.session() as session:  # the lease has hours to run: the process decides
-        assert reconcile(session) == [job_id]
-    with database.session(write=False) as session:
-        job = session.get_one(Job, job_id)
-        prompts = session.scalars(select(Prompt).order_by(Prompt.id)).all()
-    assert job.status is JobStatus.CRASHED
-    assert job.error is not None
-    assert f"its process (pid {gone.pid} on {gone.host}) is gone" in job.error
-    assert [p.status for p in prompts] == [PromptStatus.PENDING] * 3
-    assert [p.id for p in prompts] == ids
-    history = [p.errors for p in prompts]
-    assert all(len(h) == 1 and h[0]["job"] == job_id for h in history)
-    assert "is gone" in history[0][0]["error"]
-
-
-def test_a_reused_pid_or_another_host_is_not_taken_for_the_jobs_process(
-    database: Database,
-) -> None:
-    _seed(database, 2)
-    with database.session() as session:
-        job_id = _job(session)
-        claim(session, job_id, LEASE)
-    here = current()
-    # This pid runs, but it is not the process that started the job: a reused pid.
-    reused = ProcessIdentity(here.host, here.pid, "another-boot/12345")
-    assert alive(reused) is False
-    elsewhere = ProcessIdentity("another-machine", _dead_process().pid, "boot/1")
-    assert alive(elsewhere) is None  # cannot tell from here: the lease decides
-    _owned_by(database, job_id, elsewhere)
-    with database.session() as session:
-        assert reconcile(session) == []
-    _owned_by(database, job_id, reused)
-    with database.session() as session:
-        assert reconcile(session) == [job_id]
-
-
-def test_a_prompt_claimed_too_often_fails_instead_of_going_back(database: Database) -> None:
-    (prompt_id,) = _seed(database, 1)
-    for attempt in (1, 2, 3):
-        with database.session() as session:
-            job_id = _job(session)
-            (taken,) = claim(session, job_id, LEASE)
-            assert taken.attempts == attempt
-            released = release(session, job_id, max_attempts=3, error="killed")
-        with database.session(write=False) as session:
-            prompt = session.get_one(Prompt, prompt_id)
-        assert released == (1 if attempt < 3 else 0)
-    assert prompt.status is PromptStatus.FAILED
-    assert prompt.last_error is not None
-    assert prompt.last_error.startswith(
-        "claimed 3 times without being written (at most ARTICLEGEN_MAX_ATTEMPTS=3)"
-    )
-    assert [e["error"] for e in prompt.errors] == ["killed"] * 3 + [prompt.last_error]
-    assert [e["attempt"] for e in prompt.errors] == [1, 2, 3, 3]
 
 
 def test_job_states_refuse_what_they_rule_out(database: Database) -> None:

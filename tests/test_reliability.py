@@ -274,7 +274,7 @@ def test_runs_killed_at_random_points_lose_and_repeat_nothing(
         db.close()
 
 
-def test_cancel_stops_a_run_within_its_batch(
+def test_cancel_stops_a_run_and_gives_back_what_it_did_not_write(
     prefect_server: None,  # noqa: F811
     sqlite_url: str,
     tiny_model_dir: Path,

@@ -132,8 +132,8 @@ def test_retry_stops_at_the_most_attempts_allowed(run_cli: CliHarness, database_
         assert bulk.exit_code == 0
         assert bulk.stdout == "No failed prompts to requeue.\n"
         assert bulk.stderr == (
-            "Left failed: 1 claimed as often as ARTICLEGEN_MAX_ATTEMPTS=1 allows (raise it to "
-            "retry them).\n"
+            f"Left failed: prompt {b}, claimed as often as ARTICLEGEN_MAX_ATTEMPTS=1 allows "
+            "(raise it to retry them).\n"
         )
         assert _prompts(db)[b].status is PromptStatus.FAILED
 
@@ -149,3 +149,39 @@ def test_retry_needs_to_be_told_which_prompts(run_cli: CliHarness) -> None:
     result = run_cli("prompts", "retry")
     assert result.exit_code == 2
     assert "Error: name failed prompts by id, or give --job J or --all-failed" in result.stderr
+
+
+def test_retrying_a_failed_regeneration_writes_only_the_variants_it_asked_for(
+    run_cli: CliHarness, database_url: str
+) -> None:
+    db = Database.open(database_url)
+    try:
+        a, b, _, _ = _seed(db)
+        _run(db, [(a, 1), (a, 2), (b, 1)], {})  # a and b done, every variant written
+        with db.session() as session:
+            prompt = session.get_one(Prompt, a)
+            prompt.status, prompt.regenerate = PromptStatus.PENDING, [2]  # a review's regenerate
+        _run(db, [], {a: "out of memory"})
+        assert _prompts(db)[a].regenerate == [2]  # a failure keeps what was asked for
+        with db.session() as session:  # b failed too, with all its variants written
+            session.get_one(Prompt, b).status = PromptStatus.FAILED
+
+        named = run_cli("prompts", "retry", str(b))
+        assert named.exit_code == 1
+        assert named.stderr == (
+            f"Error: prompt {b} already has an article of every variant: regenerate one from "
+            "the review queue (`articlegen review regenerate ID`) instead (nothing was "
+            "requeued)\n"
+        )
+        bulk = run_cli("prompts", "retry", "--all-failed")
+        assert bulk.exit_code == 0
+        assert bulk.stdout == "Requeued 1 failed prompt; `articlegen generate` writes them.\n"
+        assert bulk.stderr == (
+            f"Left failed: prompt {b}, with an article of every variant already (regenerate "
+            "one from the review queue instead).\n"
+        )
+        prompts = _prompts(db)
+        assert (prompts[a].status, prompts[a].regenerate) == (PromptStatus.PENDING, [2])
+        assert prompts[b].status is PromptStatus.FAILED
+    finally:
+        db.close()

@@ -15,7 +15,7 @@ from articlegen.db import Database
 from articlegen.db.migrate import current_revision, head_revision, upgrade
 from articlegen.db.models import PromptStatus
 from articlegen.db.prompts import list_prompts
-from articlegen.db.retry import requeue_failed
+from articlegen.db.retry import name_prompts, requeue_failed
 from articlegen.export.records import prompt_record
 from articlegen.importing import ImportReport, import_prompts_csv
 
@@ -181,10 +181,17 @@ def prompts_retry(app: App, ids: tuple[int, ...], job_id: int | None, all_failed
         )
     else:
         click.echo("No failed prompts to requeue.")
+    most = app.settings.max_attempts
     if done.exhausted:
         click.echo(
-            f"Left failed: {len(done.exhausted)} claimed as often as ARTICLEGEN_MAX_ATTEMPTS="
-            f"{app.settings.max_attempts} allows (raise it to retry them).",
+            f"Left failed: {name_prompts(done.exhausted)}, claimed as often as "
+            f"ARTICLEGEN_MAX_ATTEMPTS={most} allows (raise it to retry them).",
+            err=True,
+        )
+    if done.complete:
+        click.echo(
+            f"Left failed: {name_prompts(done.complete)}, with an article of every variant "
+            "already (regenerate one from the review queue instead).",
             err=True,
         )
 

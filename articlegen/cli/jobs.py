@@ -76,8 +76,8 @@ def jobs_cancel(app: App, job_id: int) -> None:
             status = request_cancel(session, job_id).status
     if crashed:
         click.echo(
-            f"Job {job_id} had already stopped: its process is gone. It is marked crashed and "
-            "its unfinished prompts are pending again (`articlegen generate` takes them)."
+            f"Job {job_id} had already stopped, so it is marked crashed (`articlegen jobs show "
+            f"{job_id}` says why); its unfinished prompts went back to the queue."
         )
     elif status is JobStatus.CANCELLED:
         click.echo(f"Job {job_id} cancelled before it started.")

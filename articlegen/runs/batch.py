@@ -80,6 +80,7 @@ def generate_batch(
 ) -> GeneratedBatch:
     """Read batch `number`'s prompts and generate its articles; records nothing."""
     from articlegen.generator.loading import load_model
+    from articlegen.generator.requests import GenerationFailure
 
     if params.batch_size is None:
         raise ValueError("choose_batch_size() first: the run's batch size is not set")
@@ -106,8 +107,13 @@ def generate_batch(
     # recorded, the rest goes back to pending with the run.
     generated = writer.generate(inputs, progress.step, CancelWatch(settings, job_id))
     # Counted as finished once generated: the next batch's rows are counted from now on, and a
-    # failed write-back fails the whole run anyway.
-    progress.batch_done(sum(planned.values()))
+    # failed write-back fails the whole run anyway. A prompt a cancel cut short is not written.
+    cut = {
+        _article_key(g.key)[0]
+        for g in generated.generations
+        if isinstance(g, GenerationFailure) and g.stopped
+    }
+    progress.batch_done(sum(n for p, n in planned.items() if p not in cut))
     return GeneratedBatch(
         job_id=job_id,
         number=number,

@@ -132,7 +132,7 @@ class CancelWatch:
         self.settings = settings
         self.job_id = job_id
         self.every = every
-        self._checked = time.monotonic()  # the run checked just before the batch began
+        self._checked = -every  # the first step reads it: a cancel may have come meanwhile
         self._requested = False
 
     def __call__(self) -> bool:
@@ -153,10 +153,15 @@ def finish_run(
 ) -> RunResult:
     """Close the job and return its final counts. Whatever the job still holds was not
     written (a failed or stopped run, or a batch it stopped in): it goes back to pending, so
-    the next run takes it, or fails if it was claimed ARTICLEGEN_MAX_ATTEMPTS times."""
+    the next run takes it. A stopped run's claim does not count as an attempt; a failed run's
+    does, with its error in each prompt's history (and a prompt claimed
+    ARTICLEGEN_MAX_ATTEMPTS times fails)."""
     forget_progress(job_id)  # whoever displays it holds its own reference
     with context_for(settings).database.session() as session:
-        release(session, job_id, max_attempts=settings.max_attempts)
+        if cancelled:
+            release(session, job_id, uncount=True)
+        else:
+            release(session, job_id, max_attempts=settings.max_attempts, error=error)
         job = finish_job(session, job_id, error, cancelled)
         starting(job_id, 0, "close")
         return RunResult(

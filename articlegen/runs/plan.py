@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 
 from articlegen.core.settings import Settings
 from articlegen.db.claims import Shard, claim, claimable_prompts, count_claimable, reconcile
-from articlegen.db.jobs import add_claimed, check_resumable, start_job
-from articlegen.db.models import Prompt
+from articlegen.db.jobs import add_claimed, check_resumable, get_job, start_job
+from articlegen.db.models import JobStatus, Prompt
 from articlegen.runs.context import context_for
 from articlegen.runs.observe import starting
 from articlegen.runs.params import GenerateParams
@@ -104,6 +104,11 @@ def claim_batch(
     lease = timedelta(seconds=settings.lease_seconds)
     with context_for(settings).database.session() as session:
         reconcile(session, settings.max_attempts)
+        job = get_job(session, job_id)
+        if job.status is not JobStatus.RUNNING:
+            # Marked crashed meanwhile (its lease ran out while the database was out of
+            # reach): its prompts went back to the queue, and it must take no more.
+            return []
         prompts = claim(
             session,
             job_id,
@@ -122,6 +127,7 @@ def claim_batch(
         articles = sum(len(variants_of(p, params)) for p in prompts)
         plan = plan_batches(prompts, params, max(articles, 1))  # one batch, in batch order
         add_claimed(session, job_id, articles)
+        progress_for(job_id).claimed(job.total, more=bool(prompts))
         if prompts:
             starting(job_id, number, "claim")
     return plan.batches[0] if plan.batches else []

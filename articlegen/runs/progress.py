@@ -64,10 +64,17 @@ class RunProgress:
     _listeners: list[Callable[[ProgressSnapshot], None]] = field(default_factory=list)
 
     def plan(self, total: int) -> None:
-        """The run claimed `total` articles."""
+        """The run will write `total` articles (an estimate while other runs share the queue:
+        see `claimed`)."""
         with self._lock:
             self._total = total
             self.phase = "generating"
+
+    def claimed(self, total: int, more: bool) -> None:
+        """The run has claimed `total` articles so far; with `more` False, that is all it will
+        claim (the queue is empty), and its total becomes exactly that."""
+        with self._lock:
+            self._total = max(self._total, total) if more else total
 
     def step(self, event: DecodeStep) -> None:
         """One decoding step of the running batch (`Engine.generate`'s `on_step`)."""
