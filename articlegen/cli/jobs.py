@@ -6,7 +6,7 @@ import click
 
 from articlegen.cli.base import CONTEXT, App, Group, cli, pass_app
 from articlegen.cli.generate import run_in_process
-from articlegen.cli.options import format_option
+from articlegen.cli.options import JOB_ID, format_option
 from articlegen.cli.output import render, show
 from articlegen.db.claims import reconcile
 from articlegen.db.jobs import check_resumable, get_job, list_jobs, request_cancel
@@ -40,7 +40,7 @@ def jobs_list(app: App, limit: int | None, fmt: str) -> None:
 
 
 @jobs.command("show")
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=JOB_ID)
 @format_option
 @pass_app
 def jobs_show(app: App, job_id: int, fmt: str) -> None:
@@ -54,7 +54,7 @@ def jobs_show(app: App, job_id: int, fmt: str) -> None:
 
 
 @jobs.command("cancel")
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=JOB_ID)
 @pass_app
 def jobs_cancel(app: App, job_id: int) -> None:
     """Stop a job: a running one stops before its next batch and gives back the prompts it
@@ -76,7 +76,7 @@ def jobs_cancel(app: App, job_id: int) -> None:
 
 
 @jobs.command("resume")
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=JOB_ID)
 @pass_app
 def jobs_resume(app: App, job_id: int) -> None:
     """Finish a crashed, failed or cancelled job: a new job, with its parameters, generates
