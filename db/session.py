@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from articlegen.core.errors import DatabaseError
+from articlegen.core.redact import redact_urls
 from articlegen.db.backends import WRITE, configure_sqlite, driver_message, parse_url, safe_url
 from articlegen.db.migrate import upgrade
 
@@ -57,15 +58,12 @@ class Database:
         try:
             engine = create_engine(parsed, **kwargs)
         except (ArgumentError, ImportError) as exc:
-            raise DatabaseError(f"cannot use database {safe_url(parsed)}: {exc}") from exc
+            raise DatabaseError(
+                f"cannot use database {safe_url(parsed)}: {redact_urls(str(exc))}"
+            ) from exc
         if engine.dialect.name == "sqlite":
-            timeout = parsed.query.get("timeout")
-            try:
-                busy = float(timeout) if isinstance(timeout, str) else _SQLITE_BUSY_TIMEOUT_S
-            except ValueError:
-                raise DatabaseError(
-                    f"database URL {safe_url(parsed)}: timeout must be a number of seconds"
-                ) from None
+            timeout = parsed.query.get("timeout")  # a number: `parse_url` checked it
+            busy = float(timeout) if isinstance(timeout, str) else _SQLITE_BUSY_TIMEOUT_S
             configure_sqlite(engine, busy)
         database = cls(engine)
         try:

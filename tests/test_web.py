@@ -706,9 +706,7 @@ def test_a_long_error_keeps_the_session_cookie_small(client: TestClient, db: Dat
     assert len(html.unescape(message)) <= 300
 
 
-def test_ids_no_row_can_have_are_not_found_on_every_route(
-    client: TestClient, db: Database
-) -> None:
+def test_ids_no_row_can_have_are_not_found_on_every_route(client: TestClient, db: Database) -> None:
     # Past PostgreSQL's `integer`, a query would fail there (a 500) and find nothing on
     # SQLite: every route refuses such an id before it queries.
     (article_id,) = seed(db, 1)

@@ -53,6 +53,7 @@ def check_id(value: int, what: str, listing: str) -> int:
         )
     return value
 
+
 # Generation.
 MAX_NEW_TOKENS = 8192  # tokens per article: past every context length we load today
 MAX_BATCH_SIZE = 512  # rows per batch: where an H200 stopped gaining (bench/README.md)
