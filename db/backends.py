@@ -171,6 +171,9 @@ def driver_message(exc: SQLAlchemyError) -> str:
     return redact_urls(text.splitlines()[0]) if text else type(exc).__name__
 
 
+_SQLITE_TABLES = "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+
+
 def configure_sqlite(engine: Engine, busy_timeout_s: float) -> None:
     """WAL, foreign keys, a busy timeout, and transactions that begin when we say so."""
 
@@ -184,8 +187,12 @@ def configure_sqlite(engine: Engine, busy_timeout_s: float) -> None:
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
         # WAL lets readers (the review CLI) work while a run writes. In-memory databases
-        # answer "memory" and carry on.
-        cursor.execute("PRAGMA journal_mode = WAL")
+        # answer "memory" and carry on. Only in a new database or one of ours: the mode is
+        # kept in the file, and another application's file (which `migrate` refuses) must
+        # leave as it came. A file that is not SQLite's fails here, on its first read.
+        tables = {row[0] for row in cursor.execute(_SQLITE_TABLES)}
+        if not tables or "prompts" in tables:
+            cursor.execute("PRAGMA journal_mode = WAL")
         cursor.close()
 
     @event.listens_for(engine, "begin")
