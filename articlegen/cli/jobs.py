@@ -8,6 +8,7 @@ from articlegen.cli.base import CONTEXT, App, Group, cli, pass_app
 from articlegen.cli.generate import run_in_process
 from articlegen.cli.options import JOB_ID, format_option
 from articlegen.cli.output import render, show
+from articlegen.cli.prefect_env import check_prefect_api
 from articlegen.db.claims import reconcile
 from articlegen.db.jobs import check_resumable, get_job, list_jobs, request_cancel
 from articlegen.db.models import JobStatus
@@ -84,6 +85,7 @@ def jobs_resume(app: App, job_id: int) -> None:
 
     Example: articlegen jobs resume 3
     """
+    check_prefect_api()  # before `reconcile` writes, or the new job's row
     with app.database.session() as session:
         reconcile(session)  # a run whose lease ran out is crashed now, and resumable
         job = check_resumable(session, job_id)
