@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from articlegen.cli import cli
 from articlegen.core.redact import redact_urls, safe_database_url
+from articlegen.core.settings import Settings
 from articlegen.db import Article, Database, Job, Prompt
 from articlegen.runs import close_contexts
 
@@ -113,3 +114,11 @@ def test_a_database_url_is_shown_without_its_secrets(url: str, shown: str) -> No
 )
 def test_urls_in_a_message_lose_their_secrets(text: str, shown: str) -> None:
     assert redact_urls(text) == shown
+
+
+def test_the_settings_repr_holds_no_secret() -> None:
+    settings = Settings(
+        database_url=f"postgresql://u:{SECRET}@h/db", web_secret=SECRET * 3, model="gpt2"
+    )
+    assert SECRET not in repr(settings)
+    assert "model='gpt2'" in repr(settings)  # the rest is still there to read

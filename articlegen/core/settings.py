@@ -60,9 +60,11 @@ class Settings(BaseSettings):
         env_prefix="ARTICLEGEN_", extra="forbid", frozen=True, env_ignore_empty=True
     )
 
+    # Out of the settings' repr (a log line, a traceback's locals): it may hold a password.
     database_url: str = Field(
         default="sqlite:///articlegen.db",
         min_length=1,
+        repr=False,
         description=(
             "SQLAlchemy URL of the application database. The default, a SQLite file in the "
             "working directory, needs no server; `postgresql://user@host/db` scales to many "
@@ -175,6 +177,7 @@ class Settings(BaseSettings):
     web_secret: str | None = Field(
         default=None,
         min_length=32,
+        repr=False,
         description="Key that signs the review workspace's session cookies (`articlegen web`). "
         "Unset: a random key made on first use and kept in ARTICLEGEN_CACHE_DIR/web-secret "
         "(readable by its owner only), so sessions survive a restart.",
