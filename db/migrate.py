@@ -12,17 +12,20 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy import Connection, Engine, create_engine, delete, insert, inspect, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from articlegen import __version__
 from articlegen.core.errors import DatabaseError
 from articlegen.db.backends import WRITE, driver_message, safe_url
+from articlegen.db.models import SchemaWriter
 
 __all__ = ["current_revision", "head_revision", "new_revision", "upgrade"]
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 # Key for pg_advisory_xact_lock: any constant shared by every articlegen process.
 _PG_MIGRATION_LOCK = 0x61727469636C65  # "article"
+_WRITERS = SchemaWriter.__tablename__
 
 
 def _config(connection: Connection | None = None) -> Config:
@@ -46,10 +49,16 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema to `revision`; a no-op when it is there already."""
+    """Bring the schema to `revision`; a no-op when it is there already.
+
+    Raises `DatabaseError` before changing anything when the database is not one articlegen
+    may migrate: its schema is newer than this articlegen knows, or (SQLite) it holds another
+    application's tables.
+    """
     try:
         if revision == "head" and current_revision(engine) == head_revision():
             return
+        _check_ours(engine)
         with engine.execution_options(**WRITE).connect() as connection:
             sqlite = connection.dialect.name == "sqlite"
             if sqlite:
@@ -67,6 +76,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
                             {"key": _PG_MIGRATION_LOCK},
                         )
                     command.upgrade(_config(connection), revision)
+                    _record_writer(connection)
                     if sqlite:
                         broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
                         if broken:
@@ -82,6 +92,60 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
             f"could not migrate database {safe_url(engine.url)} to {revision}: "
             f"{driver_message(exc)}"
         ) from exc
+
+
+def _check_ours(engine: Engine) -> None:
+    """`DatabaseError` if the database is at a revision we don't know, or is another
+    application's SQLite file; nothing is written either way."""
+    with engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+        tables = set(inspect(connection).get_table_names())
+        writer = None
+        if current is not None and _WRITERS in tables:
+            writer = connection.execute(
+                select(SchemaWriter.version).where(SchemaWriter.revision == current)
+            ).scalar_one_or_none()
+    where = safe_url(engine.url)
+    if current is not None and current not in _known_revisions():
+        if writer is None and not {"prompts", "articles"} <= tables:
+            raise DatabaseError(
+                f"database {where} has schema revision {current}, which is not articlegen's: "
+                "it belongs to another application. Point ARTICLEGEN_DATABASE_URL at an "
+                "articlegen database, or at a new one"
+            )
+        by, to = (
+            (f"articlegen {writer}", f" to {writer} or later")
+            if writer
+            else ("a newer articlegen", "")
+        )
+        raise DatabaseError(
+            f"database {where} has schema revision {current}, written by {by}; this is "
+            f"articlegen {__version__}, which knows revisions up to {head_revision()}. Upgrade "
+            f"articlegen{to}, or point ARTICLEGEN_DATABASE_URL at another database"
+        )
+    if current is None and engine.dialect.name == "sqlite" and tables:
+        # Our tables would be added beside another application's, and its file changed.
+        shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+        raise DatabaseError(
+            f"database {where} already holds tables that are not articlegen's ({shown}): it "
+            "belongs to another application, and articlegen adds no tables to it. Point "
+            "ARTICLEGEN_DATABASE_URL at an articlegen database, or at a file that does not "
+            "exist yet"
+        )
+
+
+def _known_revisions() -> set[str]:
+    return {script.revision for script in ScriptDirectory.from_config(_config()).walk_revisions()}
+
+
+def _record_writer(connection: Connection) -> None:
+    """Note that this articlegen migrated the schema to where it now is (from revision 0009,
+    which made the table, on)."""
+    now = MigrationContext.configure(connection).get_current_revision()
+    if now is None or not inspect(connection).has_table(_WRITERS):
+        return
+    connection.execute(delete(SchemaWriter).where(SchemaWriter.revision == now))
+    connection.execute(insert(SchemaWriter).values(revision=now, version=__version__))
 
 
 def _raw(connection: Connection) -> Any:

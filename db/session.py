@@ -12,11 +12,13 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from articlegen.core.errors import DatabaseError
+from articlegen.core.redact import redact_urls
 from articlegen.db.backends import WRITE, configure_sqlite, driver_message, parse_url, safe_url
 from articlegen.db.migrate import upgrade
 
@@ -38,6 +40,27 @@ def in_chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
         yield items[start : start + _IN_CHUNK]
 
 
+def _cannot_open(url: URL, exc: DBAPIError) -> DatabaseError:
+    """Why the first connection failed, and what to do."""
+    if url.get_backend_name() != "sqlite":
+        return DatabaseError(
+            f"cannot connect to database {safe_url(url)}: {driver_message(exc)}. Check that "
+            "the server is running and ARTICLEGEN_DATABASE_URL is right"
+        )
+    if not isinstance(exc, OperationalError):
+        # sqlite3.DatabaseError: a file that is not SQLite's (a text file, an image), or
+        # one whose pages are damaged. SQLite says which when it reads the file.
+        return DatabaseError(
+            f"database {safe_url(url)}: the file {url.database} is not a SQLite database "
+            f"({driver_message(exc)}). Point ARTICLEGEN_DATABASE_URL at an articlegen "
+            "database, or at a file that does not exist yet to start a new one"
+        )
+    return DatabaseError(
+        f"cannot connect to database {safe_url(url)}: {driver_message(exc)}. Check that its "
+        "directory exists and is writable"
+    )
+
+
 class Database:
     """An open application database: an engine, a session factory and a migrated schema."""
 
@@ -57,32 +80,26 @@ class Database:
         try:
             engine = create_engine(parsed, **kwargs)
         except (ArgumentError, ImportError) as exc:
-            raise DatabaseError(f"cannot use database {safe_url(parsed)}: {exc}") from exc
+            raise DatabaseError(
+                f"cannot use database {safe_url(parsed)}: {redact_urls(str(exc))}"
+            ) from exc
         if engine.dialect.name == "sqlite":
-            timeout = parsed.query.get("timeout")
-            try:
-                busy = float(timeout) if isinstance(timeout, str) else _SQLITE_BUSY_TIMEOUT_S
-            except ValueError:
-                raise DatabaseError(
-                    f"database URL {safe_url(parsed)}: timeout must be a number of seconds"
-                ) from None
+            timeout = parsed.query.get("timeout")  # a number: `parse_url` checked it
+            busy = float(timeout) if isinstance(timeout, str) else _SQLITE_BUSY_TIMEOUT_S
             configure_sqlite(engine, busy)
         database = cls(engine)
         try:
             with engine.connect():
                 pass
-        except OperationalError as exc:
+        except DBAPIError as exc:
             engine.dispose()
-            fix = (
-                "Check that its directory exists and is writable"
-                if engine.dialect.name == "sqlite"
-                else "Check that the server is running and ARTICLEGEN_DATABASE_URL is right"
-            )
-            raise DatabaseError(
-                f"cannot connect to database {safe_url(parsed)}: {driver_message(exc)}. {fix}"
-            ) from None
+            raise _cannot_open(parsed, exc) from None
         if migrate:
-            upgrade(engine)
+            try:
+                upgrade(engine)
+            except DatabaseError:
+                engine.dispose()  # a refused database keeps no connection open
+                raise
         return database
 
     @property

@@ -72,10 +72,10 @@ def test_readme_documents_every_command_and_setting() -> None:
 def test_db_upgrade_reports_before_and_after(run_cli: CliHarness, database_url: str) -> None:
     first = run_cli("db", "upgrade")
     assert first.exit_code == 0
-    assert first.stdout.endswith("upgraded from empty to 0007.\n")
+    assert first.stdout.endswith("upgraded from empty to 0009.\n")
     again = run_cli("db", "upgrade")
     assert again.exit_code == 0
-    assert again.stdout.endswith("is up to date (revision 0007).\n")
+    assert again.stdout.endswith("is up to date (revision 0009).\n")
 
 
 def test_import_prints_a_summary(run_cli: CliHarness) -> None:

@@ -13,6 +13,8 @@ from articlegen.cli import cli
 from articlegen.core.errors import ConfigError
 from articlegen.core.settings import load_settings
 
+from .conftest import CliHarness
+
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -148,8 +150,7 @@ def test_another_file_can_be_named(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         (
             "database_url",
             "postgresql://alice:S3cretPW@db.example/x?sslpassword=S3cretPW",
-            "articlegen.toml: database_url = "
-            "postgresql://alice:***@db.example/x?sslpassword=%2A%2A%2A\n",
+            "articlegen.toml: database_url = postgresql://alice:***@db.example/x?sslpassword=***\n",
         ),
     ],
 )
@@ -206,3 +207,31 @@ def test_a_settings_path_that_is_no_file_is_an_error(
         project.symlink_to(tmp_path / "gone.toml")
     with pytest.raises(ConfigError, match=r"^articlegen\.toml is (not a regular file|a link to)"):
         load_settings()
+
+
+def test_a_misspelt_variable_is_warned_once_with_the_closest_name(run_cli: CliHarness) -> None:
+    # pydantic-settings ignores names it does not know: without the warning, the misspelt
+    # database URL below would leave the setting at its default, silently.
+    env = {
+        "ARTICLEGEN_DATABSE_URL": "sqlite:///elsewhere.db",
+        "articlegen_modle": "gpt2",  # names are read without regard to case
+        "ARTICLEGEN_FROBNICATE": "1",
+    }
+    result = run_cli("prompts", "list", env=env)
+    assert (result.exit_code, result.stdout) == (0, "No prompts.\n")
+    assert result.stderr == (
+        "Warning: environment variable ARTICLEGEN_DATABSE_URL is not an articlegen setting "
+        "(did you mean ARTICLEGEN_DATABASE_URL?), and is ignored\n"
+        "Warning: environment variable ARTICLEGEN_FROBNICATE is not an articlegen setting, and "
+        "is ignored; the README's settings table lists them\n"
+        "Warning: environment variable articlegen_modle is not an articlegen setting "
+        "(did you mean ARTICLEGEN_MODEL?), and is ignored\n"
+    )
+    assert not (run_cli.cwd / "elsewhere.db").exists()
+
+
+def test_every_known_variable_passes_without_a_warning(run_cli: CliHarness) -> None:
+    env = {"ARTICLEGEN_MODEL": "gpt2", "ARTICLEGEN_LEASE_SECONDS": "60", "ARTICLEGEN_CONFIG": ""}
+    env["ARTICLEGEN_TEST_POSTGRES_URL"] = "postgresql://nobody@127.0.0.1:1/none"
+    result = run_cli("prompts", "list", env=env)
+    assert (result.exit_code, result.stdout, result.stderr) == (0, "No prompts.\n", "")

@@ -290,8 +290,9 @@ def test_generate_with_nothing_to_do_answers_without_prefect_or_a_model(
         "Import more with `articlegen import FILE`.\n"
     )
     assert invoke("jobs", "list", "--format", "json").stdout.strip() == "[]"  # no job recorded
-    # With work to do, the same command goes on to load the model, and says it is missing.
+    # With work to do, the same command goes on: to the server first (a quick call, before a
+    # model that may take minutes to load), and says it does not answer.
     work = invoke("generate", "--tag", "travel")
     close_contexts()
     assert work.exit_code == 1
-    assert work.stderr.startswith(f"Error: model directory {tmp_path / 'no-such-model'} does not")
+    assert work.stderr.startswith("Error: the Prefect API at http://127.0.0.1:9/api does not")

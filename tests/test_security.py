@@ -16,6 +16,8 @@ from prefect.client.orchestration import get_client
 from sqlalchemy import select
 
 from articlegen.cli import cli
+from articlegen.core.redact import redact_urls, safe_database_url
+from articlegen.core.settings import Settings
 from articlegen.db import Article, Database, Job, Prompt
 from articlegen.runs import close_contexts
 
@@ -74,3 +76,49 @@ def test_the_database_password_never_shows(
     assert artifacts  # the run's summary, table and progress
     for text in [*outputs, caplog.text, *rows, *artifacts]:
         assert SECRET not in text
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (f"postgresql://u:{SECRET}@db.example:5432/app", "postgresql://u:***@db.example:5432/app"),
+        # An unencoded @: SQLAlchemy ends the password at the first one; all of it is hidden.
+        (f"postgresql://u:{SECRET}@x@db.example/app", "postgresql://u:***@db.example/app"),
+        (f"postgresql://u:{SECRET}/x?y@db.example/app", "postgresql://u:***@db.example/app"),
+        (
+            f"postgresql://u@h/app?password={SECRET}&sslmode=require",
+            "postgresql://u@h/app?password=***&sslmode=require",
+        ),
+        (f"postgresql://u@h/app?sslpassword={SECRET}", "postgresql://u@h/app?sslpassword=***"),
+        (f"postgresql://u:{SECRET}@h:abc/app", "<unparseable database URL>"),
+        ("sqlite:///articlegen.db", "sqlite:///articlegen.db"),
+    ],
+)
+def test_a_database_url_is_shown_without_its_secrets(url: str, shown: str) -> None:
+    assert safe_database_url(url) == shown
+    assert SECRET not in redact_urls(f"cannot reach {url} now")
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        (f"at postgresql://u:{SECRET}@x@h:1/db: refused", "at postgresql://***@h:1/db: refused"),
+        (f"see http://u@h/x?token={SECRET}&a=1 ok", "see http://***@h/x?token=***&a=1 ok"),
+        # No user part, nothing hidden: Prefect's own address stays readable.
+        (
+            "PREFECT_API_URL http://127.0.0.1:4200/api is down",
+            "PREFECT_API_URL http://127.0.0.1:4200/api is down",
+        ),
+        ("write to bob@example.org", "write to bob@example.org"),
+    ],
+)
+def test_urls_in_a_message_lose_their_secrets(text: str, shown: str) -> None:
+    assert redact_urls(text) == shown
+
+
+def test_the_settings_repr_holds_no_secret() -> None:
+    settings = Settings(
+        database_url=f"postgresql://u:{SECRET}@h/db", web_secret=SECRET * 3, model="gpt2"
+    )
+    assert SECRET not in repr(settings)
+    assert "model='gpt2'" in repr(settings)  # the rest is still there to read

@@ -704,3 +704,31 @@ def test_a_long_error_keeps_the_session_cookie_small(client: TestClient, db: Dat
     (message,) = flashes(client.get(answer.headers["location"]).text)
     assert message.startswith("settings: `temperature`: ")
     assert len(html.unescape(message)) <= 300
+
+
+def test_ids_no_row_can_have_are_not_found_on_every_route(client: TestClient, db: Database) -> None:
+    # Past PostgreSQL's `integer`, a query would fail there (a 500) and find nothing on
+    # SQLite: every route refuses such an id before it queries.
+    (article_id,) = seed(db, 1)
+    csrf = login(client, "ed", account(db, "ed"))
+    huge = "99999999999999999999"
+    for path in (f"/articles/{huge}", f"/articles/{huge}/edit", f"/articles/{huge}/html",
+                 f"/articles/{huge}/diff", f"/jobs/{huge}", "/jobs/0", "/articles/-1"):  # fmt: skip
+        answer = client.get(path)
+        assert (answer.status_code, "text/html" in answer.headers["content-type"]) == (404, True)
+    against = client.get(f"/articles/{article_id}/diff?against={huge}")
+    assert against.status_code == 400
+    assert (
+        "`query.against`: input should be less than or equal to 2147483647, got "
+        f"'{huge}'" in html.unescape(against.text)
+    )
+    for verb in ("approve", "reject", "regenerate", "edit"):
+        answer = client.post(f"/articles/{huge}/{verb}", data={"csrf_token": csrf})
+        assert answer.status_code == 404, verb
+    bulk = {"csrf_token": csrf, "do": "approve-selected", "ids": [str(article_id), huge]}
+    answer = client.post("/articles/bulk", data=bulk)
+    assert flashes(answer.text) == [
+        f"no article {huge}: article ids run from 1 to 2147483647; `articlegen articles list` "
+        "shows the articles there are"
+    ]
+    assert _events(db) == []

@@ -5,9 +5,8 @@ from __future__ import annotations
 import click
 
 from articlegen.cli.base import CONTEXT, App, Group, cli, pass_app
-from articlegen.cli.options import format_option
+from articlegen.cli.options import ARTICLE_ID, JOB_ID, format_option
 from articlegen.cli.output import render, show
-from articlegen.core.bounds import MAX_ID
 from articlegen.db.articles import get_article, list_articles
 from articlegen.db.models import ArticleReviewStatus
 from articlegen.db.review import events_of
@@ -30,7 +29,7 @@ def articles() -> None:
     type=click.Choice([s.value for s in ArticleReviewStatus]),
     help="Only articles with this review status.",
 )
-@click.option("--job", "job_id", type=int, help="Only articles of this job.")
+@click.option("--job", "job_id", type=JOB_ID, help="Only articles of this job.")
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many.")
 @format_option
 @pass_app
@@ -50,7 +49,7 @@ def articles_list(
 
 
 @articles.command("show")
-@click.argument("article_id", type=click.IntRange(1, MAX_ID), metavar="ARTICLE_ID")
+@click.argument("article_id", type=ARTICLE_ID)
 @format_option
 @pass_app
 def articles_show(app: App, article_id: int, fmt: str) -> None:

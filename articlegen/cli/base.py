@@ -8,6 +8,7 @@ This is the one place where errors become messages: an `ArticlegenError` is prin
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,7 @@ import click
 
 from articlegen import __version__
 from articlegen.core.errors import ArticlegenError
-from articlegen.core.settings import Settings, load_settings
+from articlegen.core.settings import Settings, load_settings, unknown_variables
 from articlegen.db import Database
 from articlegen.generator.presets import PresetCatalog
 from articlegen.generator.templates import Templates
@@ -34,6 +35,9 @@ class App:
     def settings(self) -> Settings:
         """The ARTICLEGEN_* settings, read once."""
         if self._settings is None:
+            # Said first, once per command: a misspelt name may be why a setting below fails.
+            for warning in unknown_variables(os.environ):
+                click.echo(f"Warning: {warning}", err=True)
             self._settings = load_settings()
         return self._settings
 

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from articlegen.cli.base import CONTEXT, App, cli, pass_app
 from articlegen.cli.options import run_options, typed_overrides
-from articlegen.cli.prefect_env import interrupted, quiet_prefect
+from articlegen.cli.prefect_env import check_prefect_api, interrupted, quiet_prefect
 from articlegen.cli.progress import follow, working
 from articlegen.core.bounds import MAX_SHARDS
 from articlegen.core.describe import describe_error
@@ -74,6 +74,7 @@ def generate(app: App, /, dry_run: bool, **options: Any) -> None:
     if not dry_run and params.resume_job is None and not claimable(app.settings, params):
         _nothing_to_generate(app, params)
         return
+    check_prefect_api()  # before the model loads and the job row is written
     if not dry_run:
         # The model loaded here is the one the in-process run uses: one load per process. The
         # batch size is fixed here too, where a spinner can say why the first run waits.
@@ -144,6 +145,7 @@ def fan_out(app: App, /, runs: int, sharded: bool, deployment: str, **options: A
             "PREFECT_API_URL (e.g. http://127.0.0.1:4200/api) and start workers, as the README's "
             '"Running on several machines" shows'
         )
+    check_prefect_api()
     quiet_prefect("WARNING")
     from articlegen.flows.fan_out import fan_out as fan_out_flow
 

@@ -6,8 +6,9 @@ import click
 
 from articlegen.cli.base import CONTEXT, App, Group, cli, pass_app
 from articlegen.cli.generate import run_in_process
-from articlegen.cli.options import format_option
+from articlegen.cli.options import JOB_ID, format_option
 from articlegen.cli.output import render, show
+from articlegen.cli.prefect_env import check_prefect_api
 from articlegen.db.claims import reconcile
 from articlegen.db.jobs import (
     check_resumable,
@@ -46,7 +47,7 @@ def jobs_list(app: App, limit: int | None, fmt: str) -> None:
 
 
 @jobs.command("show")
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=JOB_ID)
 @format_option
 @pass_app
 def jobs_show(app: App, job_id: int, fmt: str) -> None:
@@ -60,7 +61,7 @@ def jobs_show(app: App, job_id: int, fmt: str) -> None:
 
 
 @jobs.command("cancel")
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=JOB_ID)
 @pass_app
 def jobs_cancel(app: App, job_id: int) -> None:
     """Stop a job: a running one stops within a decoding step, writes the articles it
@@ -90,7 +91,7 @@ def jobs_cancel(app: App, job_id: int) -> None:
 
 
 @jobs.command("resume")
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=JOB_ID)
 @pass_app
 def jobs_resume(app: App, job_id: int) -> None:
     """Finish a crashed, failed or cancelled job (or a running one whose process is gone): a
@@ -99,6 +100,7 @@ def jobs_resume(app: App, job_id: int) -> None:
 
     Example: articlegen jobs resume 3
     """
+    check_prefect_api()  # before `reconcile` writes, or the new job's row
     with app.database.session() as session:
         # A run whose process is gone, or whose lease ran out, is crashed now, and resumable.
         reconcile(session, app.settings.max_attempts)

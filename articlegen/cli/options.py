@@ -1,5 +1,5 @@
 """Option bundles that several commands share, declared once: output format, decoding
-settings (`--set`), the model and preset, and the options of a generation run."""
+settings (`--set`), the model and preset, the options of a generation run, and row ids."""
 
 from __future__ import annotations
 
@@ -9,11 +9,20 @@ from typing import Any, TypeVar
 import click
 
 from articlegen.cli.output import FORMATS
-from articlegen.core.bounds import MAX_BATCH_SIZE, MAX_NEW_TOKENS, MAX_RUN_LIMIT, MAX_VARIANTS
+from articlegen.core.bounds import (
+    MAX_BATCH_SIZE,
+    MAX_NEW_TOKENS,
+    MAX_RUN_LIMIT,
+    MAX_VARIANTS,
+    check_id,
+)
 from articlegen.core.errors import ConfigError, InputError
 from articlegen.generator.decoding import DecodingOverrides, parse_overrides, split_assignments
 
 __all__ = [
+    "ARTICLE_ID",
+    "JOB_ID",
+    "RowId",
     "format_option",
     "model_option",
     "preset_option",
@@ -23,6 +32,35 @@ __all__ = [
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class RowId(click.ParamType[int]):
+    """A row's id, as every command that takes one reads it.
+
+    Text that is not a whole number is a usage error (exit 2); a number no row can have (zero,
+    negative, past the database's integer range) names nothing, like an id that is not
+    there: `NotFoundError`, shown as `Error: ...` with exit 1, before any query is made.
+    """
+
+    name = "id"
+
+    def __init__(self, what: str, listing: str) -> None:
+        self.what = what
+        self.listing = listing
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        """`value` as an id; see the class."""
+        if isinstance(value, int):
+            return check_id(value, self.what, self.listing)
+        text = str(value).strip()
+        # int() would also read "٣" or "1_000"; an id is ASCII digits with an optional sign.
+        if not (text.isascii() and text.lstrip("+-").isdigit()):
+            self.fail(f"{value!r} is not a {self.what} id (a whole number)", param, ctx)
+        return check_id(int(text), self.what, self.listing)
+
+
+JOB_ID = RowId("job", "articlegen jobs list")
+ARTICLE_ID = RowId("article", "articlegen articles list")
 
 
 def _split_pairs(

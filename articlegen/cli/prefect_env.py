@@ -1,10 +1,18 @@
-"""Prefect as a local tool: no telemetry, servers on loopback, a quiet terminal."""
+"""Prefect as a local tool: no telemetry, servers on loopback, a quiet terminal; and a server
+of the user's checked before a command relies on it."""
 
 from __future__ import annotations
 
 import os
 
-__all__ = ["interrupted", "quiet_prefect"]
+from articlegen.core.errors import ConfigError
+from articlegen.core.redact import redact_urls
+
+__all__ = ["check_prefect_api", "interrupted", "quiet_prefect"]
+
+# How long the check waits for the server's answer. A closed port is refused at once; this
+# bounds a host that drops packets, or a server that accepts and never answers.
+HEALTH_TIMEOUT_S = 5.0
 
 
 def quiet_prefect(log_level: str = "CRITICAL") -> None:
@@ -46,3 +54,41 @@ def interrupted(exc: BaseException) -> bool:
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return False
+
+
+def check_prefect_api() -> None:
+    """`ConfigError` naming the Prefect API and the fix when one is configured and does not
+    answer its health check; nothing when it answers, or when none is configured (a run then
+    starts a temporary local server).
+
+    Called before a command writes anything: a run against a server that is down would
+    otherwise leave its job row `queued`, and fail minutes later in Prefect's retries.
+    """
+    quiet_prefect()
+    from prefect.client.orchestration import get_client
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_CLIENT_MAX_RETRIES,
+        get_current_settings,
+        temporary_settings,
+    )
+
+    # The variable first: a process's own environment is what its user set for this command.
+    url = os.environ.get("PREFECT_API_URL") or get_current_settings().api.url
+    if not url:
+        return
+    # One try, the URL named here: the answer is for the server the message names.
+    with (
+        temporary_settings(updates={PREFECT_API_URL: url, PREFECT_CLIENT_MAX_RETRIES: 0}),
+        get_client(httpx_settings={"timeout": HEALTH_TIMEOUT_S}, sync_client=True) as client,
+    ):
+        failure = client.api_healthcheck()
+    if failure is None:
+        return
+    text = str(failure).strip()
+    reason = text.splitlines()[0][:200] if text else type(failure).__name__
+    raise ConfigError(
+        f"the Prefect API at {redact_urls(url)} does not answer ({redact_urls(reason)}): start "
+        "the server (`prefect server start`), correct PREFECT_API_URL, or unset it so the run "
+        "starts a temporary local server of its own. Nothing was started"
+    )

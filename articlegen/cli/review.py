@@ -8,7 +8,13 @@ from pathlib import Path
 import click
 
 from articlegen.cli.base import CONTEXT, App, Group, cli, pass_app
-from articlegen.cli.options import preset_option, set_option, typed_overrides
+from articlegen.cli.options import (
+    ARTICLE_ID,
+    JOB_ID,
+    preset_option,
+    set_option,
+    typed_overrides,
+)
 from articlegen.db.articles import list_articles
 from articlegen.db.models import ArticleReviewStatus
 from articlegen.export import EXPORT_FORMATS, article_record, export_articles
@@ -43,7 +49,7 @@ def _verdict(
 
 
 @review_group.command("approve")
-@click.argument("ids", nargs=-1, type=int, required=True)
+@click.argument("ids", nargs=-1, type=ARTICLE_ID, required=True)
 @click.option("--note", help="A note kept with the verdict  [default: the article's own]")
 @pass_app
 def approve(app: App, ids: tuple[int, ...], note: str | None) -> None:
@@ -56,7 +62,7 @@ def approve(app: App, ids: tuple[int, ...], note: str | None) -> None:
 
 
 @review_group.command("reject")
-@click.argument("ids", nargs=-1, type=int, required=True)
+@click.argument("ids", nargs=-1, type=ARTICLE_ID, required=True)
 @click.option("--reason", required=True, help="Why (not empty): kept as the reviewer's note.")
 @pass_app
 def reject(app: App, ids: tuple[int, ...], reason: str) -> None:
@@ -68,7 +74,7 @@ def reject(app: App, ids: tuple[int, ...], reason: str) -> None:
 
 
 @review_group.command("regenerate")
-@click.argument("ids", nargs=-1, type=int, required=True)
+@click.argument("ids", nargs=-1, type=ARTICLE_ID, required=True)
 @preset_option("Decoding preset for the new version.")
 @set_option("Decoding setting for the new version, e.g. --set temperature=0.7; repeatable.")
 @pass_app
@@ -98,7 +104,7 @@ def regenerate(
     show_default=True,
     help="Which articles.",
 )
-@click.option("--job", "job_id", type=int, help="Only articles of this job.")
+@click.option("--job", "job_id", type=JOB_ID, help="Only articles of this job.")
 @click.option(
     "--format",
     "fmt",

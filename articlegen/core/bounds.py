@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
+from articlegen.core.errors import NotFoundError
+
 __all__ = [
     "MAX_ARTICLE_TEXT",
     "MAX_BATCH_SIZE",
@@ -33,10 +35,27 @@ __all__ = [
     "PROMPT_FORMATS",
     "SEED_BITS",
     "PromptFormat",
+    "check_id",
 ]
 
 # Row ids: the `integer` columns of both backends stop here; a larger id names nothing.
 MAX_ID = 2**31 - 1
+
+
+def check_id(value: int, what: str, listing: str) -> int:
+    """`value` if a row can have it as its id, else `NotFoundError` naming `what` (a table's
+    row: "job", "article") and the command that `listing` them.
+
+    Checked before any query: PostgreSQL refuses a number past its `integer` range with an
+    error of its own, and SQLite compares it without complaint and finds nothing.
+    """
+    if not 1 <= value <= MAX_ID:
+        raise NotFoundError(
+            f"no {what} {value}: {what} ids run from 1 to {MAX_ID}; `{listing}` shows the "
+            f"{what}s there are"
+        )
+    return value
+
 
 # Generation.
 MAX_NEW_TOKENS = 8192  # tokens per article: past every context length we load today

@@ -9,8 +9,10 @@ command or one machine.
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -26,7 +28,14 @@ from articlegen.core.bounds import MAX_PROMPT, MAX_SETTINGS_FILE_BYTES, PromptFo
 from articlegen.core.describe import closest
 from articlegen.core.errors import ConfigError
 
-__all__ = ["CONFIG_VARIABLE", "Settings", "config_path", "env_variable", "load_settings"]
+__all__ = [
+    "CONFIG_VARIABLE",
+    "Settings",
+    "config_path",
+    "env_variable",
+    "load_settings",
+    "unknown_variables",
+]
 
 # Where the project's settings file is: `articlegen.toml` in the working directory, unless this
 # variable names another (tests point it away from a developer's own file).
@@ -51,9 +60,11 @@ class Settings(BaseSettings):
         env_prefix="ARTICLEGEN_", extra="forbid", frozen=True, env_ignore_empty=True
     )
 
+    # Out of the settings' repr (a log line, a traceback's locals): it may hold a password.
     database_url: str = Field(
         default="sqlite:///articlegen.db",
         min_length=1,
+        repr=False,
         description=(
             "SQLAlchemy URL of the application database. The default, a SQLite file in the "
             "working directory, needs no server; `postgresql://user@host/db` scales to many "
@@ -178,6 +189,7 @@ class Settings(BaseSettings):
     web_secret: str | None = Field(
         default=None,
         min_length=32,
+        repr=False,
         description="Key that signs the review workspace's session cookies (`articlegen web`). "
         "Unset: a random key made on first use and kept in ARTICLEGEN_CACHE_DIR/web-secret "
         "(readable by its owner only), so sessions survive a restart.",
@@ -286,3 +298,29 @@ def load_settings() -> Settings:
             f"{path}: `{key}`: {first['msg']}; change it with `articlegen config set {key} "
             f"VALUE`, or remove it with `articlegen config unset {key}`"
         ) from None
+
+
+# ARTICLEGEN_* variables read that are not settings: the settings file's path, and the test
+# suite's PostgreSQL server (tests/conftest.py), which must not make every command warn there.
+_OTHER_VARIABLES = (CONFIG_VARIABLE, "ARTICLEGEN_TEST_POSTGRES_URL")
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """A warning for each ARTICLEGEN_* variable in `environ` that sets nothing, naming the
+    closest known one: pydantic-settings ignores them, so a misspelt name would silently
+    leave its setting at the default."""
+    known = [env_variable(key) for key in Settings.model_fields] + list(_OTHER_VARIABLES)
+    warnings = []
+    for name in sorted(environ):
+        # pydantic-settings reads names without regard to case, so `articlegen_model` sets one.
+        upper = name.upper()
+        if not upper.startswith("ARTICLEGEN_") or upper in known:
+            continue
+        # Compared without the prefix they all share, which would make any two names close.
+        match = difflib.get_close_matches(upper[11:], [k[11:] for k in known], n=1)
+        hint = f" (did you mean {'ARTICLEGEN_' + match[0]}?)" if match else ""
+        warnings.append(
+            f"environment variable {name} is not an articlegen setting{hint}, and is ignored"
+            + ("" if hint else "; the README's settings table lists them")
+        )
+    return warnings

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from articlegen.core.bounds import MAX_ARTICLE_TEXT, MAX_ID, MAX_NOTE, MAX_TOPIC
-from articlegen.core.errors import ConfigError, InputError, NotFoundError
+from articlegen.core.bounds import MAX_ARTICLE_TEXT, MAX_NOTE, MAX_TOPIC, check_id
+from articlegen.core.errors import ConfigError, InputError
 from articlegen.db.models import Article, ArticleReviewStatus, Prompt, PromptStatus
 from articlegen.db.queue import ArticleFilter, matching
 from articlegen.db.review import (
@@ -56,11 +56,7 @@ def unique_ids(ids: Iterable[int]) -> list[int]:
     """`ids` once each, in the order given; `NotFoundError` for one no row can have."""
     seen = list(dict.fromkeys(ids))
     for article_id in seen:
-        if not 1 <= article_id <= MAX_ID:
-            raise NotFoundError(
-                f"no article {article_id}: article ids run from 1 to {MAX_ID}; "
-                "`articlegen articles list` shows the articles there are"
-            )
+        check_id(article_id, "article", "articlegen articles list")
     return seen
 
 

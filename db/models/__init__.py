@@ -1,5 +1,6 @@
 """The tables, as typed `Mapped[...]` models and nothing else: generation (prompts, jobs,
-articles), review (the audit trail, accounts), the model registry.
+articles), review (the audit trail, accounts), the model registry, and which articlegen
+migrated the schema.
 
 Schema changes go through Alembic (`db/migrations/`); a test checks that the migrations and these
 models agree.
@@ -22,6 +23,7 @@ from articlegen.db.models.review import (
     ReviewerRole,
     ReviewEvent,
 )
+from articlegen.db.models.schema import SchemaWriter
 
 __all__ = [
     "Article",
@@ -40,6 +42,7 @@ __all__ = [
     "ReviewEvent",
     "Reviewer",
     "ReviewerRole",
+    "SchemaWriter",
     "UTCDateTime",
     "new_session_key",
     "utcnow",
