@@ -67,9 +67,17 @@ def _special_files(case: dict[str, Any], work: Path) -> None:
 
 def test_the_catalogue_has_every_kind_of_case() -> None:
     names = {c.stem for c in CASES}
-    assert len(names) >= 29
+    assert len(names) >= 92
     for expected in ("csv_formula_cell", "csv_100000_rows", "unreachable_database"):
         assert expected in names
+    # One class at least of each kind of hostile input (issue 13's list), by the case's name.
+    kinds = (
+        "id_", "database_file_", "url_", "model_", "rejects_", "csv_named_pipe", "csv_over",
+        "csv_semicolon", "prefect_api_unreachable", "template_never_ends", "template_too_large",
+        "retry_", "review_reject_blank",
+    )  # fmt: skip
+    for kind in kinds:
+        assert any(n.startswith(kind) for n in names), kind
 
 
 @pytest.mark.parametrize("case_file", CASES, ids=[c.stem for c in CASES])
