@@ -4,45 +4,17 @@ on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from sqlalchemy import select
 
 from articlegen.db import Database, Prompt, PromptStatus
-from articlegen.db.articles import ArticleRow, PromptFailure, record_batch
+from articlegen.db.articles import PromptFailure, record_batch
 from articlegen.db.claims import claim, release
 from articlegen.db.jobs import create_job, start_job
 from articlegen.db.prompts import apply_upsert, plan_upsert
 from articlegen.importing import PromptSpec
 
 from .conftest import CliHarness, row_counts
-
-LEASE = timedelta(minutes=5)
-
-
-def _article(prompt_id: int, variant: int) -> ArticleRow:
-    return ArticleRow(
-        prompt_id=prompt_id,
-        variant=variant,
-        version=1,
-        raw_text="text",
-        title="Title",
-        body="Body",
-        rendered={},
-        seed=1,
-        decoding={},
-        model_name="tiny",
-        model_revision="r",
-        template_name="article",
-        template_version="v",
-        prompt_tokens=1,
-        tokens_generated=1,
-        generation_seconds=0.1,
-        timings={},
-        finish_reason="eos",
-        metrics={},
-        preset="greedy",
-    )
+from .test_leases import LEASE, _article
 
 
 def _run(db: Database, written: list[tuple[int, int]], failed: dict[int, str]) -> int:
