@@ -70,7 +70,8 @@ def requeue_failed(
     prompts = list(session.scalars(query))
     exhausted = [p.id for p in prompts if p.attempts >= max_attempts]
     if named and exhausted:
-        times = "once" if max_attempts == 1 else f"{max_attempts} times"
+        most = max(p.attempts for p in prompts if p.id in exhausted)
+        times = "once" if most == 1 else f"{most} times"
         raise JobStateError(
             f"{name_prompts(exhausted)} has been claimed {times}, as often as "
             f"ARTICLEGEN_MAX_ATTEMPTS={max_attempts} allows: to retry anyway, raise "

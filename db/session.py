@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine
@@ -66,6 +67,14 @@ class Database:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # The files that hold the database (a SQLite file and its journals): no command may
+        # write an output over them.
+        name = engine.url.database if engine.dialect.name == "sqlite" else None
+        self.files: tuple[Path, ...] = (
+            tuple(Path(name + suffix) for suffix in ("", "-wal", "-shm", "-journal"))
+            if name and name != ":memory:"
+            else ()
+        )
         self._writes = sessionmaker(engine.execution_options(**WRITE), expire_on_commit=False)
         self._reads = sessionmaker(engine, expire_on_commit=False)
 

@@ -345,3 +345,16 @@ def test_generate_with_nothing_pending_answers_without_prefect_or_the_model(
     db = Database.open(sqlite_url)
     assert row_counts(db)["jobs"] == 0
     db.close()
+
+
+@pytest.mark.parametrize("command", [("jobs", "list"), ("prompts", "list"), ("articles", "list")])
+def test_a_limit_past_the_integer_range_is_a_usage_error(
+    run_cli: CliHarness, command: tuple[str, str]
+) -> None:
+    result = run_cli(*command, "--limit", "9223372036854775808")
+    assert result.exit_code == 2
+    assert (
+        "Error: Invalid value for '--limit': 9223372036854775808 is not in the range "
+        "1<=x<=2147483647." in result.stderr
+    )
+    assert "Traceback" not in result.output

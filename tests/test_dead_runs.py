@@ -13,6 +13,7 @@ from articlegen.db import Database, Job, JobStatus, Prompt, PromptStatus
 from articlegen.db.claims import claim, reconcile, release
 from articlegen.db.jobs import finish_job
 
+from .conftest import CliHarness
 from .test_leases import LEASE, _job, _seed
 
 
@@ -148,3 +149,25 @@ def test_a_run_marked_crashed_meanwhile_stays_crashed(database: Database) -> Non
     with database.session() as session:
         ended = finish_job(session, job_id)
         assert (ended.status, ended.error) == (JobStatus.CRASHED, "its lease ran out")
+
+
+def test_resuming_a_job_with_nothing_left_starts_no_job(
+    run_cli: CliHarness, database: Database
+) -> None:
+    """Its prompts were all written (by it, or by others since): `jobs resume` says so at once,
+    and no new job row appears."""
+    (prompt_id,) = _seed(database, 1)
+    with database.session() as session:
+        job_id = _job(session)
+        claim(session, job_id, LEASE)
+        session.get_one(Prompt, prompt_id).status = PromptStatus.DONE
+        job = session.get_one(Job, job_id)
+        job.status = JobStatus.CRASHED
+    result = run_cli("jobs", "resume", str(job_id))
+    assert result.exit_code == 0, result.output
+    assert result.stdout == (
+        f"Nothing to resume: job {job_id} left nothing to write (other runs may have written "
+        "its prompts).\n"
+    )
+    with database.session(write=False) as session:
+        assert [j.id for j in session.scalars(select(Job))] == [job_id]

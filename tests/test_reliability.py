@@ -146,7 +146,9 @@ def test_three_runs_share_the_queue_and_write_every_article_once(
     env = _env(database_url, tiny_model_dir)
     ready = tmp_path / "ready"
     ready.mkdir()
-    options = ("--batch-size", "4", "--max-new-tokens", "8")
+    # Articles long enough that a batch's generation, not the wait for SQLite's write lock
+    # (which goes to whoever asks at the right moment), sets each run's pace.
+    options = ("--batch-size", "4", "--max-new-tokens", "24")
     runs = [_child(env, "together", str(ready), "3", *options) for _ in range(3)]
     outputs = [_finish(run) for run in runs]
     db = Database.open(database_url)

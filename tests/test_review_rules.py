@@ -32,7 +32,7 @@ def _state(db: Database, article_id: int) -> tuple[ArticleReviewStatus, str | No
         return article.review_status, article.reviewer_note, len(list(events))
 
 
-@pytest.mark.parametrize("reason", ["", " ", "\t\n  "])
+@pytest.mark.parametrize("reason", ["", " ", "\t\n  ", "\u202e", " \x1b\u2066 "])
 def test_reject_needs_a_reason_that_is_not_blank(
     reason: str, run_cli: CliHarness, db: Database
 ) -> None:

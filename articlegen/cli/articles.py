@@ -7,6 +7,7 @@ import click
 from articlegen.cli.base import CONTEXT, App, Group, cli, pass_app
 from articlegen.cli.options import ARTICLE_ID, JOB_ID, format_option
 from articlegen.cli.output import render, show
+from articlegen.core.bounds import MAX_ID
 from articlegen.db.articles import get_article, list_articles
 from articlegen.db.models import ArticleReviewStatus
 from articlegen.db.review import events_of
@@ -30,7 +31,7 @@ def articles() -> None:
     help="Only articles with this review status.",
 )
 @click.option("--job", "job_id", type=JOB_ID, help="Only articles of this job.")
-@click.option("--limit", type=click.IntRange(min=1), help="At most this many.")
+@click.option("--limit", type=click.IntRange(1, MAX_ID), help="At most this many.")
 @format_option
 @pass_app
 def articles_list(

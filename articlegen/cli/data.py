@@ -8,7 +8,7 @@ import click
 
 from articlegen.cli.base import CONTEXT, App, Group, cli, pass_app
 from articlegen.cli.events import announce_import
-from articlegen.cli.options import format_option
+from articlegen.cli.options import JOB_ID, PROMPT_ID, format_option
 from articlegen.cli.output import render
 from articlegen.core.bounds import MAX_ID
 from articlegen.db import Database
@@ -140,7 +140,7 @@ def prompts() -> None:
     type=click.Choice([s.value for s in PromptStatus]),
     help="Only prompts in this status.",
 )
-@click.option("--limit", type=click.IntRange(min=1), help="At most this many prompts.")
+@click.option("--limit", type=click.IntRange(1, MAX_ID), help="At most this many prompts.")
 @format_option
 @pass_app
 def prompts_list(app: App, status: str | None, limit: int | None, fmt: str) -> None:
@@ -156,9 +156,9 @@ def prompts_list(app: App, status: str | None, limit: int | None, fmt: str) -> N
 
 
 @prompts.command("retry")
-@click.argument("ids", nargs=-1, type=click.IntRange(1, MAX_ID))
+@click.argument("ids", nargs=-1, type=PROMPT_ID)
 @click.option(
-    "--job", "job_id", type=click.IntRange(1, MAX_ID), help="The failed prompts of this job."
+    "--job", "job_id", type=JOB_ID, help="The failed prompts whose last failure was in this job."
 )
 @click.option("--all-failed", is_flag=True, help="Every failed prompt.")
 @pass_app

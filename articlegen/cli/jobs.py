@@ -9,6 +9,7 @@ from articlegen.cli.generate import run_in_process
 from articlegen.cli.options import JOB_ID, format_option
 from articlegen.cli.output import render, show
 from articlegen.cli.prefect_env import check_prefect_api
+from articlegen.core.bounds import MAX_ID
 from articlegen.db.claims import reconcile
 from articlegen.db.jobs import (
     check_resumable,
@@ -19,7 +20,7 @@ from articlegen.db.jobs import (
 )
 from articlegen.db.models import JobStatus
 from articlegen.export.records import JOB_COLUMNS, job_record
-from articlegen.runs import GenerateParams
+from articlegen.runs import GenerateParams, claimable
 
 __all__: list[str] = []
 
@@ -33,7 +34,7 @@ def jobs() -> None:
 
 
 @jobs.command("list")
-@click.option("--limit", type=click.IntRange(min=1), help="At most this many, newest first.")
+@click.option("--limit", type=click.IntRange(1, MAX_ID), help="At most this many, newest first.")
 @format_option
 @pass_app
 def jobs_list(app: App, limit: int | None, fmt: str) -> None:
@@ -113,4 +114,11 @@ def jobs_resume(app: App, job_id: int) -> None:
         click.echo(f"Nothing to resume: job {job_id} wrote as many prompts as its --limit.")
         return
     parameters.update(limit=limit, dry_run=False, resume_job=job_id)
-    run_in_process(app, GenerateParams.model_validate(parameters))
+    params = GenerateParams.model_validate(parameters)
+    if not claimable(app.settings, params):  # said at once: no new job row, no Prefect run
+        click.echo(
+            f"Nothing to resume: job {job_id} left nothing to write (other runs may have "
+            "written its prompts)."
+        )
+        return
+    run_in_process(app, params)

@@ -22,6 +22,7 @@ from articlegen.generator.decoding import DecodingOverrides, parse_overrides, sp
 __all__ = [
     "ARTICLE_ID",
     "JOB_ID",
+    "PROMPT_ID",
     "RowId",
     "format_option",
     "model_option",
@@ -61,6 +62,7 @@ class RowId(click.ParamType[int]):
 
 JOB_ID = RowId("job", "articlegen jobs list")
 ARTICLE_ID = RowId("article", "articlegen articles list")
+PROMPT_ID = RowId("prompt", "articlegen prompts list")
 
 
 def _split_pairs(

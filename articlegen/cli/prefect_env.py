@@ -4,6 +4,7 @@ of the user's checked before a command relies on it."""
 from __future__ import annotations
 
 import os
+from urllib.parse import urlsplit
 
 from articlegen.core.errors import ConfigError
 from articlegen.core.redact import redact_urls
@@ -56,6 +57,22 @@ def interrupted(exc: BaseException) -> bool:
     return False
 
 
+def _check_url_form(url: str) -> None:
+    """`ConfigError` unless `url` is an http(s) URL with a host."""
+    try:
+        parts = urlsplit(url)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 (raises for a port that is not one)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ConfigError(
+            f"PREFECT_API_URL {redact_urls(url)} is not a URL Prefect can use: correct it (e.g. "
+            "http://127.0.0.1:4200/api), or unset it so the run starts a temporary local server "
+            "of its own. Nothing was started"
+        )
+
+
 def check_prefect_api() -> None:
     """`ConfigError` naming the Prefect API and the fix when one is configured and does not
     answer its health check; nothing when it answers, or when none is configured (a run then
@@ -64,6 +81,11 @@ def check_prefect_api() -> None:
     Called before a command writes anything: a run against a server that is down would
     otherwise leave its job row `queued`, and fail minutes later in Prefect's retries.
     """
+    raw = os.environ.get("PREFECT_API_URL")
+    if raw:
+        # Looked at before Prefect is imported: Prefect reads the variable as it loads, and
+        # prints its own complaint about a malformed one, a traceback's worth, first.
+        _check_url_form(raw)
     quiet_prefect()
     from prefect.client.orchestration import get_client
     from prefect.settings import (
@@ -78,11 +100,18 @@ def check_prefect_api() -> None:
     if not url:
         return
     # One try, the URL named here: the answer is for the server the message names.
-    with (
-        temporary_settings(updates={PREFECT_API_URL: url, PREFECT_CLIENT_MAX_RETRIES: 0}),
-        get_client(httpx_settings={"timeout": HEALTH_TIMEOUT_S}, sync_client=True) as client,
-    ):
-        failure = client.api_healthcheck()
+    try:
+        with (
+            temporary_settings(updates={PREFECT_API_URL: url, PREFECT_CLIENT_MAX_RETRIES: 0}),
+            get_client(httpx_settings={"timeout": HEALTH_TIMEOUT_S}, sync_client=True) as client,
+        ):
+            failure = client.api_healthcheck()
+    except ValueError as exc:  # pydantic's and httpx's: a URL that is not one
+        raise ConfigError(
+            f"PREFECT_API_URL {redact_urls(url)} is not a URL Prefect can use: correct it (e.g. "
+            "http://127.0.0.1:4200/api), or unset it so the run starts a temporary local server "
+            f"of its own. Nothing was started ({type(exc).__name__})"
+        ) from None
     if failure is None:
         return
     text = str(failure).strip()

@@ -15,6 +15,7 @@ from articlegen.cli.options import (
     set_option,
     typed_overrides,
 )
+from articlegen.core.files import check_not_overwriting
 from articlegen.db.articles import list_articles
 from articlegen.db.models import ArticleReviewStatus
 from articlegen.export import EXPORT_FORMATS, article_record, export_articles
@@ -126,6 +127,8 @@ def export(app: App, status: str, job_id: int | None, fmt: str, out: Path) -> No
     Example: articlegen export --status approved --format html --out out/html
     """
     verdict = None if status == "all" else ArticleReviewStatus(status)
+    if fmt in ("csv", "jsonl"):  # one file: never one of the database's
+        check_not_overwriting(out, "export file", database=app.database.files)
     with app.database.session(write=False) as session:
         records = [article_record(a) for a in list_articles(session, verdict, job_id)]
     done = export_articles(records, fmt, out, app.templates)  # type: ignore[arg-type]

@@ -18,7 +18,14 @@ from pathlib import Path
 
 from articlegen.core.errors import ArticlegenError, InputError
 
-__all__ = ["MESSAGE_QUOTE_CHARS", "check_input_file", "check_output_file", "quoted", "read_input"]
+__all__ = [
+    "MESSAGE_QUOTE_CHARS",
+    "check_input_file",
+    "check_not_overwriting",
+    "check_output_file",
+    "quoted",
+    "read_input",
+]
 
 # How much of a value a message quotes: enough to recognise the cell, never a megabyte of it.
 MESSAGE_QUOTE_CHARS = 60
@@ -111,19 +118,32 @@ def read_input(path: Path, label: str, max_bytes: int, too_large: str) -> bytes:
     return data
 
 
-def check_output_file(path: Path, label: str, inputs: tuple[Path, ...] = ()) -> None:
-    """`InputError` unless a file can be written at `path`: not a directory, not one of
-    `inputs` (under any spelling or through a symlink), in a directory that exists and that we
-    may write to. Asked before any work, so nothing is done that can't be reported."""
-    for source in inputs:
+def check_not_overwriting(
+    path: Path, label: str, inputs: tuple[Path, ...] = (), database: tuple[Path, ...] = ()
+) -> None:
+    """`InputError` if `path` is one of `inputs` or of the `database`'s files, under any
+    spelling or through a symlink: writing it would destroy what a command reads or keeps."""
+    named = [(s, "the input file", "overwrite the input") for s in inputs] + [
+        (s, "a file of the database", "destroy the database") for s in database
+    ]
+    for source, what, harm in named:
         same = os.path.realpath(path) == os.path.realpath(source)
         with contextlib.suppress(OSError):  # a path that can't be looked at is not the input
             same = same or (path.exists() and source.exists() and path.samefile(source))
         if same:
             raise InputError(
-                f"{label} {path} is the input file {source}: writing it would overwrite the "
-                "input; choose another path"
+                f"{label} {path} is {what} {source}: writing it would {harm}; choose another path"
             )
+
+
+def check_output_file(
+    path: Path, label: str, inputs: tuple[Path, ...] = (), database: tuple[Path, ...] = ()
+) -> None:
+    """`InputError` unless a file can be written at `path`: not a directory, not one of
+    `inputs` nor of the `database`'s files (`check_not_overwriting`), in a directory that
+    exists and that we may write to. Asked before any work, so nothing is done that can't be
+    reported."""
+    check_not_overwriting(path, label, inputs, database)
     target = Path(os.path.realpath(path))
     try:
         info = target.stat()

@@ -99,10 +99,11 @@ def export_articles(
         out.mkdir(parents=True, exist_ok=True)
         manifest = Manifest.read(out)  # refused before anything is written
         key = "markdown" if fmt == "md" else "html"
+        names = [f"{record['id']:05d}-{_slug(record['title'])}.{fmt}" for record in records]
+        manifest.check_writable(fmt, [*names, f"index.{fmt}"])  # before anything is written
         files: dict[str, str] = {}
         entries = []
-        for record in records:
-            name = f"{record['id']:05d}-{_slug(record['title'])}.{fmt}"
+        for record, name in zip(records, names, strict=True):
             text = _with_warning(record[key] or "", fmt, record.get("warning"))
             files[name] = _write(out / name, text)
             entries.append({**record, "file": name})

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from articlegen.core.errors import InputError
@@ -64,6 +64,25 @@ class Manifest:
         data = {"articlegen_export": _VERSION, "files": self.files}
         text = json.dumps(data, indent=1, sort_keys=True) + "\n"
         (self.folder / MANIFEST_NAME).write_text(text, encoding="utf-8")
+
+    def check_writable(self, fmt: str, names: Sequence[str]) -> None:
+        """`InputError` unless an export of `fmt` may write each of `names` into the folder:
+        nothing there under that name, or a regular file an earlier export wrote. A link would
+        be written through, to wherever it points; a file of someone else's would be lost."""
+        ours = {name for written in self.files.values() for name in written}
+        for name in names:
+            path = self.folder / name
+            if path.is_symlink():
+                raise InputError(
+                    f"{path} is a symbolic link: an export writes files, never through links; "
+                    "remove it, or export into another folder"
+                )
+            if path.exists() and (name not in ours or not path.is_file()):
+                raise InputError(
+                    f"{path} is in the way: no earlier export into {self.folder} wrote it, and "
+                    "an export overwrites only its own files; move it, or export into another "
+                    "folder"
+                )
 
     def remove_stale(self, fmt: str, kept: Mapping[str, str]) -> list[Path]:
         """Record `kept` (name -> digest) as what the export of `fmt` wrote, and remove the

@@ -132,8 +132,9 @@ def import_prompts_csv(
     """
     if skip_invalid and rejects_path is not None and not dry_run:
         # Before the file is even read: a rejects path that can't be written, or that is the
-        # input itself, would otherwise fail (or destroy the input) after the import.
-        check_output_file(rejects_path, "rejects file", (path,))
+        # input itself or the database, would otherwise fail (or destroy either) after the
+        # import.
+        check_output_file(rejects_path, "rejects file", (path,), database.files)
     parsed = read_prompts_csv(path, catalog)
     if parsed.rejects and not skip_invalid:
         problems = parsed.problems()
@@ -151,7 +152,7 @@ def import_prompts_csv(
     if parsed.rejects:
         written_rejects = rejects_path or path.with_name(path.stem + ".rejects.csv")
         if not dry_run:  # before the import writes
-            check_output_file(written_rejects, "rejects file", (path,))
+            check_output_file(written_rejects, "rejects file", (path,), database.files)
     try:
         with database.session() as session:
             plan: UpsertPlan = plan_upsert(session, [spec for _, spec in parsed.valid])

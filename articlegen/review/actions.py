@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from articlegen.core.bounds import MAX_ARTICLE_TEXT, MAX_NOTE, MAX_TOPIC, check_id
 from articlegen.core.errors import ConfigError, InputError
+from articlegen.core.safe_text import strip_controls
 from articlegen.db.models import Article, ArticleReviewStatus, Prompt, PromptStatus
 from articlegen.db.queue import ArticleFilter, matching
 from articlegen.db.review import (
@@ -61,11 +62,12 @@ def unique_ids(ids: Iterable[int]) -> list[int]:
 
 
 def _text(value: str, what: str, most: int) -> str:
-    """A reviewer's text, trimmed; `InputError` if it is too long or holds a NUL byte (which
-    PostgreSQL cannot store)."""
-    value = value.strip()
+    """A reviewer's text, trimmed, without control or bidirectional characters (which would
+    show a reader another text than the one stored; only they would make it empty); `InputError`
+    if it is too long or holds a NUL byte (which PostgreSQL cannot store)."""
     if "\x00" in value:
         raise InputError(f"the {what} holds a NUL character: remove it")
+    value = strip_controls(value).strip()
     if len(value) > most:
         raise InputError(f"the {what} is {len(value):,} characters: keep it under {most:,}")
     return value
