@@ -278,9 +278,9 @@ def reconcile(session: Session, max_attempts: int | None = None) -> list[int]:
     alive_states = (JobStatus.QUEUED, JobStatus.RUNNING)
     # Looked at without locks: a live run's job row is its own to update (its claims count on
     # it), and locking it here would make that run wait on us while we wait on its prompts.
-    looked = session.scalars(select(Job.id).where(Job.status.in_(alive_states))).all()
+    looked = session.scalars(select(Job).where(Job.status.in_(alive_states))).all()
     dead: list[int] = []
-    for job_id in looked:
+    for job_id in [job.id for job in looked if _dead(job, now) is not None]:
         # Then each dead one alone, locked, and looked at again as it is now.
         job = session.scalars(
             select(Job)

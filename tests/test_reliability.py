@@ -143,13 +143,23 @@ def test_three_runs_share_the_queue_and_write_every_article_once(
     to even out. One backend at a time: SQLite's lock is not fair to writers that wait, and a
     machine busy with another test's runs makes that show.)"""
     articles = _seed(database_url, 300, variants=lambda i: 2 if i % 10 == 0 else 1)
-    env = _env(database_url, tiny_model_dir)
     ready = tmp_path / "ready"
     ready.mkdir()
-    # Articles long enough that a batch's generation, not the wait for SQLite's write lock
-    # (which goes to whoever asks at the right moment), sets each run's pace.
-    options = ("--batch-size", "4", "--max-new-tokens", "24")
-    runs = [_child(env, "together", str(ready), "3", *options) for _ in range(3)]
+
+    def env(run: int) -> dict[str, str]:
+        # Each run with the temporary Prefect server of its own that `articlegen generate`
+        # starts, as three runs started by hand would: with the tests' one server (SQLite
+        # behind one process) orchestrating all three, its order of service, not the queue,
+        # decided the shares (one run wrote 66% on PostgreSQL).
+        own = _env(database_url, tiny_model_dir, PREFECT_HOME=str(tmp_path / f"prefect-{run}"))
+        del own["PREFECT_API_URL"]
+        return own
+
+    # Batches long enough that generating them, not the wait for a lock or for the test's one
+    # Prefect server (which serves whoever asks at the right moment), sets each run's pace:
+    # with 8-token articles, one run could write two thirds of the queue.
+    options = ("--batch-size", "8", "--max-new-tokens", "64")
+    runs = [_child(env(run), "together", str(ready), "3", *options) for run in range(3)]
     outputs = [_finish(run) for run in runs]
     db = Database.open(database_url)
     try:
