@@ -35,10 +35,26 @@ def describe_error(err: ErrorDetails, known: Sequence[str] = ()) -> str:
     if err["type"] == "extra_forbidden":
         return f"`{field}`: unknown setting{closest(field, known)}"
     value = err["input"]
-    shown = quoted(value) if isinstance(value, str) else repr(value)  # never a megabyte of it
+    # Never a megabyte of it, whether one long string or a list of a million items.
+    shown = quoted(value) if isinstance(value, str) else _short(repr(value))
     return f"`{field}`: {message}, got {shown}" if field else message
 
 
+# How many of one value's problems a message lists: a list of 200,000 bad items is one mistake.
+MOST_PROBLEMS = 5
+
+
+def _short(text: str) -> str:
+    """A repr cut as `quoted` cuts a string."""
+    limit = 60
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
+
+
 def describe_validation_error(exc: ValidationError, known: Sequence[str] = ()) -> list[str]:
-    """`describe_error` for each error of `exc`."""
-    return [describe_error(err, known) for err in exc.errors()]
+    """`describe_error` for each error of `exc`, the first `MOST_PROBLEMS` of them and a count
+    of the rest."""
+    errors = exc.errors()
+    described = [describe_error(err, known) for err in errors[:MOST_PROBLEMS]]
+    if len(errors) > MOST_PROBLEMS:
+        described.append(f"and {len(errors) - MOST_PROBLEMS:,} more problems of the same kind")
+    return described
