@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from articlegen.core.files import quoted
+from articlegen.core.files import MESSAGE_QUOTE_CHARS, quoted
 
 __all__ = ["closest", "describe_error", "describe_validation_error"]
 
@@ -45,9 +45,10 @@ MOST_PROBLEMS = 5
 
 
 def _short(text: str) -> str:
-    """A repr cut as `quoted` cuts a string."""
-    limit = 60
-    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
+    """A repr cut as `quoted` cuts a string, to the same length."""
+    if len(text) <= MESSAGE_QUOTE_CHARS:
+        return text
+    return f"{text[:MESSAGE_QUOTE_CHARS]}… ({len(text):,} characters)"
 
 
 def describe_validation_error(exc: ValidationError, known: Sequence[str] = ()) -> list[str]:
