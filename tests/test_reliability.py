@@ -157,8 +157,8 @@ def test_three_runs_share_the_queue_and_write_every_article_once(
 
     # Batches long enough that generating them, not the wait for a lock or for the test's one
     # Prefect server (which serves whoever asks at the right moment), sets each run's pace:
-    # with 8-token articles, one run could write two thirds of the queue.
-    options = ("--batch-size", "8", "--max-new-tokens", "64")
+    # with 8-token articles, one run could write two thirds of the queue, with 64 on SQLite 62%.
+    options = ("--batch-size", "8", "--max-new-tokens", "128")
     runs = [_child(env(run), "together", str(ready), "3", *options) for run in range(3)]
     outputs = [_finish(run) for run in runs]
     db = Database.open(database_url)
