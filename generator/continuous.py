@@ -7,6 +7,11 @@ through the model alone (with the other newcomers of that step) and its keys and
 straight into the freed row of the cache. Once no prompt waits, finished rows are compacted out
 of the batch and its cache, so the last long articles stop paying for the rows that ended.
 
+The queue comes sorted by prompt length, and the cache is as wide as its rows' prompts and new
+tokens need. When the next prompt needs more, the running rows move into wider rows, fewer of
+them where a cache budget holds (`cache_tokens`), as soon as the rows still running fit: the
+queue never drains to change width, so a run has one tail, at its end.
+
 Every row is laid out from column 0 of its own cache row and writes its next position at its own
 column (`InPlaceCache.ragged`); its position ids count its own tokens. What a row computes
 therefore never depends on which rows run beside it, and with its uniforms and noise drawn from
@@ -33,6 +38,7 @@ from articlegen.generator.requests import (
     Stop,
 )
 from articlegen.generator.seeding import draw
+from articlegen.generator.widths import Widths
 
 __all__ = ["COMPACT_BELOW", "decode_continuous"]
 
@@ -59,11 +65,22 @@ class _Rows:
     history: torch.Tensor  # [R, capacity] long: prompt and output, from column 0
     step_noise: torch.Tensor | None  # [R, steps, dim]: noise for each generated token
 
-    def keep(self, rows: torch.Tensor) -> None:
+    def resize(self, rows: torch.Tensor, size: int, capacity: int) -> None:
+        """Keep rows `rows`, in that order, as the first of `size` rows, `capacity` columns
+        wide. The rows added are idle until `_Decoder._prefill` sets what a row reads."""
         for f in fields(self):
             value = getattr(self, f.name)
-            if value is not None:
-                setattr(self, f.name, value.index_select(0, rows))
+            if value is None:
+                continue
+            kept = value.index_select(0, rows)
+            shape = [size, *kept.shape[1:]]
+            if f.name in ("mask", "history"):
+                shape[1] = capacity
+            # An idle row's uniform is 1, as at the start: any value would do, as its token
+            # is thrown away, but this one is a valid draw for every sampler.
+            grown = kept.new_full(shape, 1 if f.name == "uniforms" else 0)
+            grown[tuple(slice(0, n) for n in kept.shape)] = kept
+            setattr(self, f.name, grown)
 
 
 def decode_continuous(
@@ -73,26 +90,40 @@ def decode_continuous(
     keep_step_logits: bool = False,
     on_step: StepCallback | None = None,
     stop: Stop | None = None,
+    cache_tokens: int | None = None,
 ) -> list[Decoded]:
-    """Decode every request of `queue` (one scheduling group, in order) with at most `rows`
-    rows at a time; results come back in `queue` order. Once `stop` says so, the requests
-    not ended (running or waiting) come back cancelled."""
-    return list(_Decoder(inputs, queue, rows, keep_step_logits).run(on_step, stop))
+    """Decode every request of `queue` (one scheduling group, sorted by prompt length) with
+    at most `rows` rows at a time, whose cache holds at most `cache_tokens` positions (rows x
+    width) if set; results come back in `queue` order. Once `stop` says so, the requests not
+    ended (running or waiting) come back cancelled."""
+    decoder = _Decoder(inputs, queue, rows, keep_step_logits, cache_tokens)
+    return list(decoder.run(on_step, stop))
 
 
 class _Decoder:
     def __init__(
-        self, inputs: ModelInputs, queue: Sequence[Prepared], rows: int, keep_step_logits: bool
+        self,
+        inputs: ModelInputs,
+        queue: Sequence[Prepared],
+        rows: int,
+        keep_step_logits: bool,
+        cache_tokens: int | None,
     ) -> None:
         self.inputs = inputs
         self.queue = queue
         self.waiting = 0  # index in `queue` of the next prompt to start
         self.results: list[Decoded | None] = [None] * len(queue)
+        self.joined = [0] * len(queue)  # the batch's rows when each request started
         self.keep_step_logits = keep_step_logits
-        size = min(rows, len(queue))
         configs = [p.request.config for p in queue]
+        self.widths = Widths(
+            [len(p.ids) for p in queue],
+            [c.max_new_tokens for c in configs],
+            min(rows, len(queue)),
+            cache_tokens,
+        )
+        capacity, size = self.widths.plan(0, 0, len(queue))
         steps = max(c.max_new_tokens for c in configs)
-        capacity = max(len(p.ids) for p in queue) + steps
         device = inputs.device
         vocab = inputs.vocab_size
         # Which request each row holds (its index in `queue`), or None once it finished.
@@ -129,7 +160,7 @@ class _Decoder:
         self.longest = 0  # at least every row's cursor, kept on the host: no sync per step
 
     def run(self, on_step: StepCallback | None, stop: Stop | None = None) -> Iterator[Decoded]:
-        self._start(list(range(len(self.holds))))
+        self._refill(list(range(len(self.holds))))
         while True:
             token, ended, reasons = self._choose()
             self._finish(ended, reasons)
@@ -147,11 +178,27 @@ class _Decoder:
             # Freed rows refill at once: waiting for an eighth of them to refill together
             # changed nothing measurable on an H200 (bench/README.md), and idles rows.
             if waiting and free:
-                self._start(free)
+                self._refill(free)
             elif not waiting and len(free) >= (1 - COMPACT_BELOW) * len(self.holds):
-                self._compact()
+                self._resize(self.capacity, len(self.holds) - len(free))
         for result in self.results:
             yield CANCELLED if result is None else result
+
+    def _refill(self, free: list[int]) -> None:
+        """Start waiting prompts in the free rows. When the next one needs wider rows, the
+        rows widen for the next wave of prompts as soon as the rows still running fit the
+        fewer rows the budget then allows; until then the freed rows wait."""
+        if not self.widths.fitting(self.waiting, len(free), self.capacity):
+            running = len(self.holds) - len(free)
+            unended = running + len(self.queue) - self.waiting
+            capacity, size = self.widths.plan(self.waiting, self.capacity, unended)
+            if running > size:
+                return
+            self._resize(capacity, size)
+            free = [r for r, h in enumerate(self.holds) if h is None]
+        joining = self.widths.fitting(self.waiting, len(free), self.capacity)
+        if joining:
+            self._start(free[:joining])
 
     def _start(self, free: list[int]) -> None:
         """Put waiting prompts into the free rows, in prompt chunks of similar length: each
@@ -209,6 +256,7 @@ class _Decoder:
                 r.step_noise[index, :n] = noise[:, width : width + n].float()
         for slot, q in zip(slots, requests, strict=True):
             self.holds[slot] = q
+            self.joined[q] = len(self.holds)
             self.configs[slot] = self.queue[q].request.config
             self.kept[slot] = []
 
@@ -274,6 +322,7 @@ class _Decoder:
                 logprobs=r.logprobs[slot, :n].tolist(),
                 reason=REASONS.get(int(reasons[slot]), "length"),
                 step_logits=tuple(self.kept[slot]),
+                rows=self.joined[held],
             )
             self.holds[slot] = None
             self.kept[slot] = []
@@ -314,15 +363,20 @@ class _Decoder:
         r.position += live
         self.longest += 1
 
-    def _compact(self) -> None:
-        """Drop the rows that finished: no prompt waits to take their place."""
+    def _resize(self, capacity: int, size: int) -> None:
+        """Keep the running rows as the first of `size` rows `capacity` positions wide: rows
+        that finished are dropped (no prompt waits for them, or the budget allows fewer, wider
+        rows), and the rest are idle until prompts fill them."""
         keep = [slot for slot, held in enumerate(self.holds) if held is not None]
-        index = torch.tensor(keep, device=self.inputs.device)
-        self.rows.keep(index)
-        self.cache.keep_rows(index)
-        self.longest = int(self.rows.cursor.max())
-        self.logits = self.logits.index_select(0, index)
-        self.holds = [self.holds[k] for k in keep]
-        self.configs = [self.configs[k] for k in keep]
-        self.kept = [self.kept[k] for k in keep]
+        index = torch.tensor(keep, dtype=torch.long, device=self.inputs.device)
+        added = size - len(keep)
+        self.rows.resize(index, size, capacity)
+        self.cache.resize(index, size, capacity)
+        self.capacity = capacity
+        self.longest = int(self.rows.cursor.max()) if keep else 0
+        logits = self.logits.index_select(0, index)
+        self.logits = torch.cat([logits, logits.new_zeros((added, logits.shape[1]))])
+        self.holds = [self.holds[k] for k in keep] + [None] * added
+        self.configs = [self.configs[k] for k in keep] + [self.queue[0].request.config] * added
+        self.kept = [self.kept[k] for k in keep] + [[] for _ in range(added)]
         self.chooser.restack(self.configs)

@@ -137,7 +137,13 @@ class Engine:
                 on_step(DecodeStep(sum(len(r.ids) for r in rows), len(rows), 0.0))
         elif planned.continuous:
             rows = decode_continuous(
-                self.inputs, batch, planned.rows, self.keep_step_logits, on_step, stop
+                self.inputs,
+                batch,
+                planned.rows,
+                self.keep_step_logits,
+                on_step,
+                stop,
+                self.cache_tokens,
             )
         else:
             rows = decode_batch(self.inputs, batch, self.keep_step_logits, on_step, stop)
@@ -156,7 +162,7 @@ class Engine:
                 prompt_tokens=len(prepared.ids),
                 finish_reason=row.reason,
                 seconds=seconds * len(row.ids) / total_tokens,
-                batch_size=min(planned.rows, len(batch)),
+                batch_size=row.rows or min(planned.rows, len(batch)),
                 step_logits=row.step_logits,
             )
             results.append((prepared, generation))

@@ -13,7 +13,8 @@ values land straight where the whole batch's decoding will read them, with no se
 
 `ragged(cursors, longest)` lets every row write its next position at its own column: under
 continuous batching (`generator.continuous`) a row joins when another leaves, so rows are at
-different lengths, each laid out from column 0 of its own row.
+different lengths, each laid out from column 0 of its own row; `resize` drops rows that left and
+widens the rows when longer prompts come.
 """
 
 from __future__ import annotations
@@ -124,15 +125,24 @@ class InPlaceCache(Cache):
             # What `get_seq_length` says, hence where transformers puts the causal mask's query.
             layer.length = longest
 
-    def keep_rows(self, rows: torch.Tensor) -> None:
-        """Keep only rows `rows`, in that order (rows that left a batch stop costing work)."""
+    def resize(self, rows: torch.Tensor, batch: int, capacity: int) -> None:
+        """Keep rows `rows`, in that order, as the first of `batch` rows of `capacity`
+        positions (never fewer than before): rows that left a batch stop costing work, and a
+        queue whose next prompts are longer gets wider rows. The rows added hold zeros."""
         for layer, storage in zip(self._layers, self._storages, strict=True):
-            if storage.keys is not None and storage.values is not None:
-                storage.keys = storage.keys.index_select(0, rows)
-                storage.values = storage.values.index_select(0, rows)
-            storage.batch = len(rows)
             # The old memory goes now, not at the next step: a layer's views still hold it.
             layer.keys = layer.values = None
+            if storage.keys is not None and storage.values is not None:
+                # One tensor at a time, the old one dropped before the new one is made: the
+                # peak is the old memory and the kept rows, not three copies.
+                kept = storage.keys.index_select(0, rows)
+                storage.keys = None
+                storage.keys = _grown(kept, batch, capacity)
+                kept = storage.values.index_select(0, rows)
+                storage.values = None
+                storage.values = _grown(kept, batch, capacity)
+            storage.batch = batch
+            storage.capacity = capacity
 
     def attended(self, layer: int) -> torch.Tensor:
         """The keys attention sees in `layer`: the positions written so far."""
@@ -155,3 +165,12 @@ class InPlaceCache(Cache):
             layer.length = length
             layer.keys = storage.keys[:, :, :length]
             layer.values = storage.values[:, :, :length]
+
+
+def _grown(kept: torch.Tensor, batch: int, capacity: int) -> torch.Tensor:
+    """`kept` as the first rows of `batch` rows of `capacity` positions."""
+    if kept.shape[0] == batch and kept.shape[2] == capacity:
+        return kept
+    grown = kept.new_zeros((batch, kept.shape[1], capacity, kept.shape[3]))
+    grown[: kept.shape[0], :, : kept.shape[2]] = kept
+    return grown

@@ -95,6 +95,7 @@ class Decoded:
     reason: FinishReason
     step_logits: tuple[torch.Tensor, ...] = ()
     cancelled: bool = False  # the decoder stopped before the row ended: nothing to keep
+    rows: int = 0  # the batch's rows when the row started, where the decoder changes them
 
 
 # A row a stop cut short (or never started).

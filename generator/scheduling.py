@@ -1,12 +1,11 @@
 """Which requests run together: groups of shared settings, batches within memory, OOM splits.
 
 Requests are grouped by what a batch must share (`batch_key`) and sorted by prompt length so
-padding stays small. Under continuous batching (`generator.continuous`) a group runs as a queue
-through at most `batch_size` rows, cut only where longer prompts would force fewer rows into the
-cache budget (`segments`); otherwise (beam search, models with transformers' own cache) it is cut
-into batches of at most `batch_size` rows whose key/value cache stays within `cache_tokens`
-positions (`batches`). A batch that runs out of GPU memory runs again on half the rows, down to
-one row.
+padding stays small. Under continuous batching (`generator.continuous`) a group runs as one queue
+through at most `batch_size` rows, whose width and number follow its prompts within the cache
+budget; otherwise (beam search, models with transformers' own cache) it is cut into batches of
+at most `batch_size` rows whose key/value cache stays within `cache_tokens` positions
+(`batches`). A batch that runs out of GPU memory runs again on half the rows, down to one row.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ import torch
 from articlegen.generator.decoding import DecodingConfig
 from articlegen.generator.requests import GenerationFailure, Outcome, Prepared
 
-__all__ = ["Batch", "batch_key", "batches", "run_splitting", "schedule", "segments"]
+__all__ = ["Batch", "batch_key", "batches", "run_splitting", "schedule"]
 
 
 @dataclass(frozen=True)
@@ -57,40 +56,12 @@ def schedule(
         # Similar lengths together: less padding, less wasted arithmetic.
         members.sort(key=lambda p: len(p.ids))
         if continuous and members[0].request.config.num_beams == 1:
-            planned += segments(members, batch_size, cache_tokens)
+            # One queue: cutting it where prompts grow longer gave each piece a tail of its
+            # own, rows idling while its last articles ran (bench/README.md).
+            planned.append(Batch(members, batch_size, continuous=True))
         else:
             planned += [Batch(b, len(b)) for b in batches(members, batch_size, cache_tokens)]
     return planned
-
-
-def segments(members: Sequence[Prepared], batch_size: int, cache_tokens: int | None) -> list[Batch]:
-    """Cut a queue sorted by prompt length where its rows would get a quarter fewer: every
-    row's cache holds the segment's longest prompt and most new tokens, and the rows must fit
-    `cache_tokens` together. Long prompts thus run in their own, narrower segment instead of
-    narrowing the whole queue."""
-
-    def rows(capacity: int) -> int:
-        fit = batch_size if cache_tokens is None else max(1, cache_tokens // capacity)
-        return min(batch_size, fit)
-
-    cut: list[Batch] = []
-    start, longest, steps, first = 0, 0, 0, 0
-    for i, prepared in enumerate(members):
-        wider = (
-            max(longest, len(prepared.ids)),
-            max(steps, prepared.request.config.max_new_tokens),
-        )
-        if i == start:
-            first = rows(sum(wider))
-        elif rows(sum(wider)) < 0.75 * first:
-            cut.append(Batch(list(members[start:i]), rows(longest + steps), continuous=True))
-            start = i
-            wider = (len(prepared.ids), prepared.request.config.max_new_tokens)
-            first = rows(sum(wider))
-        longest, steps = wider
-    if start < len(members):
-        cut.append(Batch(list(members[start:]), rows(longest + steps), continuous=True))
-    return cut
 
 
 def batches(

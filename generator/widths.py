@@ -1,0 +1,65 @@
+"""How wide a continuous batch's rows are, and how many of them fit the cache budget.
+
+The queue (`generator.continuous`) comes sorted by prompt length. A row holds its prompt and its
+new tokens, and prompts that join together are left-padded to the longest of them, so the rows'
+width is what the prompts in them need together. Wider rows mean fewer of them within a cache
+budget; a width chosen for a whole wave of rows (as many prompts as there are rows) changes at
+most once per wave, and every change copies the cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = ["Widths"]
+
+
+class Widths:
+    """Widths and row counts for a queue of prompts of `lengths` tokens that make at most
+    `budgets` new tokens each, in at most `most_rows` rows of at most `cache_tokens` positions
+    together (no bound when None)."""
+
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        budgets: Sequence[int],
+        most_rows: int,
+        cache_tokens: int | None,
+    ) -> None:
+        self.lengths = list(lengths)
+        self.budgets = list(budgets)
+        self.most_rows = most_rows
+        self.cache_tokens = cache_tokens
+
+    def width(self, first: int, stop: int) -> int:
+        """The width requests `first:stop` need together (0 for none)."""
+        if stop <= first:
+            return 0
+        return max(self.lengths[first:stop]) + max(self.budgets[first:stop])
+
+    def rows(self, width: int, unended: int) -> int:
+        """How many rows `width` wide the batch may have: the rows asked for, within the cache
+        budget, no more than the `unended` requests, and at least one."""
+        fit = self.most_rows if self.cache_tokens is None else self.cache_tokens // width
+        return max(1, min(self.most_rows, fit, unended))
+
+    def plan(self, first: int, floor: int, unended: int) -> tuple[int, int]:
+        """The narrowest width, at least `floor`, that holds the next wave of prompts from
+        `first` on (as many as there are rows at that width), and that number of rows."""
+        width = max(floor, self.width(first, first + 1))
+        while True:
+            rows = self.rows(width, unended)
+            need = self.width(first, min(first + rows, len(self.lengths)))
+            if need <= width:
+                return width, rows
+            width = need  # wider rows, fewer of them: a smaller wave, which this one holds
+
+    def fitting(self, first: int, free: int, width: int) -> int:
+        """How many prompts from `first` on (at most `free`) fit rows `width` wide together."""
+        fit = longest = most = 0
+        for i in range(first, min(first + free, len(self.lengths))):
+            longest, most = max(longest, self.lengths[i]), max(most, self.budgets[i])
+            if longest + most > width:
+                break
+            fit += 1
+        return fit

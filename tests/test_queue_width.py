@@ -1,0 +1,84 @@
+"""A queue whose later prompts are longer: the rows widen without the queue draining first.
+
+The engine's queue is sorted by prompt length and its cache is as wide as the rows need. When a
+longer prompt comes, the rows still running move into wider rows, fewer of them within the cache
+budget, as soon as they fit: the long prompts start while the short articles still run, rather
+than after the last of them (which gave each width a tail of its own, `bench/README.md`).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from articlegen.generator.decoding import DecodingConfig
+from articlegen.generator.engine import Engine
+from articlegen.generator.kv_cache import InPlaceCache
+from articlegen.generator.loading import LoadedModel
+from articlegen.generator.requests import DecodeStep, Generation, GenerationRequest
+
+
+def _request(key: int, words: int, new_tokens: int, **settings: object) -> GenerationRequest:
+    config = DecodingConfig.model_validate(
+        {"min_new_tokens": new_tokens, "max_new_tokens": new_tokens, **settings}
+    )
+    return GenerationRequest(key, " ".join(["the"] * words), config, seed=key)
+
+
+def _generations(
+    engine: Engine, requests: list[GenerationRequest], **kw: object
+) -> list[Generation]:
+    outcomes = engine.generate(requests, **kw)  # type: ignore[arg-type]
+    assert all(isinstance(o, Generation) for o in outcomes)
+    return [o for o in outcomes if isinstance(o, Generation)]
+
+
+def test_longer_prompts_join_while_the_short_articles_still_run(tiny_model: LoadedModel) -> None:
+    # Four short prompts (BOS and a word, + 3 or 10 new: 12 positions at most), then two long
+    # ones (41 + 4 = 45). A budget of 100 positions holds four short rows but two long ones.
+    requests = [
+        _request(0, 1, 3),
+        _request(1, 1, 3, do_sample=False),
+        _request(2, 1, 3, top_p=0.9, noise_sigma=0.4),
+        _request(3, 1, 10, top_k=20),
+        _request(4, 40, 4),
+        _request(5, 40, 4, do_sample=False, noise_sigma=0.2, noise_every_step=True),
+    ]
+    engine = Engine(tiny_model, batch_size=4, cache_tokens=100)
+    assert [len(engine.encode(r.prompt)) for r in requests] == [2, 2, 2, 2, 41, 41]
+    steps: list[DecodeStep] = []
+    queued = _generations(engine, requests, on_step=steps.append)
+    # Steps 1-3: four rows. Three end; the one left fits two rows of 45, so the rows widen at
+    # once and the first long prompt joins it (steps 4-7), then the second (steps 8-10); the
+    # short article ends at step 10 and the long one alone makes its last token. Drained
+    # first, the long prompts would have waited for step 10: [4, 4, 4, 1 x 7, 2, 2, 2, 2].
+    assert [s.tokens for s in steps] == [4, 4, 4, 2, 2, 2, 2, 2, 2, 2, 1]
+    assert [s.finished for s in steps] == [0, 0, 3, 0, 0, 0, 1, 0, 0, 1, 1]
+    alone = [_generations(Engine(tiny_model, batch_size=1), [r])[0] for r in requests]
+    assert [g.token_ids for g in queued] == [g.token_ids for g in alone]
+    assert [len(g.token_ids) for g in queued] == [3, 3, 3, 10, 4, 4]
+
+
+def test_every_width_and_row_count_writes_the_same_articles(tiny_model: LoadedModel) -> None:
+    # Prompt lengths climbing from 1 to 60 tokens, articles of 2 to 20 tokens in no order:
+    # with budgets from tight to none, rows widen, shrink, refill and compact differently.
+    requests = [_request(i, 1 + (i * 13) % 60, 2 + (i * 7) % 19, top_p=0.95) for i in range(16)]
+    alone = [_generations(Engine(tiny_model, batch_size=1), [r])[0] for r in requests]
+    for budget in (80, 200, 500, None):
+        queued = _generations(Engine(tiny_model, batch_size=5, cache_tokens=budget), requests)
+        assert [g.token_ids for g in queued] == [g.token_ids for g in alone], budget
+
+
+def test_resizing_keeps_the_rows_asked_for_and_zeroes_the_rest() -> None:
+    cache = InPlaceCache.allocate(layers=1, batch=3, capacity=4)
+    keys = torch.arange(3 * 2 * 4 * 1, dtype=torch.float32).reshape(3, 2, 4, 1)
+    cache.rows(slice(None), offset=0).update(keys, keys + 100, 0)
+    cache.resize(torch.tensor([2, 0]), batch=3, capacity=6)
+    stored = cache._storages[0]
+    assert stored.keys is not None
+    assert stored.values is not None
+    assert stored.keys.shape == (3, 2, 6, 1)
+    assert torch.equal(stored.keys[0, :, :4], keys[2])
+    assert torch.equal(stored.keys[1, :, :4], keys[0])
+    assert torch.equal(stored.values[1, :, :4], keys[0] + 100)
+    assert not stored.keys[2].any()
+    assert not stored.keys[:, :, 4:].any()
