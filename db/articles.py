@@ -200,6 +200,7 @@ class ApprovedText:
     article_id: int
     prompt_text: str
     body: str
+    prompt_format: str | None = None  # chat: `prompt_text` is a chat template's text
 
 
 def approved_texts(
@@ -211,6 +212,7 @@ def approved_texts(
             Article.id,
             func.coalesce(Article.prompt_text, Article.title + "\n\n"),
             func.coalesce(Article.edited_body, Article.body),
+            Article.prompt_format,
         )
         .where(Article.review_status == ArticleReviewStatus.APPROVED)
         .order_by(Article.id)

@@ -38,6 +38,7 @@ __all__ = [
     "has_chat_template",
     "parse_style",
     "settle_style",
+    "turn_end",
     "used_format",
 ]
 
@@ -119,6 +120,23 @@ def settle_style(style: PromptStyle) -> PromptStyle:
 def has_chat_template(tokenizer: Any) -> bool:
     """Whether the tokenizer has a chat template (instruct models' tokenizers do)."""
     return bool(getattr(tokenizer, "chat_template", None))
+
+
+def turn_end(tokenizer: Any) -> str:
+    """What the chat template writes after the assistant's message (Llama-3's `<|eot_id|>`,
+    Qwen's `<|im_end|>` and a newline): how a reply ends, so a model fine-tuned on replies
+    learns to end its turn. Empty for a tokenizer without a template, or one whose template
+    hides where the message ends."""
+    if not has_chat_template(tokenizer):
+        return ""
+    probe = "\ue000reply\ue000"  # a private-use mark no template changes or writes itself
+    conversation = [{"role": "user", "content": "x"}, {"role": "assistant", "content": probe}]
+    try:
+        text = str(tokenizer.apply_chat_template(conversation, tokenize=False))
+    except Exception:  # the model's own template code: any failure means "no known end"
+        return ""
+    _, found, after = text.rpartition(probe)
+    return after if found else ""
 
 
 def used_format(style: PromptStyle, tokenizer: Any, model: str) -> Literal["plain", "chat"]:

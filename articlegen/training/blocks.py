@@ -1,13 +1,20 @@
 """Documents to training blocks: tokenised, joined with the end-of-text token between them (as
-GPT-2 saw its training data), and cut into blocks of a fixed number of tokens."""
+GPT-2 saw its training data), and cut into blocks of a fixed number of tokens.
+
+A chat document (an approved article written in chat form) is a conversation the model's chat
+template wrote: it holds its special tokens already, so the tokenizer adds none (Llama's would
+add a second BOS), and it ends as the template ends the assistant's turn (`<|eot_id|>`), the
+token that ends an article in chat form."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import torch
 from torch.utils.data import Dataset
+
+from articlegen.generator.chat import turn_end
 
 __all__ = ["Blocks", "collate", "to_blocks", "token_stream"]
 
@@ -35,24 +42,42 @@ class Blocks(Dataset[list[int]]):
         return sum(len(b) for b in self.blocks)
 
 
-def token_stream(tokenizer: Any, documents: Sequence[str]) -> list[int]:
-    """Every document's tokens, each followed by the end-of-text token."""
+def token_stream(tokenizer: Any, documents: Sequence[str], chat: Collection[str] = ()) -> list[int]:
+    """Every document's tokens, each followed by the end-of-text token; the documents in
+    `chat` as their template wrote them, each followed by the end of the assistant's turn."""
     eos = tokenizer.eos_token_id
+    ending = tokenizer(turn_end(tokenizer), add_special_tokens=False)["input_ids"] if chat else []
     stream: list[int] = []
     for start in range(0, len(documents), _TOKENIZE_BATCH):
         batch = list(documents[start : start + _TOKENIZE_BATCH])
-        # verbose=False: a document longer than the context is expected; it is cut into blocks.
-        for ids in tokenizer(batch, verbose=False)["input_ids"]:
-            stream.extend(ids)
-            if eos is not None:
+        is_chat = [text in chat for text in batch]
+        tokenized: dict[bool, list[list[int]]] = {}
+        for form in (False, True):
+            texts = [t for t, c in zip(batch, is_chat, strict=True) if c is form]
+            # verbose=False: a document longer than the context is expected; it is cut into
+            # blocks. A chat document's template wrote its special tokens.
+            tokenized[form] = (
+                tokenizer(texts, verbose=False, add_special_tokens=not form)["input_ids"]
+                if texts
+                else []
+            )
+        next_of = {form: iter(ids) for form, ids in tokenized.items()}
+        for form in is_chat:
+            stream.extend(next(next_of[form]))
+            if form and ending:
+                stream.extend(ending)
+            elif eos is not None:
                 stream.append(eos)
     return stream
 
 
-def to_blocks(tokenizer: Any, documents: Sequence[str], block_size: int) -> Blocks:
-    """The documents as blocks of `block_size` tokens; a last, shorter block is kept when it
-    holds two tokens or more (one to predict from, one to predict)."""
-    stream = token_stream(tokenizer, documents)
+def to_blocks(
+    tokenizer: Any, documents: Sequence[str], block_size: int, chat: Collection[str] = ()
+) -> Blocks:
+    """The documents as blocks of `block_size` tokens (those in `chat` are chat documents); a
+    last, shorter block is kept when it holds two tokens or more (one to predict from, one to
+    predict)."""
+    stream = token_stream(tokenizer, documents, chat)
     blocks = [stream[i : i + block_size] for i in range(0, len(stream), block_size)]
     return Blocks([b for b in blocks if len(b) >= 2])
 

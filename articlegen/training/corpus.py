@@ -46,6 +46,7 @@ class Document:
     text: str
     file: str | None = None
     article_id: int | None = None
+    chat: bool = False  # a chat conversation, written by the model's template
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,9 @@ class Corpus:
     eval: list[str]
     hash: str
     summary: dict[str, Any] = field(default_factory=dict)
+    # The documents that are chat conversations: their template wrote their special tokens,
+    # and their turn must end as the template ends it (`training.blocks`).
+    chat: frozenset[str] = frozenset()
 
 
 def check_files(paths: Sequence[Path]) -> None:
@@ -74,9 +78,10 @@ def read_files(paths: Sequence[Path]) -> list[Document]:
 
 
 def from_articles(articles: Iterable[ApprovedText]) -> list[Document]:
-    """Approved articles as documents: the text the model was given, then the approved text."""
+    """Approved articles as documents: the text the model was given, then the approved text
+    (in chat form, the conversation up to the assistant's turn, then the turn's text)."""
     return [
-        Document(a.prompt_text + a.body, article_id=a.article_id)
+        Document(a.prompt_text + a.body, article_id=a.article_id, chat=a.prompt_format == "chat")
         for a in articles
         if a.body.strip()
     ]
@@ -91,9 +96,12 @@ def build_corpus(documents: Sequence[Document], eval_fraction: float) -> Corpus:
     """
     documents = [d for d in documents if d.text.strip()]
     unique: dict[str, str] = {}
+    chat: set[str] = set()
     for document in documents:
         text = document.text.strip()
-        unique.setdefault(_digest(" ".join(text.split())), text)
+        kept = unique.setdefault(_digest(" ".join(text.split())), text)
+        if document.chat:
+            chat.add(kept)
     if len(unique) < 2:
         raise InputError(
             f"the corpus has {len(unique)} distinct document{'' if len(unique) == 1 else 's'} "
@@ -120,6 +128,7 @@ def build_corpus(documents: Sequence[Document], eval_fraction: float) -> Corpus:
         eval=[unique[k] for k in ordered[:held_out]],
         hash=_digest("\n".join(ordered)),
         summary=summary,
+        chat=frozenset(chat),
     )
 
 

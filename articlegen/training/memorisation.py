@@ -8,7 +8,7 @@ continuation shares with the training corpus. Longer than the limit flags the mo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -49,26 +49,29 @@ class Memorisation:
 
 
 def check_memorisation(
-    loaded: LoadedModel, documents: Sequence[str], samples: int, limit: int, block_size: int
+    loaded: LoadedModel,
+    documents: Sequence[str],
+    samples: int,
+    limit: int,
+    block_size: int,
+    chat: Collection[str] = (),
 ) -> Memorisation:
     """Sample `samples` continuations of training documents' openings with `loaded` and
-    measure their longest verbatim overlap with `documents` (the training split), within the
-    `block_size` tokens the model trained on."""
+    measure their longest verbatim overlap with `documents` (the training split, those in
+    `chat` chat documents), within the `block_size` tokens the model trained on."""
     tokenizer = loaded.tokenizer
     prefix, new_tokens = _window(block_size)
-    corpus = np.asarray(token_stream(tokenizer, documents), dtype=np.int64)
+    corpus = np.asarray(token_stream(tokenizer, documents, chat), dtype=np.int64)
     step = max(1, len(documents) // max(samples, 1))
     chosen = list(documents[::step])[:samples]
     config = DecodingConfig(do_sample=False, max_new_tokens=new_tokens)
-    requests = [
-        GenerationRequest(
-            key=i,
-            prompt=str(tokenizer.decode(tokenizer(d, verbose=False)["input_ids"][:prefix])),
-            config=config,
-            seed=i,
-        )
-        for i, d in enumerate(chosen)
-    ]
+    requests = []
+    for i, document in enumerate(chosen):
+        # The opening of a chat document holds its template's special tokens already.
+        plain = document not in chat
+        ids = tokenizer(document, verbose=False, add_special_tokens=plain)["input_ids"]
+        opening = str(tokenizer.decode(ids[:prefix]))
+        requests.append(GenerationRequest(i, opening, config, i, add_special_tokens=plain))
     written = [
         list(o.token_ids)
         for o in Engine(loaded, batch_size=8).generate(requests)

@@ -126,7 +126,7 @@ def _run(
             f"{loaded.context_length} tokens: give at most {loaded.context_length}"
         )
     train, held_out = (
-        to_blocks(tokenizer, docs, block_size) for docs in (corpus.train, corpus.eval)
+        to_blocks(tokenizer, docs, block_size, corpus.chat) for docs in (corpus.train, corpus.eval)
     )
     plan = plan_steps(len(train), params)
     warnings = _warnings(params, plan, block_size)
@@ -366,7 +366,12 @@ def _memorisation(
     spec = ModelSpec(str(model_dir), device=settings.device, dtype=settings.dtype)
     loaded = load_model(spec, share=False)
     return check_memorisation(
-        loaded, corpus.train, params.memorisation_samples, params.memorisation_limit, block_size
+        loaded,
+        corpus.train,
+        params.memorisation_samples,
+        params.memorisation_limit,
+        block_size,
+        corpus.chat,
     )
 
 

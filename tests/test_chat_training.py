@@ -1,0 +1,89 @@
+"""Fine-tuning on approved articles written in chat form.
+
+Such an article's prompt is the conversation the model's chat template wrote, BOS and turn
+markup included. Its training document must be that conversation with the article as the
+assistant's reply, ended as the template ends a turn: tokenized without a second BOS, and
+followed by the end-of-turn token the model stops on, not the plain end-of-text.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from articlegen.db import Database
+from articlegen.db.articles import ApprovedText, ArticleRow, approved_texts, record_batch
+from articlegen.db.jobs import create_job
+from articlegen.db.models import Article, ArticleReviewStatus, Prompt, PromptStatus
+from articlegen.generator.chat import PromptStyle, frame_prompt, turn_end
+from articlegen.generator.loading import LoadedModel
+from articlegen.training.blocks import token_stream
+from articlegen.training.corpus import build_corpus, from_articles
+
+
+def test_the_end_of_a_turn_is_what_the_template_writes_after_a_reply(
+    chat_model: LoadedModel, tiny_model: LoadedModel
+) -> None:
+    assert turn_end(chat_model.tokenizer) == "<|eot_id|>"
+    assert turn_end(tiny_model.tokenizer) == ""  # no chat template
+
+
+def test_a_chat_article_trains_as_one_conversation_ended_by_its_turn(
+    chat_model: LoadedModel,
+) -> None:
+    tokenizer = chat_model.tokenizer
+    bos, eot = tokenizer.bos_token_id, tokenizer.convert_tokens_to_ids("<|eot_id|>")
+    eos = tokenizer.eos_token_id
+    framed = frame_prompt(tokenizer, "chat", "Tea", PromptStyle(system="Be brief."), "chat")
+    articles = [
+        ApprovedText(1, framed.text, "A cup of tea.", "chat"),
+        ApprovedText(2, "Coffee\n\n", "A cup of coffee.", "plain"),
+    ]
+    corpus = build_corpus(from_articles(articles), eval_fraction=0.5)
+    documents = sorted(corpus.train + corpus.eval)
+    assert corpus.chat == {framed.text + "A cup of tea."}
+    stream = token_stream(tokenizer, documents, corpus.chat)
+
+    chat_text = framed.text + "A cup of tea."
+    conversation = tokenizer(chat_text, add_special_tokens=False)["input_ids"]
+    assert conversation.count(bos) == 1  # the template's own, and no second one
+    plain = tokenizer("Coffee\n\nA cup of coffee.")["input_ids"]
+    expected = {
+        chat_text: [*conversation, eot],
+        "Coffee\n\nA cup of coffee.": [*plain, eos],
+    }
+    assert stream == [t for d in documents for t in expected[d]]
+    assert stream.count(bos) == 2  # one per document
+
+
+def test_approved_chat_articles_are_read_as_chat_documents(
+    database: Database, chat_model: LoadedModel
+) -> None:
+    framed = frame_prompt(chat_model.tokenizer, "chat", "Tea", PromptStyle(), "chat")
+    with database.session() as session:
+        prompts = [Prompt(content_key=f"{i:064d}", topic=t) for i, t in enumerate(["Tea", "Co"])]
+        session.add_all(prompts)
+        session.flush()
+        job = create_job(session, {}, "chat")
+        rows = [
+            ArticleRow(
+                prompt_id=p.id, variant=1, version=1, raw_text="Body.", title=p.topic,
+                body=f"Body {p.topic}.", rendered={}, seed=1, decoding={}, model_name="chat",
+                model_revision=None, template_name=None, template_version=None,
+                prompt_tokens=0, tokens_generated=0, generation_seconds=0.0, timings={},
+                finish_reason=None, metrics={}, prompt_text=text, prompt_format=form,
+            )
+            for p, (text, form) in zip(
+                prompts, [(framed.text, "chat"), ("Co\n\n", "plain")], strict=True
+            )
+        ]  # fmt: skip
+        for prompt in prompts:
+            prompt.status, prompt.claimed_by = PromptStatus.CLAIMED, job.id
+        record_batch(session, job.id, rows, [])
+        for article in session.scalars(select(Article)):
+            article.review_status = ArticleReviewStatus.APPROVED
+    with database.session(write=False) as session:
+        documents = from_articles(approved_texts(session))
+    assert [(d.text, d.chat) for d in documents] == [
+        (framed.text + "Body Tea.", True),
+        ("Co\n\nBody Co.", False),
+    ]
