@@ -50,7 +50,13 @@ from articlegen.runs import (
     RunResult,
     artifacts,
 )
-from articlegen.runs.form import FORM_DEFAULTS, FormDecimal, FormInteger, PresetName
+from articlegen.runs.form import (
+    FORM_DEFAULTS,
+    FormDecimal,
+    FormInteger,
+    FormPromptFormat,
+    PresetName,
+)
 
 __all__ = ["generate_articles", "run_generate"]
 
@@ -193,6 +199,8 @@ def generate_articles(
     seed: FormInteger = "",
     noise_sigma: FormDecimal = "",
     more_decoding: str = "",
+    prompt_format: FormPromptFormat = "",
+    system: str = "",
     model: str = "",
     template: str = "",
     tags: tuple[str, ...] = (),
@@ -215,6 +223,9 @@ def generate_articles(
         seed: Seed of every article (each variant derives its own); empty: each prompt's own.
         noise_sigma: Embedding noise weight; empty: each prompt's own.
         more_decoding: Any other decoding settings, as JSON, e.g. {"repetition_penalty": 1.2}.
+        prompt_format: plain, chat (through the model's chat template) or auto (chat when it
+            has one), over every prompt's own; empty: each prompt's own.
+        system: The system message (chat form) over every prompt's own; empty: theirs.
         model: A registry name, Hub id or model directory; empty: the configured model.
         template: Article template for prompts that name none; empty: the default.
         tags: Only prompts with at least one of these tags; empty: all.
@@ -226,7 +237,8 @@ def generate_articles(
     form = {
         "limit": limit, "preset": preset, "max_new_tokens": max_new_tokens,
         "temperature": temperature, "top_p": top_p, "top_k": top_k, "seed": seed,
-        "noise_sigma": noise_sigma, "more_decoding": more_decoding, "model": model,
+        "noise_sigma": noise_sigma, "more_decoding": more_decoding,
+        "prompt_format": prompt_format, "system": system, "model": model,
         "template": template, "tags": tags, "variants": variants, "batch_size": batch_size,
         "order": order, "dry_run": dry_run,
     }  # fmt: skip

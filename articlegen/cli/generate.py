@@ -23,6 +23,7 @@ from articlegen.core.describe import describe_error
 from articlegen.core.errors import ConfigError
 from articlegen.db.models import PromptStatus
 from articlegen.db.prompts import count_prompts
+from articlegen.generator.chat import parse_style
 from articlegen.runs import (
     GenerateParams,
     RunProgress,
@@ -43,13 +44,16 @@ def _checked_params(
     overrides: dict[str, str],
     max_new_tokens: int | None,
     tags: tuple[str, ...],
+    prompt_format: str | None,
+    system: str | None,
     **options: Any,
 ) -> GenerateParams:
     """The run's parameters from the options, with what can be checked before Prefect starts
     checked now: a message at once, not 25 failed prompts."""
     typed = typed_overrides(overrides, max_new_tokens)
+    style = parse_style({"prompt_format": prompt_format, "system": system})
     try:
-        params = GenerateParams(overrides=typed, tags=list(tags), **options)
+        params = GenerateParams(overrides=typed, tags=list(tags), style=style, **options)
     except ValidationError as exc:
         raise ConfigError("; ".join(describe_error(e) for e in exc.errors())) from None
     check_params(app.settings, params)

@@ -14,6 +14,7 @@ from articlegen.core.bounds import (
     MAX_NEW_TOKENS,
     MAX_RUN_LIMIT,
     MAX_VARIANTS,
+    PROMPT_FORMATS,
     check_id,
 )
 from articlegen.core.errors import ConfigError, InputError
@@ -155,6 +156,16 @@ _RUN_OPTIONS: list[Callable[[F], F]] = [
         help="Articles per prompt, instead of each prompt's own count.",
     ),
     set_option("Override a decoding setting for every article; repeatable."),
+    click.option(
+        "--prompt-format",
+        type=click.Choice(PROMPT_FORMATS),
+        help="Frame every prompt plain, in chat form (the model's chat template) or auto "
+        "(chat when it has one), over each prompt's own.",
+    ),
+    click.option(
+        "--system",
+        help="System message for every prompt in chat form, over each prompt's own.",
+    ),
     click.option("--tag", "tags", multiple=True, help="Only prompts with this tag; repeatable."),
     click.option(
         "--order",

@@ -16,6 +16,7 @@ from pydantic import BeforeValidator, Field, ValidationError
 
 from articlegen.core.describe import describe_error
 from articlegen.core.errors import ConfigError
+from articlegen.generator.chat import parse_style
 from articlegen.runs.params import GenerateParams
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "PRESET_NAMES",
     "FormDecimal",
     "FormInteger",
+    "FormPromptFormat",
     "PresetName",
     "params_from_form",
 ]
@@ -58,9 +60,12 @@ COMMON_DECODING = ("temperature", "top_p", "top_k", "max_new_tokens", "seed", "n
 # What each field holds when the form leaves it alone.
 FORM_DEFAULTS: dict[str, Any] = {
     "limit": 0, "preset": "nucleus", **dict.fromkeys(COMMON_DECODING, ""), "more_decoding": "",
-    "model": "", "template": "", "tags": (), "variants": 0, "batch_size": 0,
-    "order": "priority", "dry_run": False,
+    "prompt_format": "", "system": "", "model": "", "template": "", "tags": (), "variants": 0,
+    "batch_size": 0, "order": "priority", "dry_run": False,
 }  # fmt: skip
+
+# The prompt format a run may set over every prompt's; empty: each prompt's own.
+FormPromptFormat = Literal["", "plain", "chat", "auto"]
 
 
 def params_from_form(fields: Mapping[str, Any]) -> GenerateParams:
@@ -85,6 +90,7 @@ def params_from_form(fields: Mapping[str, Any]) -> GenerateParams:
         "order": form["order"],
         "dry_run": form["dry_run"],
         "overrides": {**extra, **given},
+        "style": parse_style({"prompt_format": form["prompt_format"], "system": form["system"]}),
     }
     try:
         return GenerateParams(**values)

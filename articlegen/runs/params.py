@@ -14,6 +14,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from articlegen.core.bounds import MAX_BATCH_SIZE, MAX_RUN_LIMIT, MAX_SHARDS, MAX_VARIANTS
 from articlegen.core.errors import ConfigError
+from articlegen.generator.chat import PromptStyle, settle_style
 from articlegen.generator.decoding import DecodingOverrides, parse_overrides
 
 __all__ = ["GenerateParams"]
@@ -46,6 +47,11 @@ class GenerateParams(BaseModel):
         default_factory=DecodingOverrides,
         description='Decoding settings applied over every prompt\'s own, e.g. {"max_new_tokens": '
         "120}.",
+    )
+    style: PromptStyle = Field(
+        default_factory=PromptStyle,
+        description="Prompt format and system message over every prompt's own (and its "
+        "preset's, and the settings'); unset fields leave theirs.",
     )
     template: str | None = Field(
         default=None, description="Article template stem for prompts that name none."
@@ -86,6 +92,14 @@ class GenerateParams(BaseModel):
         "claimed and not written first, then the queue as it would have gone on (`articlegen "
         "jobs resume`).",
     )
+
+    @field_validator("style")
+    @classmethod
+    def _style_goes_together(cls, value: PromptStyle) -> PromptStyle:
+        try:
+            return settle_style(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
 
     @model_validator(mode="after")
     def _shard_in_range(self) -> GenerateParams:

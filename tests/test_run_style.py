@@ -1,0 +1,91 @@
+"""A run's own prompt format and system message, over every prompt's: `articlegen generate
+--prompt-format/--system` and the flow form's `prompt_format` and `system` fields."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from prefect.utilities.callables import parameter_schema
+from sqlalchemy import select
+
+from articlegen.db import Article, Database, Prompt, PromptStatus
+from articlegen.flows.generate import generate_articles
+from articlegen.generator import load_presets
+from articlegen.importing import import_prompts_csv
+from articlegen.runs import close_contexts
+
+from .conftest import CliHarness, row_counts
+from .test_flows import prefect_server  # noqa: F401  (the session's Prefect server)
+
+CSV = """external_id,topic,system,prompt_format
+own,Night trains,Row system.,
+plain,Coffee,,plain
+"""
+
+
+def test_the_run_frames_every_prompt_over_its_own(
+    prefect_server: None,  # noqa: F811
+    sqlite_url: str,
+    chat_model_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in {"DATABASE_URL": sqlite_url, "MODEL": str(chat_model_dir)}.items():
+        monkeypatch.setenv(f"ARTICLEGEN_{name}", value)
+    monkeypatch.setenv("ARTICLEGEN_DEVICE", "cpu")
+    path = tmp_path / "prompts.csv"
+    path.write_text(CSV, encoding="utf-8")
+    db = Database.open(sqlite_url)
+    try:
+        assert import_prompts_csv(db, path, load_presets()).inserted == 2
+        # From the form, as the Prefect UI sends it: the row that asked for the plain form and
+        # the row with its own system message both take the run's.
+        result = generate_articles(
+            prompt_format="chat", system="Run system.", max_new_tokens="4", batch_size=2
+        )
+        assert not isinstance(result, BaseException)
+        with db.session(write=False) as session:
+            articles = {a.prompt.external_id: a for a in session.scalars(select(Article))}
+            statuses = set(session.scalars(select(Prompt.status)))
+    finally:
+        db.close()
+        close_contexts()
+    assert statuses == {PromptStatus.DONE}
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(chat_model_dir)
+    for key, topic in (("own", "Night trains"), ("plain", "Coffee")):
+        article = articles[key]
+        assert article.prompt_format == "chat"
+        assert article.prompt_text is not None
+        system = [{"role": "system", "content": "Run system."}]
+        assert article.prompt_text.startswith(
+            str(tokenizer.apply_chat_template(system, tokenize=False))
+        )
+        assert f'titled "{topic}"' in article.prompt_text
+        assert "Row system." not in article.prompt_text
+
+
+def test_the_form_offers_the_run_style_fields() -> None:
+    fields = parameter_schema(generate_articles).model_dump()["properties"]
+    assert fields["prompt_format"]["enum"] == ["", "plain", "chat", "auto"]
+    assert (fields["prompt_format"]["default"], fields["system"]["default"]) == ("", "")
+
+
+def test_a_plain_run_with_a_system_message_is_refused_before_anything_is_claimed(
+    run_cli: CliHarness, database: Database, tmp_path: Path
+) -> None:
+    path = tmp_path / "prompts.csv"
+    path.write_text("topic\nTea\n", encoding="utf-8")
+    assert run_cli("import", str(path)).exit_code == 0
+    before = row_counts(database)
+    result = run_cli("generate", "--prompt-format", "plain", "--system", "Be brief.")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: ")
+    assert "`system` is set but `prompt_format` is `plain`" in result.stderr
+    assert "Traceback" not in result.output + result.stderr
+    assert row_counts(database) == before
+    bad = run_cli("generate", "--prompt-format", "markdown")
+    assert bad.exit_code == 2
+    assert "'markdown' is not one of 'plain', 'chat', 'auto'" in bad.stderr
