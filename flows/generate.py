@@ -50,13 +50,8 @@ from articlegen.runs import (
     RunResult,
     artifacts,
 )
-from articlegen.runs.form import (
-    FORM_DEFAULTS,
-    FormDecimal,
-    FormInteger,
-    FormPromptFormat,
-    PresetName,
-)
+from articlegen.runs.form import FORM_DEFAULTS, FormDecimal, FormInteger, PresetName
+from articlegen.runs.form import FormPromptFormat as PromptFormatField
 
 __all__ = ["generate_articles", "run_generate"]
 
@@ -109,7 +104,7 @@ def check_run(settings: Settings, params: GenerateParams) -> None:
     """Check the preset and template names and load the model, before anything is claimed."""
     runs.check_params(settings, params)
     if not (params.dry_run and params.batch_size):  # a dry run with a batch size only plans
-        runs.context_for(settings).model(params.model)
+        runs.check_style_fits(params, runs.context_for(settings).model(params.model))
 
 
 @_step("choose-batch-size")
@@ -199,7 +194,7 @@ def generate_articles(
     seed: FormInteger = "",
     noise_sigma: FormDecimal = "",
     more_decoding: str = "",
-    prompt_format: FormPromptFormat = "",
+    prompt_format: PromptFormatField = "",
     system: str = "",
     model: str = "",
     template: str = "",
@@ -223,8 +218,7 @@ def generate_articles(
         seed: Seed of every article (each variant derives its own); empty: each prompt's own.
         noise_sigma: Embedding noise weight; empty: each prompt's own.
         more_decoding: Any other decoding settings, as JSON, e.g. {"repetition_penalty": 1.2}.
-        prompt_format: plain, chat (through the model's chat template) or auto (chat when it
-            has one), over every prompt's own; empty: each prompt's own.
+        prompt_format: plain, chat or auto over every prompt's own; empty: each prompt's own.
         system: The system message (chat form) over every prompt's own; empty: theirs.
         model: A registry name, Hub id or model directory; empty: the configured model.
         template: Article template for prompts that name none; empty: the default.

@@ -37,6 +37,7 @@ __all__ = [
     "frame_prompt",
     "has_chat_template",
     "parse_style",
+    "reply_opening",
     "settle_style",
     "turn_end",
     "used_format",
@@ -122,21 +123,43 @@ def has_chat_template(tokenizer: Any) -> bool:
     return bool(getattr(tokenizer, "chat_template", None))
 
 
+# A private-use mark no template changes or writes itself: where a message goes in its text.
+_PROBE = "\ue000message\ue000"
+
+
+def _rendered(tokenizer: Any, conversation: list[dict[str, str]], opening: bool) -> str:
+    """The template's text of `conversation` ("" without a template, or where it refuses:
+    it is the model's own code, and any failure means "not known")."""
+    if not has_chat_template(tokenizer):
+        return ""
+    try:
+        return str(
+            tokenizer.apply_chat_template(
+                conversation, add_generation_prompt=opening, tokenize=False
+            )
+        )
+    except Exception:
+        return ""
+
+
 def turn_end(tokenizer: Any) -> str:
     """What the chat template writes after the assistant's message (Llama-3's `<|eot_id|>`,
     Qwen's `<|im_end|>` and a newline): how a reply ends, so a model fine-tuned on replies
     learns to end its turn. Empty for a tokenizer without a template, or one whose template
     hides where the message ends."""
-    if not has_chat_template(tokenizer):
-        return ""
-    probe = "\ue000reply\ue000"  # a private-use mark no template changes or writes itself
-    conversation = [{"role": "user", "content": "x"}, {"role": "assistant", "content": probe}]
-    try:
-        text = str(tokenizer.apply_chat_template(conversation, tokenize=False))
-    except Exception:  # the model's own template code: any failure means "no known end"
-        return ""
-    _, found, after = text.rpartition(probe)
+    conversation = [{"role": "user", "content": "x"}, {"role": "assistant", "content": _PROBE}]
+    _, found, after = _rendered(tokenizer, conversation, opening=False).rpartition(_PROBE)
     return after if found else ""
+
+
+def reply_opening(tokenizer: Any) -> str:
+    """What the chat template writes to open the assistant's reply (`add_generation_prompt`):
+    the end of every chat prompt this tokenizer's template made, hence how a chat text is told
+    apart from another model's. Empty where it cannot be told."""
+    user = [{"role": "user", "content": _PROBE}]
+    opened = _rendered(tokenizer, user, opening=True)
+    closed = _rendered(tokenizer, user, opening=False)
+    return opened[len(closed) :] if closed and opened.startswith(closed) else ""
 
 
 def used_format(style: PromptStyle, tokenizer: Any, model: str) -> Literal["plain", "chat"]:

@@ -21,7 +21,7 @@ joining one half-way.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 
 import torch
@@ -65,20 +65,21 @@ class _Rows:
     history: torch.Tensor  # [R, capacity] long: prompt and output, from column 0
     step_noise: torch.Tensor | None  # [R, steps, dim]: noise for each generated token
 
-    def resize(self, rows: torch.Tensor, size: int, capacity: int) -> None:
+    def resize(self, rows: torch.Tensor, size: int, capacity: int, idle: Mapping[str, int]) -> None:
         """Keep rows `rows`, in that order, as the first of `size` rows, `capacity` columns
-        wide. The rows added are idle until `_Decoder._prefill` sets what a row reads."""
+        wide. What is added holds 0, or `idle[field]` (as an idle row does), until
+        `_Decoder._prefill` sets what a row reads."""
         for f in fields(self):
             value = getattr(self, f.name)
             if value is None:
                 continue
             kept = value.index_select(0, rows)
+            setattr(self, f.name, None)
+            del value  # the peak is the old tensor and the kept rows, not three copies
             shape = [size, *kept.shape[1:]]
             if f.name in ("mask", "history"):
                 shape[1] = capacity
-            # An idle row's uniform is 1, as at the start: any value would do, as its token
-            # is thrown away, but this one is a valid draw for every sampler.
-            grown = kept.new_full(shape, 1 if f.name == "uniforms" else 0)
+            grown = kept.new_full(shape, idle.get(f.name, 0))
             grown[tuple(slice(0, n) for n in kept.shape)] = kept
             setattr(self, f.name, grown)
 
@@ -370,7 +371,10 @@ class _Decoder:
         keep = [slot for slot, held in enumerate(self.holds) if held is not None]
         index = torch.tensor(keep, dtype=torch.long, device=self.inputs.device)
         added = size - len(keep)
-        self.rows.resize(index, size, capacity)
+        # As `__init__` lays out idle rows: a uniform of 1 (a valid draw for every sampler; the
+        # token is thrown away), history past the vocabulary (no token), pads generated.
+        idle = {"uniforms": 1, "history": self.inputs.vocab_size, "generated": self.inputs.pad_id}
+        self.rows.resize(index, size, capacity, idle)
         self.cache.resize(index, size, capacity)
         self.capacity = capacity
         self.longest = int(self.rows.cursor.max()) if keep else 0

@@ -143,7 +143,7 @@ class Engine:
                 self.keep_step_logits,
                 on_step,
                 stop,
-                self.cache_tokens,
+                planned.cache_tokens,
             )
         else:
             rows = decode_batch(self.inputs, batch, self.keep_step_logits, on_step, stop)

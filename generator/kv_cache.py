@@ -129,7 +129,11 @@ class InPlaceCache(Cache):
         """Keep rows `rows`, in that order, as the first of `batch` rows of `capacity`
         positions (never fewer than before): rows that left a batch stop costing work, and a
         queue whose next prompts are longer gets wider rows. The rows added hold zeros."""
+        if len(rows) > batch:
+            raise ValueError(f"cannot keep {len(rows)} rows in {batch}")
         for layer, storage in zip(self._layers, self._storages, strict=True):
+            if capacity < storage.capacity:
+                raise ValueError(f"cannot narrow rows of {storage.capacity} to {capacity}")
             # The old memory goes now, not at the next step: a layer's views still hold it.
             layer.keys = layer.values = None
             if storage.keys is not None and storage.values is not None:
@@ -138,6 +142,7 @@ class InPlaceCache(Cache):
                 kept = storage.keys.index_select(0, rows)
                 storage.keys = None
                 storage.keys = _grown(kept, batch, capacity)
+                del kept
                 kept = storage.values.index_select(0, rows)
                 storage.values = None
                 storage.values = _grown(kept, batch, capacity)

@@ -31,6 +31,8 @@ class Batch:
     members: list[Prepared]
     rows: int
     continuous: bool = False
+    # A queue's cache budget (positions, rows x width): its rows widen and fall within it.
+    cache_tokens: int | None = None
 
 
 def batch_key(config: DecodingConfig) -> Hashable:
@@ -58,7 +60,7 @@ def schedule(
         if continuous and members[0].request.config.num_beams == 1:
             # One queue: cutting it where prompts grow longer gave each piece a tail of its
             # own, rows idling while its last articles ran (bench/README.md).
-            planned.append(Batch(members, batch_size, continuous=True))
+            planned.append(Batch(members, batch_size, True, cache_tokens))
         else:
             planned += [Batch(b, len(b)) for b in batches(members, batch_size, cache_tokens)]
     return planned
@@ -109,7 +111,10 @@ def run_splitting(batch: Batch, run: Run) -> list[tuple[Prepared, Outcome]]:
     members = batch.members
     rows = min(batch.rows, len(members))  # rows never used would halve for nothing
     if batch.continuous and rows > 1:
-        return run_splitting(replace(batch, rows=rows // 2), run)
+        # The budget too: where it, not `rows`, set the rows in use, halving only `rows`
+        # would run the same rows again.
+        budget = batch.cache_tokens // 2 if batch.cache_tokens is not None else None
+        return run_splitting(replace(batch, rows=rows // 2, cache_tokens=budget), run)
     if len(members) == 1:
         failure = GenerationFailure(
             members[0].request.key,

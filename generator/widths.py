@@ -45,7 +45,12 @@ class Widths:
 
     def plan(self, first: int, floor: int, unended: int) -> tuple[int, int]:
         """The narrowest width, at least `floor`, that holds the next wave of prompts from
-        `first` on (as many as there are rows at that width), and that number of rows."""
+        `first` on (as many as there are rows at that width), and that number of rows. Without
+        a budget, the width of every prompt left: fewer rows buy nothing, and each change of
+        width copies the cache."""
+        if self.cache_tokens is None:
+            width = max(floor, self.width(first, len(self.lengths)))
+            return width, self.rows(width, unended)
         width = max(floor, self.width(first, first + 1))
         while True:
             rows = self.rows(width, unended)

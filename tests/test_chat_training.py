@@ -14,7 +14,7 @@ from articlegen.db import Database
 from articlegen.db.articles import ApprovedText, ArticleRow, approved_texts, record_batch
 from articlegen.db.jobs import create_job
 from articlegen.db.models import Article, ArticleReviewStatus, Prompt, PromptStatus
-from articlegen.generator.chat import PromptStyle, frame_prompt, turn_end
+from articlegen.generator.chat import PromptStyle, frame_prompt, reply_opening, turn_end
 from articlegen.generator.loading import LoadedModel
 from articlegen.training.blocks import token_stream
 from articlegen.training.corpus import build_corpus, from_articles
@@ -24,7 +24,10 @@ def test_the_end_of_a_turn_is_what_the_template_writes_after_a_reply(
     chat_model: LoadedModel, tiny_model: LoadedModel
 ) -> None:
     assert turn_end(chat_model.tokenizer) == "<|eot_id|>"
-    assert turn_end(tiny_model.tokenizer) == ""  # no chat template
+    assert (
+        reply_opening(chat_model.tokenizer) == "<|start_header_id|>assistant<|end_header_id|>\n\n"
+    )
+    assert turn_end(tiny_model.tokenizer) == reply_opening(tiny_model.tokenizer) == ""
 
 
 def test_a_chat_article_trains_as_one_conversation_ended_by_its_turn(
@@ -34,25 +37,44 @@ def test_a_chat_article_trains_as_one_conversation_ended_by_its_turn(
     bos, eot = tokenizer.bos_token_id, tokenizer.convert_tokens_to_ids("<|eot_id|>")
     eos = tokenizer.eos_token_id
     framed = frame_prompt(tokenizer, "chat", "Tea", PromptStyle(system="Be brief."), "chat")
+    # Another model's chat text (Qwen's markup): plain text to this model.
+    qwen = "<|im_start|>user\nMilk<|im_end|>\n<|im_start|>assistant\n"
     articles = [
         ApprovedText(1, framed.text, "A cup of tea.", "chat"),
         ApprovedText(2, "Coffee\n\n", "A cup of coffee.", "plain"),
+        ApprovedText(3, qwen, "A glass of milk.", "chat"),
     ]
     corpus = build_corpus(from_articles(articles), eval_fraction=0.5)
     documents = sorted(corpus.train + corpus.eval)
-    assert corpus.chat == {framed.text + "A cup of tea."}
+    assert corpus.chat == {
+        framed.text + "A cup of tea.": len(framed.text),
+        qwen + "A glass of milk.": len(qwen),
+    }
     stream = token_stream(tokenizer, documents, corpus.chat)
 
     chat_text = framed.text + "A cup of tea."
     conversation = tokenizer(chat_text, add_special_tokens=False)["input_ids"]
     assert conversation.count(bos) == 1  # the template's own, and no second one
     plain = tokenizer("Coffee\n\nA cup of coffee.")["input_ids"]
+    other = tokenizer(qwen + "A glass of milk.")["input_ids"]
     expected = {
         chat_text: [*conversation, eot],
         "Coffee\n\nA cup of coffee.": [*plain, eos],
+        qwen + "A glass of milk.": [*other, eos],
     }
     assert stream == [t for d in documents for t in expected[d]]
-    assert stream.count(bos) == 2  # one per document
+    assert stream.count(bos) == 3  # one per document
+
+
+def test_a_corpus_read_as_chat_is_other_training_data(chat_model: LoadedModel) -> None:
+    # The same texts, one read as chat: another hash, so a resumed run cannot mix the two.
+    framed = frame_prompt(chat_model.tokenizer, "chat", "Tea", PromptStyle(), "chat")
+    as_chat = [ApprovedText(1, framed.text, "Tea.", "chat"), ApprovedText(2, "Co\n\n", "Co.")]
+    as_plain = [ApprovedText(1, framed.text, "Tea."), ApprovedText(2, "Co\n\n", "Co.")]
+    chat, plain = (build_corpus(from_articles(a), 0.5) for a in (as_chat, as_plain))
+    assert chat.train + chat.eval == plain.train + plain.eval
+    assert chat.hash != plain.hash
+    assert (chat.summary["chat_documents"], plain.summary["chat_documents"]) == (1, 0)
 
 
 def test_approved_chat_articles_are_read_as_chat_documents(
@@ -83,7 +105,7 @@ def test_approved_chat_articles_are_read_as_chat_documents(
             article.review_status = ArticleReviewStatus.APPROVED
     with database.session(write=False) as session:
         documents = from_articles(approved_texts(session))
-    assert [(d.text, d.chat) for d in documents] == [
-        (framed.text + "Body Tea.", True),
-        ("Co\n\nBody Co.", False),
+    assert [(d.text, d.reply_at) for d in documents] == [
+        (framed.text + "Body Tea.", len(framed.text)),
+        ("Co\n\nBody Co.", None),
     ]

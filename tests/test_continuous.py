@@ -194,7 +194,7 @@ def test_ngram_blocking_never_sees_another_rows_padding(
     assert [g.token_ids for g in shared] == [g.token_ids for g in alone]
 
 
-class _OutOfMemoryAbove(torch.nn.Module):
+class OutOfMemoryAbove(torch.nn.Module):
     """The hardware edge, faked: the real model, out of memory above `limit` rows."""
 
     def __init__(self, inner: Any, limit: int) -> None:
@@ -213,7 +213,7 @@ class _OutOfMemoryAbove(torch.nn.Module):
 
 
 def test_out_of_memory_halves_the_rows_in_use(tiny_model: LoadedModel) -> None:
-    limited = _OutOfMemoryAbove(tiny_model.model, limit=1)
+    limited = OutOfMemoryAbove(tiny_model.model, limit=1)
     config = DecodingConfig(max_new_tokens=5)
     requests = [GenerationRequest(i, p, config, seed=i) for i, p in enumerate(PROMPTS[:3])]
     out = _generations(Engine(replace(tiny_model, model=limited), batch_size=64), requests)

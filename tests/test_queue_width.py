@@ -8,6 +8,8 @@ than after the last of them (which gave each width a tail of its own, `bench/REA
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from articlegen.generator.decoding import DecodingConfig
@@ -15,6 +17,8 @@ from articlegen.generator.engine import Engine
 from articlegen.generator.kv_cache import InPlaceCache
 from articlegen.generator.loading import LoadedModel
 from articlegen.generator.requests import DecodeStep, Generation, GenerationRequest
+
+from .test_continuous import OutOfMemoryAbove
 
 
 def _request(key: int, words: int, new_tokens: int, **settings: object) -> GenerationRequest:
@@ -66,6 +70,19 @@ def test_every_width_and_row_count_writes_the_same_articles(tiny_model: LoadedMo
     for budget in (80, 200, 500, None):
         queued = _generations(Engine(tiny_model, batch_size=5, cache_tokens=budget), requests)
         assert [g.token_ids for g in queued] == [g.token_ids for g in alone], budget
+
+
+def test_out_of_memory_halves_the_rows_the_budget_allowed(tiny_model: LoadedModel) -> None:
+    # 64 rows asked for, the budget allows 4 (8 positions each), the hardware 2. Halving the
+    # rows alone (64 -> 32 -> ...) would leave the budget's 4 in use and fail again.
+    limited = OutOfMemoryAbove(tiny_model.model, limit=2)
+    requests = [_request(i, 1, 6) for i in range(6)]
+    engine = Engine(replace(tiny_model, model=limited), batch_size=64, cache_tokens=32)
+    out = _generations(engine, requests)
+    assert limited.failures == 1
+    assert {g.batch_size for g in out} == {2}
+    alone = [_generations(Engine(tiny_model, batch_size=1), [r])[0] for r in requests]
+    assert [g.token_ids for g in out] == [g.token_ids for g in alone]
 
 
 def test_resizing_keeps_the_rows_asked_for_and_zeroes_the_rest() -> None:

@@ -73,19 +73,52 @@ def test_the_form_offers_the_run_style_fields() -> None:
     assert (fields["prompt_format"]["default"], fields["system"]["default"]) == ("", "")
 
 
-def test_a_plain_run_with_a_system_message_is_refused_before_anything_is_claimed(
-    run_cli: CliHarness, database: Database, tmp_path: Path
+@pytest.mark.parametrize(
+    ("options", "env", "message"),
+    [
+        (
+            ["--prompt-format", "plain", "--system", "Be brief."],
+            {},
+            "the run asks for the plain form (--prompt-format plain, the form's `prompt_format`) "
+            "and gives its own system message (--system, the form's `system`)",
+        ),
+        (
+            ["--prompt-format", "plain"],
+            {"ARTICLEGEN_SYSTEM_MESSAGE": "Be brief."},
+            "and gives ARTICLEGEN_SYSTEM_MESSAGE, which every prompt then takes",
+        ),
+        (
+            ["--prompt-format", "chat"],
+            {},
+            "the run asks for the chat form (--prompt-format chat, the form's fields) but model",
+        ),
+        (["--system", "Be brief."], {}, "has no chat template: use an instruct model"),
+    ],
+)
+def test_a_run_style_every_prompt_would_fail_on_is_refused_before_anything_is_claimed(
+    run_cli: CliHarness,
+    database: Database,
+    tiny_model_dir: Path,
+    tmp_path: Path,
+    options: list[str],
+    env: dict[str, str],
+    message: str,
 ) -> None:
     path = tmp_path / "prompts.csv"
     path.write_text("topic\nTea\n", encoding="utf-8")
     assert run_cli("import", str(path)).exit_code == 0
     before = row_counts(database)
-    result = run_cli("generate", "--prompt-format", "plain", "--system", "Be brief.")
-    assert result.exit_code == 1
+    # The tiny GPT-2 has no chat template.
+    env = {**env, "ARTICLEGEN_MODEL": str(tiny_model_dir), "ARTICLEGEN_DEVICE": "cpu"}
+    result = run_cli("generate", "--batch-size", "2", *options, env=env)
+    assert result.exit_code == 1, result.output
     assert result.stderr.startswith("Error: ")
-    assert "`system` is set but `prompt_format` is `plain`" in result.stderr
+    assert message in result.stderr
     assert "Traceback" not in result.output + result.stderr
     assert row_counts(database) == before
+
+
+def test_an_unknown_prompt_format_is_a_usage_error(run_cli: CliHarness) -> None:
     bad = run_cli("generate", "--prompt-format", "markdown")
     assert bad.exit_code == 2
     assert "'markdown' is not one of 'plain', 'chat', 'auto'" in bad.stderr

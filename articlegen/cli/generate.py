@@ -29,6 +29,7 @@ from articlegen.runs import (
     RunProgress,
     batch_size_known,
     check_params,
+    check_style_fits,
     choose_batch_size,
     claimable,
     open_job,
@@ -85,6 +86,7 @@ def generate(app: App, /, dry_run: bool, **options: Any) -> None:
         name = params.model or app.settings.model
         with working(f"Loading model {name}…"):
             loaded = app.context.model(params.model)
+        check_style_fits(params, loaded)
         if loaded.random_weights:
             click.echo(
                 f"Note: {loaded.name} has random weights (`articlegen models init`): its "

@@ -16,6 +16,7 @@ from articlegen.core.errors import ConfigError
 from articlegen.core.settings import Settings
 from articlegen.db.claims import release, renew
 from articlegen.db.jobs import create_job, finish_job, get_job
+from articlegen.generator.chat import has_chat_template
 from articlegen.runs.context import context_for
 from articlegen.runs.observe import starting
 from articlegen.runs.params import GenerateParams
@@ -31,6 +32,7 @@ __all__ = [
     "batch_size_known",
     "cancel_requested",
     "check_params",
+    "check_style_fits",
     "choose_batch_size",
     "finish_run",
     "leases_kept",
@@ -46,8 +48,10 @@ def open_job(settings: Settings, params: GenerateParams) -> int:
 
 
 def check_params(settings: Settings, params: GenerateParams) -> None:
-    """What a run can check before it claims anything: its preset and template exist. A typo
-    is one message at the start, not every claimed prompt marked failed."""
+    """What a run can check before it claims anything: its preset and template exist, and its
+    own prompt format goes with its system message. A typo is one message at the start, not
+    every claimed prompt marked failed."""
+    _check_run_style(settings, params)
     context = context_for(settings)
     if params.preset is not None:
         context.presets.get(params.preset)
@@ -62,6 +66,38 @@ def check_params(settings: Settings, params: GenerateParams) -> None:
                 f"template {template}: no {' or '.join(missing)} in the templates "
                 f"(available: {', '.join(names)})"
             )
+
+
+def _check_run_style(settings: Settings, params: GenerateParams) -> None:
+    style = params.style
+    if style.prompt_format != "plain":
+        return
+    if style.system is not None:
+        where = "its own system message (--system, the form's `system`)"
+    elif settings.system_message is not None:
+        where = "ARTICLEGEN_SYSTEM_MESSAGE, which every prompt then takes"
+    else:
+        return
+    raise ConfigError(
+        f"the run asks for the plain form (--prompt-format plain, the form's `prompt_format`) "
+        f"and gives {where}: the plain form has no system message; use chat or auto (for an "
+        "instruct model), or drop the system message"
+    )
+
+
+def check_style_fits(params: GenerateParams, loaded: LoadedModel) -> None:
+    """`ConfigError` when the run asks every prompt for the chat form, or gives them all a
+    system message, and the model has no chat template: each prompt would fail alike."""
+    style = params.style
+    if has_chat_template(loaded.tokenizer) or style.prompt_format == "plain":
+        return
+    if style.prompt_format == "chat" or style.system is not None:
+        asked = "--prompt-format chat" if style.prompt_format == "chat" else "--system"
+        raise ConfigError(
+            f"the run asks for the chat form ({asked}, the form's fields) but model "
+            f"{loaded.name} has no chat template: use an instruct model (`articlegen models "
+            "list`), or drop the option"
+        )
 
 
 def choose_batch_size(settings: Settings, params: GenerateParams) -> GenerateParams:

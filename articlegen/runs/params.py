@@ -14,7 +14,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from articlegen.core.bounds import MAX_BATCH_SIZE, MAX_RUN_LIMIT, MAX_SHARDS, MAX_VARIANTS
 from articlegen.core.errors import ConfigError
-from articlegen.generator.chat import PromptStyle, settle_style
+from articlegen.generator.chat import PromptStyle
 from articlegen.generator.decoding import DecodingOverrides, parse_overrides
 
 __all__ = ["GenerateParams"]
@@ -51,7 +51,8 @@ class GenerateParams(BaseModel):
     style: PromptStyle = Field(
         default_factory=PromptStyle,
         description="Prompt format and system message over every prompt's own (and its "
-        "preset's, and the settings'); unset fields leave theirs.",
+        "preset's, and the settings'); unset fields leave theirs. Checked against the settings "
+        "and the model before a run claims anything (`runs.check_params`, `check_style_fits`).",
     )
     template: str | None = Field(
         default=None, description="Article template stem for prompts that name none."
@@ -92,14 +93,6 @@ class GenerateParams(BaseModel):
         "claimed and not written first, then the queue as it would have gone on (`articlegen "
         "jobs resume`).",
     )
-
-    @field_validator("style")
-    @classmethod
-    def _style_goes_together(cls, value: PromptStyle) -> PromptStyle:
-        try:
-            return settle_style(value)
-        except ConfigError as exc:
-            raise ValueError(str(exc)) from None
 
     @model_validator(mode="after")
     def _shard_in_range(self) -> GenerateParams:

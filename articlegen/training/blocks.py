@@ -4,19 +4,20 @@ GPT-2 saw its training data), and cut into blocks of a fixed number of tokens.
 A chat document (an approved article written in chat form) is a conversation the model's chat
 template wrote: it holds its special tokens already, so the tokenizer adds none (Llama's would
 add a second BOS), and it ends as the template ends the assistant's turn (`<|eot_id|>`), the
-token that ends an article in chat form."""
+token that ends an article in chat form. One another model's template wrote (its prompt does
+not end as this template opens a reply) is plain text to this model, and trains as such."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch.utils.data import Dataset
 
-from articlegen.generator.chat import turn_end
+from articlegen.generator.chat import reply_opening, turn_end
 
-__all__ = ["Blocks", "collate", "to_blocks", "token_stream"]
+__all__ = ["Blocks", "chat_documents", "collate", "to_blocks", "token_stream"]
 
 # Documents tokenised per call: the fast tokenizer works a batch in parallel, in Rust.
 _TOKENIZE_BATCH = 1_000
@@ -42,15 +43,27 @@ class Blocks(Dataset[list[int]]):
         return sum(len(b) for b in self.blocks)
 
 
-def token_stream(tokenizer: Any, documents: Sequence[str], chat: Collection[str] = ()) -> list[int]:
-    """Every document's tokens, each followed by the end-of-text token; the documents in
-    `chat` as their template wrote them, each followed by the end of the assistant's turn."""
+def chat_documents(tokenizer: Any, chat: Mapping[str, int]) -> set[str]:
+    """The documents of `chat` (text: where its reply starts) this tokenizer's template wrote."""
+    opening = reply_opening(tokenizer) if chat else ""
+    if not opening or not turn_end(tokenizer):
+        return set()
+    return {text for text, reply in chat.items() if text[:reply].endswith(opening)}
+
+
+def token_stream(
+    tokenizer: Any, documents: Sequence[str], chat: Mapping[str, int] | None = None
+) -> list[int]:
+    """Every document's tokens, each followed by the end-of-text token; the chat documents
+    this tokenizer's template wrote (`chat_documents`) as it wrote them, each followed by the
+    end of the assistant's turn."""
     eos = tokenizer.eos_token_id
-    ending = tokenizer(turn_end(tokenizer), add_special_tokens=False)["input_ids"] if chat else []
+    ours = chat_documents(tokenizer, chat or {})
+    ending = tokenizer(turn_end(tokenizer), add_special_tokens=False)["input_ids"] if ours else []
     stream: list[int] = []
     for start in range(0, len(documents), _TOKENIZE_BATCH):
         batch = list(documents[start : start + _TOKENIZE_BATCH])
-        is_chat = [text in chat for text in batch]
+        is_chat = [text in ours for text in batch]
         tokenized: dict[bool, list[list[int]]] = {}
         for form in (False, True):
             texts = [t for t, c in zip(batch, is_chat, strict=True) if c is form]
@@ -64,7 +77,7 @@ def token_stream(tokenizer: Any, documents: Sequence[str], chat: Collection[str]
         next_of = {form: iter(ids) for form, ids in tokenized.items()}
         for form in is_chat:
             stream.extend(next(next_of[form]))
-            if form and ending:
+            if form:
                 stream.extend(ending)
             elif eos is not None:
                 stream.append(eos)
@@ -72,7 +85,7 @@ def token_stream(tokenizer: Any, documents: Sequence[str], chat: Collection[str]
 
 
 def to_blocks(
-    tokenizer: Any, documents: Sequence[str], block_size: int, chat: Collection[str] = ()
+    tokenizer: Any, documents: Sequence[str], block_size: int, chat: Mapping[str, int] | None = None
 ) -> Blocks:
     """The documents as blocks of `block_size` tokens (those in `chat` are chat documents); a
     last, shorter block is kept when it holds two tokens or more (one to predict from, one to

@@ -12,7 +12,7 @@ import hashlib
 import io
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,7 +46,9 @@ class Document:
     text: str
     file: str | None = None
     article_id: int | None = None
-    chat: bool = False  # a chat conversation, written by the model's template
+    # A chat conversation (an approved article in chat form): where its reply starts. The
+    # conversation's markup is the template's of the model that wrote it.
+    reply_at: int | None = None
 
 
 @dataclass(frozen=True)
@@ -57,9 +59,10 @@ class Corpus:
     eval: list[str]
     hash: str
     summary: dict[str, Any] = field(default_factory=dict)
-    # The documents that are chat conversations: their template wrote their special tokens,
-    # and their turn must end as the template ends it (`training.blocks`).
-    chat: frozenset[str] = frozenset()
+    # The documents that are chat conversations, and where each one's reply starts: their
+    # template wrote their special tokens, and their turn must end as the template ends it
+    # (`training.blocks`).
+    chat: Mapping[str, int] = field(default_factory=dict)
 
 
 def check_files(paths: Sequence[Path]) -> None:
@@ -81,7 +84,11 @@ def from_articles(articles: Iterable[ApprovedText]) -> list[Document]:
     """Approved articles as documents: the text the model was given, then the approved text
     (in chat form, the conversation up to the assistant's turn, then the turn's text)."""
     return [
-        Document(a.prompt_text + a.body, article_id=a.article_id, chat=a.prompt_format == "chat")
+        Document(
+            a.prompt_text + a.body,
+            article_id=a.article_id,
+            reply_at=len(a.prompt_text) if a.prompt_format == "chat" else None,
+        )
         for a in articles
         if a.body.strip()
     ]
@@ -96,12 +103,13 @@ def build_corpus(documents: Sequence[Document], eval_fraction: float) -> Corpus:
     """
     documents = [d for d in documents if d.text.strip()]
     unique: dict[str, str] = {}
-    chat: set[str] = set()
+    chat: dict[str, int] = {}
     for document in documents:
         text = document.text.strip()
         kept = unique.setdefault(_digest(" ".join(text.split())), text)
-        if document.chat:
-            chat.add(kept)
+        if document.reply_at is not None and kept == text:
+            stripped = len(document.text) - len(document.text.lstrip())
+            chat[kept] = document.reply_at - stripped
     if len(unique) < 2:
         raise InputError(
             f"the corpus has {len(unique)} distinct document{'' if len(unique) == 1 else 's'} "
@@ -122,13 +130,16 @@ def build_corpus(documents: Sequence[Document], eval_fraction: float) -> Corpus:
         "files": sorted({d.file for d in documents if d.file is not None}),
         "articles": len(articles),
         "article_ids": _ranges(articles),
+        "chat_documents": len(chat),
     }
     return Corpus(
         train=[unique[k] for k in ordered[held_out:]],
         eval=[unique[k] for k in ordered[:held_out]],
-        hash=_digest("\n".join(ordered)),
+        # Chat documents are tokenized apart (`training.blocks`): the same texts read as chat
+        # are other training data, and a resumed run must see the very same.
+        hash=_digest("\n".join(ordered) + "".join(f"\nchat {_digest(t)}" for t in sorted(chat))),
         summary=summary,
-        chat=frozenset(chat),
+        chat=chat,
     )
 
 

@@ -8,7 +8,7 @@ continuation shares with the training corpus. Longer than the limit flags the mo
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -19,7 +19,7 @@ from articlegen.generator.decoding import DecodingConfig
 from articlegen.generator.engine import Engine
 from articlegen.generator.loading import LoadedModel
 from articlegen.generator.requests import Generation, GenerationRequest
-from articlegen.training.blocks import token_stream
+from articlegen.training.blocks import chat_documents, token_stream
 
 __all__ = ["Memorisation", "check_memorisation", "longest_shared_run", "reachable"]
 
@@ -54,7 +54,7 @@ def check_memorisation(
     samples: int,
     limit: int,
     block_size: int,
-    chat: Collection[str] = (),
+    chat: Mapping[str, int] | None = None,
 ) -> Memorisation:
     """Sample `samples` continuations of training documents' openings with `loaded` and
     measure their longest verbatim overlap with `documents` (the training split, those in
@@ -65,12 +65,21 @@ def check_memorisation(
     step = max(1, len(documents) // max(samples, 1))
     chosen = list(documents[::step])[:samples]
     config = DecodingConfig(do_sample=False, max_new_tokens=new_tokens)
+    ours = chat_documents(tokenizer, chat or {})
     requests = []
     for i, document in enumerate(chosen):
-        # The opening of a chat document holds its template's special tokens already.
-        plain = document not in chat
-        ids = tokenizer(document, verbose=False, add_special_tokens=plain)["input_ids"]
-        opening = str(tokenizer.decode(ids[:prefix]))
+        if document in ours:
+            # The whole conversation up to the reply (the same header in every document: as
+            # an opening it would be found everywhere), then the reply's first tokens. It
+            # holds its template's special tokens already.
+            reply = (chat or {})[document]
+            body = tokenizer(document[reply:], add_special_tokens=False)["input_ids"]
+            opening = document[:reply] + str(tokenizer.decode(body[:prefix]))
+        else:
+            # Without special tokens: the engine adds them, once.
+            ids = tokenizer(document, verbose=False, add_special_tokens=False)["input_ids"]
+            opening = str(tokenizer.decode(ids[:prefix]))
+        plain = document not in ours
         requests.append(GenerationRequest(i, opening, config, i, add_special_tokens=plain))
     written = [
         list(o.token_ids)
