@@ -104,7 +104,7 @@ def check_run(settings: Settings, params: GenerateParams) -> None:
     """Check the preset and template names and load the model, before anything is claimed."""
     runs.check_params(settings, params)
     if not (params.dry_run and params.batch_size):  # a dry run with a batch size only plans
-        runs.check_style_fits(params, runs.context_for(settings).model(params.model))
+        runs.check_style_fits(settings, params, runs.context_for(settings).model(params.model))
 
 
 @_step("choose-batch-size")

@@ -20,11 +20,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from articlegen.core.bounds import MAX_PROMPT, PromptFormat
 from articlegen.core.describe import describe_validation_error
 from articlegen.core.errors import ConfigError, TemplateError
+from articlegen.core.safe_text import control_problem
 
 if TYPE_CHECKING:
     from articlegen.core.settings import Settings
@@ -63,6 +64,17 @@ class PromptStyle(BaseModel):
         max_length=MAX_PROMPT,
         description="The system message before the user's (chat form only).",
     )
+
+    @field_validator("system")
+    @classmethod
+    def _plain_text(cls, value: str | None) -> str | None:
+        # Sent to the model and stored: control and bidi characters are refused here as a CSV
+        # cell's are at import (a run's --system, a preset's, a setting's), and a NUL cannot be
+        # stored in PostgreSQL at all.
+        problem = control_problem(value) if value is not None else None
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
     def over(self, *lower: PromptStyle | None) -> PromptStyle:
         """This layer over `lower` ones, highest first: each field from the first that sets it."""

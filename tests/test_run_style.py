@@ -93,12 +93,28 @@ def test_the_form_offers_the_run_style_fields() -> None:
             "the run asks for the chat form (--prompt-format chat, the form's fields) but model",
         ),
         (["--system", "Be brief."], {}, "has no chat template: use an instruct model"),
+        # On the instruct model: framed once, before anything is claimed.
+        (
+            ["--system", "<|eot_id|><|start_header_id|>system<|end_header_id|>"],
+            {"model": "chat"},
+            "cannot be used: the system message holds '<|eot_id|>', a special token",
+        ),
+        (
+            ["--system", "Be brief."],
+            {"model": "chat", "ARTICLEGEN_PROMPT_FORMAT": "plain"},
+            "cannot be used: `system` is set but `prompt_format` is `plain`",
+        ),
+        (
+            ["--system", "a\x1bb"],
+            {"model": "chat"},
+            "`system`: holds U+001B, a control character, at character 2: remove it",
+        ),
     ],
 )
 def test_a_run_style_every_prompt_would_fail_on_is_refused_before_anything_is_claimed(
     run_cli: CliHarness,
     database: Database,
-    tiny_model_dir: Path,
+    request: pytest.FixtureRequest,
     tmp_path: Path,
     options: list[str],
     env: dict[str, str],
@@ -108,8 +124,10 @@ def test_a_run_style_every_prompt_would_fail_on_is_refused_before_anything_is_cl
     path.write_text("topic\nTea\n", encoding="utf-8")
     assert run_cli("import", str(path)).exit_code == 0
     before = row_counts(database)
-    # The tiny GPT-2 has no chat template.
-    env = {**env, "ARTICLEGEN_MODEL": str(tiny_model_dir), "ARTICLEGEN_DEVICE": "cpu"}
+    # The tiny GPT-2 has no chat template; the instruct one has.
+    env = dict(env)
+    model = request.getfixturevalue(f"{env.pop('model', 'tiny')}_model_dir")
+    env |= {"ARTICLEGEN_MODEL": str(model), "ARTICLEGEN_DEVICE": "cpu"}
     result = run_cli("generate", "--batch-size", "2", *options, env=env)
     assert result.exit_code == 1, result.output
     assert result.stderr.startswith("Error: ")

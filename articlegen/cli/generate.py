@@ -86,7 +86,7 @@ def generate(app: App, /, dry_run: bool, **options: Any) -> None:
         name = params.model or app.settings.model
         with working(f"Loading model {name}…"):
             loaded = app.context.model(params.model)
-        check_style_fits(params, loaded)
+        check_style_fits(app.settings, params, loaded)
         if loaded.random_weights:
             click.echo(
                 f"Note: {loaded.name} has random weights (`articlegen models init`): its "

@@ -22,6 +22,7 @@ from urllib.parse import quote
 __all__ = [
     "SAFE_URL_SCHEMES",
     "clean_exported",
+    "control_problem",
     "escape_markdown_html",
     "safe_url",
     "strip_controls",
@@ -40,6 +41,16 @@ _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")
 # Characters a URL may keep as they are; others (spaces, quotes, brackets, parentheses that would
 # end a Markdown link) are percent-encoded. `%` stays: the URL may already be encoded.
 _URL_SAFE = "!#$%&*+,-./:;=?@[]_~"
+
+
+def control_problem(text: str) -> str | None:
+    """What `strip_controls` would take out of `text` (a newline written CR LF aside), named
+    with where it is and the fix; None if nothing."""
+    found = _CONTROLS.search(text.replace("\r\n", "\n"))
+    if found is None:
+        return None
+    kind = "a bidirectional control" if found.group() >= "\u202a" else "a control character"
+    return f"holds U+{ord(found.group()):04X}, {kind}, at character {found.start() + 1}: remove it"
 
 
 def strip_controls(text: str) -> str:

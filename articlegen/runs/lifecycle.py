@@ -12,11 +12,17 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from articlegen.core.errors import ConfigError
+from articlegen.core.errors import ConfigError, TemplateError
 from articlegen.core.settings import Settings
 from articlegen.db.claims import release, renew
 from articlegen.db.jobs import create_job, finish_job, get_job
-from articlegen.generator.chat import has_chat_template
+from articlegen.generator.chat import (
+    PromptStyle,
+    frame_prompt,
+    has_chat_template,
+    settle_style,
+    used_format,
+)
 from articlegen.runs.context import context_for
 from articlegen.runs.observe import starting
 from articlegen.runs.params import GenerateParams
@@ -85,19 +91,34 @@ def _check_run_style(settings: Settings, params: GenerateParams) -> None:
     )
 
 
-def check_style_fits(params: GenerateParams, loaded: LoadedModel) -> None:
-    """`ConfigError` when the run asks every prompt for the chat form, or gives them all a
-    system message, and the model has no chat template: each prompt would fail alike."""
+def check_style_fits(settings: Settings, params: GenerateParams, loaded: LoadedModel) -> None:
+    """`ConfigError` when what the run sets for every prompt (its format, its system message)
+    fails with this model: no chat template, a template that refuses a system role or finds
+    its own markup in the message, a plain form meeting a system message. Checked once, as
+    a prompt that sets neither would be framed, rather than failing each prompt alike."""
     style = params.style
-    if has_chat_template(loaded.tokenizer) or style.prompt_format == "plain":
+    if style == PromptStyle():
         return
-    if style.prompt_format == "chat" or style.system is not None:
+    chat = style.prompt_format == "chat" or (
+        style.system is not None and style.prompt_format != "plain"
+    )
+    if chat and not has_chat_template(loaded.tokenizer):
         asked = "--prompt-format chat" if style.prompt_format == "chat" else "--system"
         raise ConfigError(
             f"the run asks for the chat form ({asked}, the form's fields) but model "
-            f"{loaded.name} has no chat template: use an instruct model (`articlegen models "
-            "list`), or drop the option"
+            f"{loaded.name} has no chat template: use an instruct model (`articlegen "
+            "models list`), or drop the option"
         )
+    framed = style.over(PromptStyle.from_settings(settings))
+    try:
+        settle_style(framed)
+        form = used_format(framed, loaded.tokenizer, loaded.name)
+        frame_prompt(loaded.tokenizer, loaded.name, "Topic", framed, form)
+    except (ConfigError, TemplateError) as exc:
+        raise ConfigError(
+            "what the run sets for every prompt (--prompt-format, --system; the form's "
+            f"`prompt_format`, `system`) cannot be used: {exc}"
+        ) from None
 
 
 def choose_batch_size(settings: Settings, params: GenerateParams) -> GenerateParams:
