@@ -103,7 +103,8 @@ def open_job(settings: Settings, params: GenerateParams) -> int:
 def check_run(settings: Settings, params: GenerateParams) -> None:
     """Check the preset and template names and load the model, before anything is claimed."""
     runs.check_params(settings, params)
-    if not (params.dry_run and params.batch_size):  # a dry run with a batch size only plans
+    # A dry run with a batch size only plans: no model, unless the run frames every prompt.
+    if not (params.dry_run and params.batch_size) or params.style.fields():
         runs.check_style_fits(settings, params, runs.context_for(settings).model(params.model))
 
 
@@ -248,8 +249,7 @@ def generate_articles(
 
 
 def _settled(finishing: PrefectFuture[BatchReport], reports: list[BatchReport]) -> float:
-    """Wait for the batch that is finishing and keep its report; returns the seconds waited.
-    Raises what failed it."""
+    """Wait for the finishing batch and keep its report (or raise what failed it): seconds."""
     started = time.perf_counter()
     reports.append(finishing.result())
     return time.perf_counter() - started

@@ -74,7 +74,7 @@ def test_a_corpus_read_as_chat_is_other_training_data(chat_model: LoadedModel) -
     chat, plain = (build_corpus(from_articles(a), 0.5) for a in (as_chat, as_plain))
     assert chat.train + chat.eval == plain.train + plain.eval
     assert chat.hash != plain.hash
-    assert (chat.summary["chat_documents"], plain.summary["chat_documents"]) == (1, 0)
+    assert (chat.summary["chat_form_articles"], plain.summary["chat_form_articles"]) == (1, 0)
 
 
 def test_approved_chat_articles_are_read_as_chat_documents(

@@ -93,6 +93,7 @@ def test_the_form_offers_the_run_style_fields() -> None:
             "the run asks for the chat form (--prompt-format chat, the form's fields) but model",
         ),
         (["--system", "Be brief."], {}, "has no chat template: use an instruct model"),
+        (["--dry-run", "--prompt-format", "chat"], {}, "has no chat template"),
         # On the instruct model: framed once, before anything is claimed.
         (
             ["--system", "<|eot_id|><|start_header_id|>system<|end_header_id|>"],

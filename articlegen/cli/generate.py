@@ -80,6 +80,10 @@ def generate(app: App, /, dry_run: bool, **options: Any) -> None:
         _nothing_to_generate(app, params)
         return
     check_prefect_api()  # before the model loads and the job row is written
+    if dry_run and params.style.fields():
+        # A dry run plans without the model, but framing that would fail is said before the
+        # run's job row exists, as for a real run.
+        check_style_fits(app.settings, params, app.context.model(params.model))
     if not dry_run:
         # The model loaded here is the one the in-process run uses: one load per process. The
         # batch size is fixed here too, where a spinner can say why the first run waits.

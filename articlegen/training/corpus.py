@@ -130,7 +130,8 @@ def build_corpus(documents: Sequence[Document], eval_fraction: float) -> Corpus:
         "files": sorted({d.file for d in documents if d.file is not None}),
         "articles": len(articles),
         "article_ids": _ranges(articles),
-        "chat_documents": len(chat),
+        # Written in chat form; those another model's template wrote train as plain text.
+        "chat_form_articles": len(chat),
     }
     return Corpus(
         train=[unique[k] for k in ordered[held_out:]],
