@@ -17,17 +17,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Annotated, Any, Literal, ParamSpec, TypeVar, cast
+from typing import Annotated, Literal, cast
 from uuid import UUID
 
-from prefect import State, Task, flow, get_run_logger, task
+from prefect import State, flow, get_run_logger
 from prefect.artifacts import (
     create_markdown_artifact,
     create_progress_artifact,
     create_table_artifact,
     update_progress_artifact,
 )
-from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
@@ -35,12 +34,12 @@ from prefect.states import Failed
 from prefect.utilities.annotations import quote
 from pydantic import Field
 from pydantic.json_schema import SkipJsonSchema
-from sqlalchemy.exc import IntegrityError
 
 from articlegen import runs
 from articlegen.core.bounds import MAX_BATCH_SIZE, MAX_RUN_LIMIT, MAX_VARIANTS
-from articlegen.core.errors import ArticlegenError, ConfigError, DatabaseError, PromptsFailed
+from articlegen.core.errors import ConfigError, PromptsFailed
 from articlegen.core.settings import Settings, load_settings
+from articlegen.flows.steps import step
 from articlegen.runs import (
     BatchReport,
     GeneratedBatch,
@@ -59,47 +58,14 @@ __all__ = ["generate_articles", "run_generate"]
 # call per this many seconds at most, whatever the decoding speed.
 PROGRESS_EVERY = 2.0
 
-P = ParamSpec("P")
-R = TypeVar("R")
 
-
-def _transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry a failed task unless the failure is the user's to fix (bad input, settings)."""
-    try:
-        state.result()
-    except DatabaseError:
-        return True  # a lock or a dropped connection: worth another try
-    except (ArticlegenError, IntegrityError):
-        # A user's mistake, or a write that collided with another run's: retrying would
-        # only repeat it, or write a duplicate version.
-        return False
-    except Exception:
-        return True
-    return False
-
-
-def _step(
-    name: str, run_name: str | None = None, tags: list[str] | None = None
-) -> Callable[[Callable[P, R]], Task[P, R]]:
-    """A run step: retried with backoff on transient failures, never cached."""
-    return task(
-        name=name,
-        task_run_name=run_name,
-        tags=tags,
-        retries=2,
-        retry_delay_seconds=[2, 10],
-        retry_condition_fn=_transient,
-        cache_policy=NO_CACHE,
-    )
-
-
-@_step("open-job")
+@step("open-job")
 def open_job(settings: Settings, params: GenerateParams) -> int:
     """Create the job row."""
     return runs.open_job(settings, params)
 
 
-@_step("check-run")
+@step("check-run")
 def check_run(settings: Settings, params: GenerateParams) -> None:
     """Check the preset and template names and load the model, before anything is claimed."""
     runs.check_params(settings, params)
@@ -108,26 +74,26 @@ def check_run(settings: Settings, params: GenerateParams) -> None:
         runs.check_style_fits(settings, params, runs.context_for(settings).model(params.model))
 
 
-@_step("choose-batch-size")
+@step("choose-batch-size")
 def choose_batch_size(settings: Settings, params: GenerateParams) -> GenerateParams:
     """Fix the batch size: the one asked for, else the hardware's (measured once, cached)."""
     return runs.choose_batch_size(settings, params)
 
 
-@_step("plan-run")
+@step("plan-run")
 def plan_run(settings: Settings, params: GenerateParams) -> RunPlan:
     """A dry run's plan: the batches a run would write; claims nothing."""
     return runs.plan_run(settings, params)
 
 
-@_step("start-run")
+@step("start-run")
 def start_run(settings: Settings, job_id: int, params: GenerateParams) -> int:
     """Mark the job running; returns the articles it would write alone (other runs may take
     some: they share the queue)."""
     return runs.start_run(settings, job_id, params, str(flow_run.get_id() or ""))
 
 
-@_step("claim-batch", run_name="job-{job_id}-claim-{number}")
+@step("claim-batch", run_name="job-{job_id}-claim-{number}")
 def claim_batch(
     settings: Settings, job_id: int, number: int, params: GenerateParams, claimed: int
 ) -> list[int]:
@@ -137,7 +103,7 @@ def claim_batch(
 
 # The tag lets a Prefect concurrency limit cap how many batches generate at once (one GPU
 # each): `prefect concurrency-limit create articlegen-generation 1`.
-@_step(
+@step(
     "generate-batch",
     run_name="job-{job_id}-batch-{number}-generate",
     tags=["articlegen-generation"],
@@ -160,7 +126,7 @@ def generate_batch(
         return runs.generate_batch(settings, job_id, number, prompt_ids, params)
 
 
-@_step("finish-batch", run_name="job-{job_id}-batch-{number}-finish")
+@step("finish-batch", run_name="job-{job_id}-batch-{number}-finish")
 def finish_batch(
     settings: Settings, job_id: int, number: int, batch: GeneratedBatch
 ) -> BatchReport:
@@ -168,7 +134,7 @@ def finish_batch(
     return runs.finish_batch(settings, batch)
 
 
-@_step("finish-job")
+@step("finish-job")
 def finish_job(
     settings: Settings, job_id: int, error: str | None = None, cancelled: bool = False
 ) -> RunResult:
@@ -255,6 +221,18 @@ def _settled(finishing: PrefectFuture[BatchReport], reports: list[BatchReport]) 
     return time.perf_counter() - started
 
 
+def _abandon_on_failure(job_id: int) -> Callable[[PrefectFuture[BatchReport]], None]:
+    """A batch that failed to finish (for good: retries are over) fails the run: the batch
+    generating meanwhile stops at its next step rather than when it ends."""
+
+    def heard(future: PrefectFuture[BatchReport]) -> None:
+        future.wait(0)  # done: this reads its final state
+        if not future.state.is_completed():
+            runs.abandon(job_id)
+
+    return heard
+
+
 def _log_batch(reports: list[BatchReport], warnings: list[str]) -> None:
     """Log the last batch finished, and each decoding warning the first time it comes."""
     report = reports[-1]
@@ -271,6 +249,9 @@ def _run(params: GenerateParams, job_id: int | None) -> RunResult | State[RunRes
     CompletedWithErrors (its written articles are kept)."""
     started = time.perf_counter()
     settings = load_settings()
+    checked = job_id is None
+    if checked:  # a run refused here (a typo in the form) leaves no job row behind
+        check_run(settings, params)
     job_id = job_id or open_job(settings, params)
     reports: list[BatchReport] = []
     warnings: list[str] = []
@@ -285,7 +266,8 @@ def _run(params: GenerateParams, job_id: int | None) -> RunResult | State[RunRes
             0.0, key=f"job-{job_id}-progress", description="Loading the model…"
         )
         assert isinstance(progress, UUID)  # the sync API, called from a sync flow
-        check_run(settings, params)
+        if not checked:  # `jobs resume`: the model or the settings may have changed since
+            check_run(settings, params)
         asked = params  # as given: the summary lists what the user set, not what was measured
         if params.batch_size is None:
             update_progress_artifact(
@@ -327,6 +309,7 @@ def _run(params: GenerateParams, job_id: int | None) -> RunResult | State[RunRes
                 # futures, in this thread, while the model waits. The task gets the batch itself.
                 quoted = cast(GeneratedBatch, quote(batch))
                 finishing = finish_batch.submit(settings, job_id, number, quoted)
+                finishing.add_done_callback(_abandon_on_failure(job_id))
             if finishing is not None:
                 waited += _settled(finishing, reports)
                 finishing = None

@@ -107,9 +107,10 @@ class Engine:
             if needed > context:
                 outcomes[index] = GenerationFailure(
                     request.key,
-                    f"the prompt is {len(ids)} tokens; with max_new_tokens "
+                    f"{_what(request)} is {len(ids)} tokens; with max_new_tokens "
                     f"{request.config.max_new_tokens} that is {needed}, over the model's context "
-                    f"of {context} tokens: shorten the prompt or lower max_new_tokens",
+                    f"of {context} tokens: shorten the prompt{_or_system(request)} or lower "
+                    "max_new_tokens",
                 )
                 continue
             runnable.append(Prepared(index, request, ids))
@@ -171,3 +172,12 @@ class Engine:
 
 def _stopped(prepared: Prepared) -> GenerationFailure:
     return GenerationFailure(prepared.request.key, "the run was stopped first", stopped=True)
+
+
+def _what(request: GenerationRequest) -> str:
+    # In chat form the text measured is the template's, around a system message perhaps.
+    return "the prompt" if request.add_special_tokens else "the prompt in chat form"
+
+
+def _or_system(request: GenerationRequest) -> str:
+    return "" if request.add_special_tokens else " (or its system message)"

@@ -349,6 +349,15 @@ def test_a_prompt_too_long_for_the_context_fails_alone(tiny_model: LoadedModel) 
     assert failure.reason.endswith(
         "over the model's context of 512 tokens: shorten the prompt or lower max_new_tokens"
     )
+    # A chat-form prompt (no special tokens added: the template wrote them) may be long for
+    # its system message: the message says so rather than blame the topic.
+    chat = GenerationRequest("chat", long_prompt, config, 4, add_special_tokens=False)
+    (chat_failure,) = engine.generate([chat])
+    assert isinstance(chat_failure, GenerationFailure)
+    assert chat_failure.reason.startswith("the prompt in chat form is ")
+    assert chat_failure.reason.endswith(
+        "shorten the prompt (or its system message) or lower max_new_tokens"
+    )
 
 
 class _MemoryLimitedModel(torch.nn.Module):

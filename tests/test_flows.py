@@ -245,6 +245,7 @@ def test_a_run_from_the_form_fields(flow_env: Database) -> None:
         ({"more_decoding": "{temperature: 0.5}"}, "more_decoding: not JSON ("),
         ({"more_decoding": "[1, 2]"}, "more_decoding: give a JSON object of settings"),
         ({"template": "newsletter"}, "template newsletter: no newsletter.md.j2"),
+        ({"prompt_format": "chat"}, "has no chat template: use an instruct model"),
         (
             {"params": GenerateParams(), "limit": 3},
             "give either params or the form's fields, not both (limit)",
@@ -259,6 +260,8 @@ def test_bad_form_fields_fail_the_run_with_a_message_before_it_claims(
     assert message in (state.message or "")
     with flow_env.session(write=False) as session:
         assert {p.status for p in session.scalars(select(Prompt))} == {PromptStatus.PENDING}
+        # Refused before its job row was written: the jobs list shows no failed run.
+        assert session.scalars(select(Job)).all() == []
 
 
 def test_dry_run_flow_claims_nothing(flow_env: Database) -> None:
@@ -281,7 +284,7 @@ def test_dry_run_flow_claims_nothing(flow_env: Database) -> None:
 def test_retries_are_for_transient_failures_only(error: Exception, retried: bool) -> None:
     from prefect.states import Failed
 
-    from articlegen.flows.generate import _transient
+    from articlegen.flows.steps import _transient
 
     assert _transient(None, None, Failed(data=error)) is retried
 
@@ -292,11 +295,10 @@ def test_a_model_that_cannot_load_fails_the_run_before_it_claims(flow_env: Datab
     with pytest.raises(ModelError, match="model directory /nonexistent/model does not exist"):
         run_generate(GenerateParams(model="/nonexistent/model", limit=4, batch_size=2))
     with flow_env.session(write=False) as session:
-        job = session.scalars(select(Job)).one()
+        jobs = session.scalars(select(Job)).all()
         statuses = {p.status for p in session.scalars(select(Prompt))}
         attempts = sorted(p.attempts for p in session.scalars(select(Prompt)))
-    assert job.status is JobStatus.FAILED
-    assert (job.error or "").startswith("ModelError: model directory /nonexistent/model")
+    assert jobs == []  # refused before its job row, as the CLI refuses it
     assert statuses == {PromptStatus.PENDING}  # nothing stuck in `claimed`
     # The model is loaded before anything is claimed: no prompt spent an attempt on a typo.
     assert attempts == [0] * 12

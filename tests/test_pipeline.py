@@ -22,7 +22,9 @@ from prefect.client.orchestration import get_client
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from articlegen import runs
 from articlegen.core.errors import ConfigError
+from articlegen.core.settings import load_settings
 from articlegen.db import Article, Database, Job, JobStatus, Prompt, PromptStatus
 from articlegen.db.jobs import request_cancel
 from articlegen.db.prompts import apply_upsert, plan_upsert
@@ -38,6 +40,7 @@ from articlegen.runs import (
     stage_seconds,
     summary_markdown,
 )
+from articlegen.runs.lifecycle import CancelWatch
 
 from .test_flows import prefect_server  # noqa: F401  (the session's Prefect server)
 
@@ -191,11 +194,21 @@ def test_a_failed_write_back_gives_back_its_batch_and_the_one_generated_beside_i
         for statement in FAIL_BATCH_2[db.engine.dialect.name]:
             connection.exec_driver_sql(statement)
     steps: Steps = []
-    with (
-        observing_batches(lambda job, number, step: steps.append((number, step))),
-        pytest.raises(IntegrityError, match="disk full"),
-    ):
+    abandoned: list[bool] = []
+
+    def observe(job: int, number: int, step: BatchStep) -> None:
+        steps.append((number, step))
+        if (number, step) == (3, "generate"):
+            # Batch 3 waits for batch 2's failure: once heard, the run abandons batch 3,
+            # which stops at its first decoding step (`CancelWatch`) instead of running on.
+            deadline = time.monotonic() + PATIENCE
+            while not runs.abandoned(job) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            abandoned.append(runs.abandoned(job))
+
+    with observing_batches(observe), pytest.raises(IntegrityError, match="disk full"):
         run_generate(PARAMS)
+    assert abandoned == [True]
     # Batch 3 was generated while batch 2 failed to finish; it was never finished, and batch 4
     # never started.
     assert (3, "generate") in steps
@@ -277,6 +290,20 @@ def test_cancel_stops_a_batch_within_a_decoding_step_and_keeps_what_ended(
     again = run_generate(PARAMS)
     assert (again.status, again.done) == ("completed", PROMPTS - result.done)
     _exactly_once(db)
+
+
+def test_an_abandoned_run_stops_generating_until_the_job_runs_again(db: Database) -> None:
+    settings = load_settings()
+    job_id = runs.open_job(settings, PARAMS)
+    watch = CancelWatch(settings, job_id, every=0.0)  # the engine's `stop` for this job
+    assert watch() is False  # read from the database: not cancelled
+    runs.abandon(job_id)
+    assert watch() is True
+    other = runs.open_job(settings, PARAMS)
+    assert CancelWatch(settings, other)() is False  # another job's run goes on
+    # `jobs resume`: the job's next run starts, and what its last run abandoned is over.
+    assert runs.start_run(settings, job_id, PARAMS) == PROMPTS
+    assert (runs.abandoned(job_id), watch()) == (False, False)
 
 
 def test_finishing_counts_towards_the_run_time_only_through_the_wait() -> None:

@@ -108,7 +108,24 @@ def test_the_form_offers_the_run_style_fields() -> None:
         (
             ["--system", "a\x1bb"],
             {"model": "chat"},
-            "`system`: holds U+001B, a control character, at character 2: remove it",
+            "`system`: holds the control character U+001B at character 2: remove it",
+        ),
+        # The run's preset is the layer under it, for every prompt that names none.
+        (
+            ["--prompt-format", "plain", "--preset", "briefed"],
+            {"presets": '[briefed]\nsystem = "Be brief."\n'},
+            "gives preset briefed, which sets a system message for the prompts naming none",
+        ),
+        (
+            ["--preset", "briefed"],
+            {"presets": '[briefed]\nsystem = "Be brief."\n'},
+            "the prompt has a system message, but model",
+        ),
+        # A system message longer than the context would fail every prompt alike.
+        (
+            ["--system", "word " * 600],
+            {"model": "chat"},
+            "around a one-word prompt, is 6",
         ),
     ],
 )
@@ -128,6 +145,9 @@ def test_a_run_style_every_prompt_would_fail_on_is_refused_before_anything_is_cl
     # The tiny GPT-2 has no chat template; the instruct one has.
     env = dict(env)
     model = request.getfixturevalue(f"{env.pop('model', 'tiny')}_model_dir")
+    if "presets" in env:
+        (tmp_path / "presets.toml").write_text(env.pop("presets"), encoding="utf-8")
+        env["ARTICLEGEN_PRESETS_FILE"] = str(tmp_path / "presets.toml")
     env |= {"ARTICLEGEN_MODEL": str(model), "ARTICLEGEN_DEVICE": "cpu"}
     result = run_cli("generate", "--batch-size", "2", *options, env=env)
     assert result.exit_code == 1, result.output

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import html
 import re
+import unicodedata
 from typing import Any
 from urllib.parse import quote
 
@@ -32,6 +33,9 @@ SAFE_URL_SCHEMES = ("http", "https", "mailto")
 # C0 but tab and newline (carriage returns are turned into newlines first), DEL, C1, and the
 # bidirectional embeddings, overrides and isolates.
 _CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# The same but carriage returns: what plain text taken in (a cell, a system message) may not hold.
+_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_C1_NAMES = {"\x85": "NEXT LINE"}  # unicodedata names no C0/C1 control but through aliases
 # Where `&` starts what HTML would decode: a named, decimal or hexadecimal reference.
 _REFERENCE = re.compile(r"&(?=[A-Za-z][A-Za-z0-9]*;|#[0-9]+;|#[xX][0-9A-Fa-f]+;)")
 # What a browser ignores, or a reader cannot see, inside a scheme: dropped before reading it, so
@@ -43,14 +47,25 @@ _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")
 _URL_SAFE = "!#$%&*+,-./:;=?@[]_~"
 
 
-def control_problem(text: str) -> str | None:
-    """What `strip_controls` would take out of `text` (a newline written CR LF aside), named
-    with where it is and the fix; None if nothing."""
-    found = _CONTROLS.search(text.replace("\r\n", "\n"))
+def control_problem(value: str) -> str | None:
+    """Why `value` cannot be taken as plain text (its first control or bidi character, named,
+    with where it is and the fix), or None. A carriage return is whitespace here, as in a CSV
+    cell: `strip_controls` turns it into a newline rather than take it out."""
+    found = _FORBIDDEN.search(value)
     if found is None:
         return None
-    kind = "a bidirectional control" if found.group() >= "\u202a" else "a control character"
-    return f"holds U+{ord(found.group()):04X}, {kind}, at character {found.start() + 1}: remove it"
+    char = found.group()
+    code = f"U+{ord(char):04X}"
+    name = unicodedata.name(char, "") or _C1_NAMES.get(char, "")
+    label = f"{code} ({name})" if name else code
+    where = f"at character {found.start() + 1}"
+    if char >= "\u202a":
+        return (
+            f"holds {label} {where}, a bidirectional control that makes text display in "
+            "another order than it is stored: remove it (use plain text; a right-to-left "
+            "language needs no such character)"
+        )
+    return f"holds the control character {label} {where}: remove it"
 
 
 def strip_controls(text: str) -> str:

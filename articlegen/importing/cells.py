@@ -17,34 +17,9 @@ and its content key would no longer match the row they re-import.
 
 from __future__ import annotations
 
-import re
-import unicodedata
+from articlegen.core.safe_text import control_problem
 
 __all__ = ["control_problem", "control_problems", "formula_problems"]
-
-_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-_BIDI = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-_C1_NAMES = {"\x85": "NEXT LINE"}  # unicodedata names no C0/C1 control but through aliases
-
-
-def control_problem(value: str) -> str | None:
-    """Why `value` can't be imported as text (its first forbidden character, named, and where
-    it is), or None."""
-    found = _FORBIDDEN.search(value)
-    if found is None:
-        return None
-    char = found.group()
-    code = f"U+{ord(char):04X}"
-    name = unicodedata.name(char, "") or _C1_NAMES.get(char, "")
-    label = f"{code} ({name})" if name else code
-    where = f"at character {found.start() + 1}"
-    if char in _BIDI:
-        return (
-            f"holds {label} {where}, a bidirectional control that makes text display in "
-            "another order than it is stored: remove it (use plain text; a right-to-left "
-            "language needs no such character)"
-        )
-    return f"holds the control character {label} {where}: remove it"
 
 
 def control_problems(cells: dict[str, str]) -> list[str]:

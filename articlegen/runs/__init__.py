@@ -23,6 +23,8 @@ from articlegen.runs.batch import (
 from articlegen.runs.context import RunContext, close_contexts, context_for
 from articlegen.runs.form import params_from_form
 from articlegen.runs.lifecycle import (
+    abandon,
+    abandoned,
     batch_size_known,
     cancel_requested,
     check_params,
@@ -48,6 +50,8 @@ __all__ = [
     "RunPlan",
     "RunProgress",
     "RunResult",
+    "abandon",
+    "abandoned",
     "batch_size_known",
     "cancel_requested",
     "check_params",

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 _log = logging.getLogger(__name__)
 
 __all__ = [
+    "abandon",
+    "abandoned",
     "batch_size_known",
     "cancel_requested",
     "check_params",
@@ -78,8 +80,11 @@ def _check_run_style(settings: Settings, params: GenerateParams) -> None:
     style = params.style
     if style.prompt_format != "plain":
         return
+    preset = context_for(settings).presets.get(params.preset) if params.preset else None
     if style.system is not None:
         where = "its own system message (--system, the form's `system`)"
+    elif preset is not None and preset.style.system is not None:
+        where = f"preset {preset.name}, which sets a system message for the prompts naming none"
     elif settings.system_message is not None:
         where = "ARTICLEGEN_SYSTEM_MESSAGE, which every prompt then takes"
     else:
@@ -97,7 +102,8 @@ def check_style_fits(settings: Settings, params: GenerateParams, loaded: LoadedM
     its own markup in the message, a plain form meeting a system message. Checked once, as
     a prompt that sets neither would be framed, rather than failing each prompt alike."""
     style = params.style
-    if style == PromptStyle():
+    preset = context_for(settings).presets.get(params.preset) if params.preset else None
+    if style == PromptStyle() and (preset is None or preset.style == PromptStyle()):
         return
     chat = style.prompt_format == "chat" or (
         style.system is not None and style.prompt_format != "plain"
@@ -109,16 +115,24 @@ def check_style_fits(settings: Settings, params: GenerateParams, loaded: LoadedM
             f"{loaded.name} has no chat template: use an instruct model (`articlegen "
             "models list`), or drop the option"
         )
-    framed = style.over(PromptStyle.from_settings(settings))
+    # Framed as a prompt naming no preset of its own and setting neither field would be.
+    framed = style.over(preset.style if preset else None, PromptStyle.from_settings(settings))
     try:
         settle_style(framed)
         form = used_format(framed, loaded.tokenizer, loaded.name)
-        frame_prompt(loaded.tokenizer, loaded.name, "Topic", framed, form)
+        text = frame_prompt(loaded.tokenizer, loaded.name, "Topic", framed, form).text
     except (ConfigError, TemplateError) as exc:
         raise ConfigError(
-            "what the run sets for every prompt (--prompt-format, --system; the form's "
-            f"`prompt_format`, `system`) cannot be used: {exc}"
+            "what the run sets for every prompt (--prompt-format, --system, --preset; the "
+            f"form's `prompt_format`, `system`, `preset`) cannot be used: {exc}"
         ) from None
+    tokens = len(loaded.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+    if tokens >= loaded.context_length:
+        raise ConfigError(
+            f"the system message, framed by model {loaded.name}'s chat template around a one-word "
+            f"prompt, is {tokens:,} tokens, and the model reads at most {loaded.context_length:,} "
+            "(its context): no prompt would fit; shorten the system message"
+        )
 
 
 def choose_batch_size(settings: Settings, params: GenerateParams) -> GenerateParams:
@@ -180,10 +194,37 @@ def cancel_requested(settings: Settings, job_id: int) -> bool:
 # this and one decoding step, for one small read a second at most.
 CANCEL_POLL_SECONDS = 1.0
 
+# Jobs whose run is failing in this process: a batch's write-back failed for good while the
+# next batch generates. That batch stops at its next decoding step (`CancelWatch`) rather than
+# spend the GPU on articles the failing run would give back unwritten.
+_abandoned: set[int] = set()
+_abandoned_lock = threading.Lock()
+
+
+def abandon(job_id: int) -> None:
+    """Stop what the job is generating in this process, at its next decoding step."""
+    with _abandoned_lock:
+        _abandoned.add(job_id)
+
+
+def abandoned(job_id: int) -> bool:
+    """Whether `abandon(job_id)` was called since the job's run started."""
+    with _abandoned_lock:
+        return job_id in _abandoned
+
+
+def forget_abandoned(job_id: int) -> None:
+    """A run of the job starts (`jobs resume`) or ends: no `abandon` of an earlier run holds.
+    A run's last abandon may land after its end (a future's callback runs after its waiter
+    wakes), hence both."""
+    with _abandoned_lock:
+        _abandoned.discard(job_id)
+
 
 class CancelWatch:
-    """Whether `jobs cancel` asked the job to stop, as the engine's `stop`: it is asked after
-    every decoding step, and reads the database at most every `every` seconds."""
+    """Whether `jobs cancel` asked the job to stop, or its run `abandon`ed it, as the engine's
+    `stop`: it is asked after every decoding step, and reads the database at most every
+    `every` seconds."""
 
     def __init__(self, settings: Settings, job_id: int, every: float = CANCEL_POLL_SECONDS):
         self.settings = settings
@@ -193,6 +234,8 @@ class CancelWatch:
         self._requested = False
 
     def __call__(self) -> bool:
+        if abandoned(self.job_id):
+            return True
         now = time.monotonic()
         if not self._requested and now - self._checked >= self.every:
             self._checked = now
@@ -214,6 +257,7 @@ def finish_run(
     does, with its error in each prompt's history (and a prompt claimed
     ARTICLEGEN_MAX_ATTEMPTS times fails)."""
     forget_progress(job_id)  # whoever displays it holds its own reference
+    forget_abandoned(job_id)
     with context_for(settings).database.session() as session:
         if cancelled:
             release(session, job_id, uncount=True)

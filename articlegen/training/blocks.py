@@ -58,30 +58,31 @@ def token_stream(
     this tokenizer's template wrote (`chat_documents`) as it wrote them, each followed by the
     end of the assistant's turn."""
     eos = tokenizer.eos_token_id
-    ours = chat_documents(tokenizer, chat or {})
+    chat = chat or {}
+    ours = chat_documents(tokenizer, chat)
     ending = tokenizer(turn_end(tokenizer), add_special_tokens=False)["input_ids"] if ours else []
     stream: list[int] = []
     for start in range(0, len(documents), _TOKENIZE_BATCH):
         batch = list(documents[start : start + _TOKENIZE_BATCH])
-        is_chat = [text in ours for text in batch]
-        tokenized: dict[bool, list[list[int]]] = {}
-        for form in (False, True):
-            texts = [t for t, c in zip(batch, is_chat, strict=True) if c is form]
-            # verbose=False: a document longer than the context is expected; it is cut into
-            # blocks. A chat document's template wrote its special tokens.
-            tokenized[form] = (
-                tokenizer(texts, verbose=False, add_special_tokens=not form)["input_ids"]
-                if texts
-                else []
-            )
-        next_of = {form: iter(ids) for form, ids in tokenized.items()}
-        for form in is_chat:
-            stream.extend(next(next_of[form]))
-            if form:
-                stream.extend(ending)
-            elif eos is not None:
-                stream.append(eos)
+        talks = [text for text in batch if text in ours]
+        # verbose=False: a document longer than the context is expected; it is cut into
+        # blocks. A chat document's template wrote its header's special tokens; its reply
+        # is the article, where text that spells a special token (an editor's edit) is text,
+        # not a turn of the conversation.
+        plain = iter(_ids(tokenizer, [t for t in batch if t not in ours], add_special_tokens=True))
+        headers = iter(_ids(tokenizer, [t[: chat[t]] for t in talks]))
+        replies = iter(_ids(tokenizer, [t[chat[t] :] for t in talks], split_special_tokens=True))
+        for text in batch:
+            if text in ours:
+                stream += next(headers) + next(replies) + ending
+            else:
+                stream += next(plain) + ([eos] if eos is not None else [])
     return stream
+
+
+def _ids(tokenizer: Any, texts: list[str], **options: bool) -> list[list[int]]:
+    options.setdefault("add_special_tokens", False)
+    return tokenizer(texts, verbose=False, **options)["input_ids"] if texts else []
 
 
 def to_blocks(

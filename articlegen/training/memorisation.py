@@ -66,20 +66,22 @@ def check_memorisation(
     chosen = list(documents[::step])[:samples]
     config = DecodingConfig(do_sample=False, max_new_tokens=new_tokens)
     ours = chat_documents(tokenizer, chat or {})
+    room = loaded.context_length
     requests = []
     for i, document in enumerate(chosen):
-        if document in ours:
+        reply = (chat or {})[document] if document in ours else 0
+        text = document[reply:]  # a chat document's reply; a plain one whole
+        ids = tokenizer(text, verbose=False, add_special_tokens=False)["input_ids"]
+        opening = str(tokenizer.decode(ids[:prefix]))
+        header = document[:reply]
+        plain = document not in ours or _count(tokenizer, header) + prefix + new_tokens > room
+        if not plain:
             # The whole conversation up to the reply (the same header in every document: as
             # an opening it would be found everywhere), then the reply's first tokens. It
-            # holds its template's special tokens already.
-            reply = (chat or {})[document]
-            body = tokenizer(document[reply:], add_special_tokens=False)["input_ids"]
-            opening = document[:reply] + str(tokenizer.decode(body[:prefix]))
-        else:
-            # Without special tokens: the engine adds them, once.
-            ids = tokenizer(document, verbose=False, add_special_tokens=False)["input_ids"]
-            opening = str(tokenizer.decode(ids[:prefix]))
-        plain = document not in ours
+            # holds its template's special tokens already. A header too long for the context
+            # leaves the reply's opening alone, in plain form, rather than no sample.
+            opening = header + opening
+        # A plain opening without special tokens: the engine adds them, once.
         requests.append(GenerationRequest(i, opening, config, i, add_special_tokens=plain))
     written = [
         list(o.token_ids)
@@ -95,6 +97,10 @@ def check_memorisation(
         flagged=length >= limit,
         example=example[:300],
     )
+
+
+def _count(tokenizer: Any, text: str) -> int:
+    return len(tokenizer(text, verbose=False, add_special_tokens=False)["input_ids"])
 
 
 def reachable(block_size: int) -> int:

@@ -67,8 +67,10 @@ def select_corpus(context: RunContext, params: TrainParams, resume: bool) -> Cor
     if resume and corpus.hash != stored_hash:
         raise InputError(
             f"the documents of {params.name!r} changed since its training began (a corpus file "
-            "was edited, or an approved article edited or un-approved): a resumed run must see "
-            "the same documents; train a new model under another name"
+            "was edited, an approved article edited or un-approved, or an upgrade of articlegen "
+            "reads them otherwise, as when approved chat-form articles began to train as "
+            "conversations): a resumed run must see the same documents; train a new model under "
+            "another name"
         )
     return corpus
 
