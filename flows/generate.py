@@ -69,8 +69,8 @@ def open_job(settings: Settings, params: GenerateParams) -> int:
 def check_run(settings: Settings, params: GenerateParams) -> None:
     """Check the preset and template names and load the model, before anything is claimed."""
     runs.check_params(settings, params)
-    # A dry run with a batch size only plans: no model, unless the run frames every prompt.
-    if not (params.dry_run and params.batch_size) or params.style.fields():
+    # A dry run with a batch size only plans: no model, unless the run frames prompts.
+    if not (params.dry_run and params.batch_size) or runs.frames_prompts(settings, params):
         runs.check_style_fits(settings, params, runs.context_for(settings).model(params.model))
 
 
@@ -226,8 +226,12 @@ def _abandon_on_failure(job_id: int) -> Callable[[PrefectFuture[BatchReport]], N
     generating meanwhile stops at its next step rather than when it ends."""
 
     def heard(future: PrefectFuture[BatchReport]) -> None:
-        future.wait(0)  # done: this reads its final state
-        if not future.state.is_completed():
+        try:
+            future.wait(0)  # done: this reads its final state
+            failed = not future.state.is_completed()
+        except BaseException:  # its thread died otherwise (a cancel): it failed all the same
+            failed = True
+        if failed:
             runs.abandon(job_id)
 
     return heard
@@ -249,8 +253,11 @@ def _run(params: GenerateParams, job_id: int | None) -> RunResult | State[RunRes
     CompletedWithErrors (its written articles are kept)."""
     started = time.perf_counter()
     settings = load_settings()
+    # A run from the form or a schedule is refused before its job row exists (a typo leaves
+    # no failed job behind). The CLI checked its runs before it opened their jobs; the flow
+    # checks them again, in its own process and settings (a deployment's).
     checked = job_id is None
-    if checked:  # a run refused here (a typo in the form) leaves no job row behind
+    if checked:
         check_run(settings, params)
     job_id = job_id or open_job(settings, params)
     reports: list[BatchReport] = []
@@ -263,10 +270,12 @@ def _run(params: GenerateParams, job_id: int | None) -> RunResult | State[RunRes
         _name_run(job_id)
         # The progress artifact says what the run does before its first token, too.
         progress = create_progress_artifact(
-            0.0, key=f"job-{job_id}-progress", description="Loading the model…"
+            0.0,
+            key=f"job-{job_id}-progress",
+            description="Starting…" if checked else "Loading the model…",
         )
         assert isinstance(progress, UUID)  # the sync API, called from a sync flow
-        if not checked:  # `jobs resume`: the model or the settings may have changed since
+        if not checked:
             check_run(settings, params)
         asked = params  # as given: the summary lists what the user set, not what was measured
         if params.batch_size is None:

@@ -40,6 +40,7 @@ __all__ = [
     "parse_style",
     "reply_opening",
     "settle_style",
+    "special_tokens",
     "turn_end",
     "used_format",
 ]
@@ -60,9 +61,9 @@ class PromptStyle(BaseModel):
     )
     system: str | None = Field(
         default=None,
-        min_length=1,
         max_length=MAX_PROMPT,
-        description="The system message before the user's (chat form only).",
+        description="The system message before the user's (chat form only). Empty: none, "
+        'whatever the layers below set (a run\'s `--system ""`).',
     )
 
     @field_validator("system")
@@ -102,11 +103,16 @@ STYLE_FIELDS: tuple[str, ...] = tuple(PromptStyle.model_fields)
 SETTING_OF = {"prompt_format": "ARTICLEGEN_PROMPT_FORMAT", "system": "ARTICLEGEN_SYSTEM_MESSAGE"}
 
 
-def parse_style(values: Mapping[str, Any]) -> PromptStyle:
+def parse_style(values: Mapping[str, Any], clears: bool = False) -> PromptStyle:
     """`values` (a preset's table, a prompt's columns, options) as a style; `ConfigError` names
-    each bad field."""
-    # None or blank means unset, as an empty CSV cell or an empty ARTICLEGEN_* variable does.
+    each bad field.
+
+    None or blank means unset, as an empty CSV cell or an empty ARTICLEGEN_* variable does;
+    where `clears` (a run's options), a `system` given blank on purpose is the empty message,
+    which takes the place of every lower layer's: `--system ""` runs without one."""
     given = {k: v for k, v in values.items() if v is not None and str(v).strip()}
+    if clears and values.get("system") is not None and "system" not in given:
+        given["system"] = ""
     try:
         return PromptStyle.model_validate(given)
     except ValidationError as exc:
@@ -122,7 +128,7 @@ def settle_style(style: PromptStyle) -> PromptStyle:
     and a base model has no system role to put it in. Pasting it before the prompt instead
     would feed a base model an instruction it would only continue.
     """
-    if style.prompt_format == "plain" and style.system is not None:
+    if style.prompt_format == "plain" and style.system:
         raise ConfigError(
             "`system` is set but `prompt_format` is `plain`, which has no system message: set "
             "`prompt_format` to `chat` or `auto` (for an instruct model), or drop `system`"
@@ -192,7 +198,7 @@ def used_format(style: PromptStyle, tokenizer: Any, model: str) -> Literal["plai
         )
     if requested != "plain" and has_template:
         return "chat"
-    if requested == "auto" and style.system is not None:
+    if requested == "auto" and style.system:
         raise ConfigError(
             f"the prompt has a system message, but model {model} has no chat template, so the "
             "prompt goes in plain form, which has none: use an instruct model, e.g. "
@@ -234,7 +240,7 @@ def frame_prompt(
         settle_style(PromptStyle(prompt_format="plain", system=style.system))
         return FramedPrompt(user, "plain", user)
     _refuse_markup(tokenizer, model, {"system message": style.system or "", "prompt": user})
-    messages = [{"role": "system", "content": style.system}] if style.system is not None else []
+    messages = [{"role": "system", "content": style.system}] if style.system else []
     messages.append({"role": "user", "content": user})
     try:
         # The generation prompt opens the assistant's turn: the model writes the article as
@@ -247,7 +253,7 @@ def frame_prompt(
         hint = (
             ": drop the system message (the prompt's `system`, its preset's or "
             "ARTICLEGEN_SYSTEM_MESSAGE), or put what it says in the prompt itself"
-            if style.system is not None
+            if style.system
             else ""
         )
         raise TemplateError(
@@ -263,9 +269,7 @@ def _refuse_markup(tokenizer: Any, model: str, texts: Mapping[str, str]) -> None
     topic or a client field would end the user's turn and open a system turn of its own: a
     prompt could give the model instructions its system message never gave.
     """
-    special = [t for t in getattr(tokenizer, "all_special_tokens", []) if t]
-    added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
-    special += [str(t) for t in added.values() if getattr(t, "special", False)]
+    special = special_tokens(tokenizer)
     for where, text in texts.items():
         found = min(((text.find(t), t) for t in special if t in text), default=None)
         if found is not None:
@@ -274,3 +278,11 @@ def _refuse_markup(tokenizer: Any, model: str, texts: Mapping[str, str]) -> None
                 "template: in chat form it would change the conversation's turns; remove it "
                 "from the prompt's text or fields"
             )
+
+
+def special_tokens(tokenizer: Any) -> list[str]:
+    """The text of every special token of the tokenizer (its own and those added as special):
+    what the tokenizer reads as markup wherever it meets it in a text."""
+    special = [t for t in getattr(tokenizer, "all_special_tokens", []) if t]
+    added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+    return special + [str(t) for t in added.values() if getattr(t, "special", False)]

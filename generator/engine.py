@@ -175,9 +175,12 @@ def _stopped(prepared: Prepared) -> GenerationFailure:
 
 
 def _what(request: GenerationRequest) -> str:
-    # In chat form the text measured is the template's, around a system message perhaps.
-    return "the prompt" if request.add_special_tokens else "the prompt in chat form"
+    # Chat text (the template wrote its special tokens, so none are added) is the template's
+    # markup around the prompt, and around a system message if it has one: say so.
+    if request.add_special_tokens:
+        return "the prompt"
+    return "the prompt in chat form (with the template's markup and any system message)"
 
 
 def _or_system(request: GenerationRequest) -> str:
-    return "" if request.add_special_tokens else " (or its system message)"
+    return "" if request.add_special_tokens else " or its system message,"

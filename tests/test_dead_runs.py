@@ -171,3 +171,21 @@ def test_resuming_a_job_with_nothing_left_starts_no_job(
     )
     with database.session(write=False) as session:
         assert [j.id for j in session.scalars(select(Job))] == [job_id]
+
+
+def test_resuming_a_job_whose_preset_is_gone_is_refused_before_a_new_job(
+    run_cli: CliHarness, database: Database
+) -> None:
+    """The job ran with a preset of a presets file no longer set: `jobs resume` says so at
+    once, as `generate` would, and writes no job row."""
+    _seed(database, 1)
+    with database.session() as session:
+        job_id = _job(session)
+        job = session.get_one(Job, job_id)
+        job.parameters = {"preset": "briefed", "batch_size": 2}
+        job.status = JobStatus.CRASHED  # before it claimed: its prompt is pending
+    result = run_cli("jobs", "resume", str(job_id))
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith("Error: unknown preset `briefed`")
+    with database.session(write=False) as session:
+        assert [j.id for j in session.scalars(select(Job))] == [job_id]

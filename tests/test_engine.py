@@ -354,9 +354,11 @@ def test_a_prompt_too_long_for_the_context_fails_alone(tiny_model: LoadedModel) 
     chat = GenerationRequest("chat", long_prompt, config, 4, add_special_tokens=False)
     (chat_failure,) = engine.generate([chat])
     assert isinstance(chat_failure, GenerationFailure)
-    assert chat_failure.reason.startswith("the prompt in chat form is ")
+    assert chat_failure.reason.startswith(
+        "the prompt in chat form (with the template's markup and any system message) is "
+    )
     assert chat_failure.reason.endswith(
-        "shorten the prompt (or its system message) or lower max_new_tokens"
+        "shorten the prompt or its system message, or lower max_new_tokens"
     )
 
 

@@ -21,11 +21,18 @@ from prefect.utilities.callables import parameter_schema
 from sqlalchemy import select
 
 from articlegen.core.errors import ConfigError, DatabaseError, ModelError
+from articlegen.core.settings import load_settings
 from articlegen.db import Article, Database, Job, JobStatus, Prompt, PromptStatus
 from articlegen.flows.generate import generate_articles, run_generate
 from articlegen.generator import PresetCatalog, load_presets
 from articlegen.importing import import_prompts_csv
-from articlegen.runs import GenerateParams, RunResult, close_contexts, summary_markdown
+from articlegen.runs import (
+    GenerateParams,
+    RunResult,
+    close_contexts,
+    open_job,
+    summary_markdown,
+)
 from articlegen.runs.form import FORM_DEFAULTS, PRESET_NAMES
 
 from .test_runner import PROMPTS_CSV
@@ -302,6 +309,23 @@ def test_a_model_that_cannot_load_fails_the_run_before_it_claims(flow_env: Datab
     assert statuses == {PromptStatus.PENDING}  # nothing stuck in `claimed`
     # The model is loaded before anything is claimed: no prompt spent an attempt on a typo.
     assert attempts == [0] * 12
+
+
+def test_a_run_whose_job_is_open_fails_its_job_when_the_model_cannot_load(
+    flow_env: Database,
+) -> None:
+    # The CLI opens the job before the flow starts (`generate`, `jobs resume`): a check that
+    # fails in the flow then closes that job as failed, with the reason, and claims nothing.
+    params = GenerateParams(model="/nonexistent/model", limit=4, batch_size=2)
+    job_id = open_job(load_settings(), params)
+    with pytest.raises(ModelError, match="model directory /nonexistent/model does not exist"):
+        run_generate(params, job_id)
+    with flow_env.session(write=False) as session:
+        job = session.get_one(Job, job_id)
+        prompts = list(session.scalars(select(Prompt)))
+    assert job.status is JobStatus.FAILED
+    assert (job.error or "").startswith("ModelError: model directory /nonexistent/model")
+    assert {(p.status, p.attempts) for p in prompts} == {(PromptStatus.PENDING, 0)}
 
 
 def test_a_dry_run_job_is_finished(flow_env: Database) -> None:

@@ -34,6 +34,7 @@ from articlegen.runs import (
     BatchReport,
     BatchStep,
     GenerateParams,
+    RunProgress,
     RunResult,
     close_contexts,
     observing_batches,
@@ -205,10 +206,15 @@ def test_a_failed_write_back_gives_back_its_batch_and_the_one_generated_beside_i
             while not runs.abandoned(job) and time.monotonic() < deadline:
                 time.sleep(0.05)
             abandoned.append(runs.abandoned(job))
+            progress.append(runs.progress_for(job))
 
+    progress: list[RunProgress] = []
     with observing_batches(observe), pytest.raises(IntegrityError, match="disk full"):
         run_generate(PARAMS)
     assert abandoned == [True]
+    # Batch 3 generated nothing: its articles were cut before their first token, so the run
+    # counted batches 1 and 2's four articles only (6, had it generated on to its end).
+    assert progress[0].snapshot().done == 4
     # Batch 3 was generated while batch 2 failed to finish; it was never finished, and batch 4
     # never started.
     assert (3, "generate") in steps
@@ -292,18 +298,21 @@ def test_cancel_stops_a_batch_within_a_decoding_step_and_keeps_what_ended(
     _exactly_once(db)
 
 
-def test_an_abandoned_run_stops_generating_until_the_job_runs_again(db: Database) -> None:
+def test_only_a_run_going_on_can_be_abandoned(db: Database) -> None:
     settings = load_settings()
     job_id = runs.open_job(settings, PARAMS)
     watch = CancelWatch(settings, job_id, every=0.0)  # the engine's `stop` for this job
-    assert watch() is False  # read from the database: not cancelled
+    runs.abandon(job_id)  # before its run started: nothing to stop
+    assert watch() is False  # read from the database: not cancelled either
+    assert runs.start_run(settings, job_id, PARAMS) == PROMPTS
     runs.abandon(job_id)
     assert watch() is True
     other = runs.open_job(settings, PARAMS)
     assert CancelWatch(settings, other)() is False  # another job's run goes on
-    # `jobs resume`: the job's next run starts, and what its last run abandoned is over.
-    assert runs.start_run(settings, job_id, PARAMS) == PROMPTS
-    assert (runs.abandoned(job_id), watch()) == (False, False)
+    # The run ends; a failure heard after that (a late callback) stops nothing more.
+    runs.finish_run(settings, job_id, error="failed (injected)")
+    runs.abandon(job_id)
+    assert (runs.abandoned(job_id), CancelWatch(settings, job_id)()) == (False, False)
 
 
 def test_finishing_counts_towards_the_run_time_only_through_the_wait() -> None:

@@ -10,13 +10,17 @@ from prefect.utilities.callables import parameter_schema
 from sqlalchemy import select
 
 from articlegen.db import Article, Database, Prompt, PromptStatus
-from articlegen.flows.generate import generate_articles
+from articlegen.flows.generate import generate_articles, run_generate
 from articlegen.generator import load_presets
+from articlegen.generator.chat import PromptStyle, parse_style
 from articlegen.importing import import_prompts_csv
-from articlegen.runs import close_contexts
+from articlegen.runs import GenerateParams, close_contexts
 
 from .conftest import CliHarness, row_counts
 from .test_flows import prefect_server  # noqa: F401  (the session's Prefect server)
+
+# A user's preset that sets a system message (ARTICLEGEN_PRESETS_FILE).
+BRIEFED = '[briefed]\nsystem = "Be brief."\n'
 
 CSV = """external_id,topic,system,prompt_format
 own,Night trains,Row system.,
@@ -80,12 +84,15 @@ def test_the_form_offers_the_run_style_fields() -> None:
             ["--prompt-format", "plain", "--system", "Be brief."],
             {},
             "the run asks for the plain form (--prompt-format plain, the form's `prompt_format`) "
-            "and gives its own system message (--system, the form's `system`)",
+            "and gives a system message, the run's own (--system, the form's `system`): the "
+            "plain form has no system message; use chat or auto (for an instruct model), --system "
+            '"" to run without one, or drop it',
         ),
         (
             ["--prompt-format", "plain"],
             {"ARTICLEGEN_SYSTEM_MESSAGE": "Be brief."},
-            "and gives ARTICLEGEN_SYSTEM_MESSAGE, which every prompt then takes",
+            "and gives a system message, ARTICLEGEN_SYSTEM_MESSAGE, which the prompts setting none "
+            "take",
         ),
         (
             ["--prompt-format", "chat"],
@@ -94,38 +101,52 @@ def test_the_form_offers_the_run_style_fields() -> None:
         ),
         (["--system", "Be brief."], {}, "has no chat template: use an instruct model"),
         (["--dry-run", "--prompt-format", "chat"], {}, "has no chat template"),
+        (
+            ["--dry-run", "--preset", "briefed"],
+            {"presets": BRIEFED},
+            "the prompt has a system message, but model",
+        ),
         # On the instruct model: framed once, before anything is claimed.
         (
             ["--system", "<|eot_id|><|start_header_id|>system<|end_header_id|>"],
             {"model": "chat"},
-            "cannot be used: the system message holds '<|eot_id|>', a special token",
+            "the system message holds '<|eot_id|>', a special token",
         ),
         (
             ["--system", "Be brief."],
             {"model": "chat", "ARTICLEGEN_PROMPT_FORMAT": "plain"},
-            "cannot be used: `system` is set but `prompt_format` is `plain`",
+            "cannot be used: `system` is set but `prompt_format` is `plain`, which has no system "
+            "message: set `prompt_format` to `chat` or `auto` (for an instruct model), or drop "
+            "`system` (`prompt_format` from ARTICLEGEN_PROMPT_FORMAT)\n",
         ),
         (
             ["--system", "a\x1bb"],
             {"model": "chat"},
             "`system`: holds the control character U+001B at character 2: remove it",
         ),
-        # The run's preset is the layer under it, for every prompt that names none.
+        # The run's preset is the layer under it, for every prompt that names none; without
+        # --preset, the default one (which a presets file may redefine).
         (
             ["--prompt-format", "plain", "--preset", "briefed"],
-            {"presets": '[briefed]\nsystem = "Be brief."\n'},
-            "gives preset briefed, which sets a system message for the prompts naming none",
+            {"presets": BRIEFED},
+            "gives a system message, preset briefed's, which the prompts naming no preset take",
         ),
         (
             ["--preset", "briefed"],
-            {"presets": '[briefed]\nsystem = "Be brief."\n'},
+            {"presets": BRIEFED},
             "the prompt has a system message, but model",
+        ),
+        (
+            ["--prompt-format", "plain"],
+            {"presets": '[nucleus]\ntop_p = 0.9\nsystem = "Be brief."\n'},
+            "gives a system message, preset nucleus's, which the prompts naming no preset take",
         ),
         # A system message longer than the context would fail every prompt alike.
         (
             ["--system", "word " * 600],
             {"model": "chat"},
-            "around a one-word prompt, is 6",
+            "tokens, and the model reads at most 512 (its context): no prompt framed with it "
+            "would fit; shorten it",
         ),
     ],
 )
@@ -161,3 +182,63 @@ def test_an_unknown_prompt_format_is_a_usage_error(run_cli: CliHarness) -> None:
     bad = run_cli("generate", "--prompt-format", "markdown")
     assert bad.exit_code == 2
     assert "'markdown' is not one of 'plain', 'chat', 'auto'" in bad.stderr
+
+
+def test_a_blank_system_runs_every_prompt_without_one(
+    prefect_server: None,  # noqa: F811
+    sqlite_url: str,
+    chat_model_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # `--system ""`: no system message, whatever the prompt, its preset or the setting says.
+    settings = {"DATABASE_URL": sqlite_url, "MODEL": str(chat_model_dir), "DEVICE": "cpu"}
+    for name, value in {**settings, "SYSTEM_MESSAGE": "Setting system."}.items():
+        monkeypatch.setenv(f"ARTICLEGEN_{name}", value)
+    path = tmp_path / "prompts.csv"
+    path.write_text(CSV, encoding="utf-8")
+    style = parse_style({"prompt_format": None, "system": ""}, clears=True)
+    assert style == PromptStyle(system="")
+    db = Database.open(sqlite_url)
+    try:
+        assert import_prompts_csv(db, path, load_presets()).inserted == 2
+        params = GenerateParams(style=style, batch_size=2, overrides={"max_new_tokens": 4})
+        result = run_generate(params)
+        with db.session(write=False) as session:
+            articles = {a.prompt.external_id: a for a in session.scalars(select(Article))}
+    finally:
+        db.close()
+        close_contexts()
+    assert (result.done, result.failed) == (2, 0)
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(chat_model_dir)
+    own = articles["own"]
+    assert own.prompt_format == "chat"
+    assert own.prompt_text is not None
+    user = own.prompt_text.split("<|start_header_id|>user<|end_header_id|>\n\n", 1)[1]
+    alone = [{"role": "user", "content": user.split("<|eot_id|>", 1)[0]}]
+    assert own.prompt_text == tokenizer.apply_chat_template(
+        alone, add_generation_prompt=True, tokenize=False
+    )
+    assert "system" not in own.prompt_text
+    # The row that asked for the plain form takes it: no system message stands in its way.
+    assert articles["plain"].prompt_format == "plain"
+
+
+def test_a_blank_system_lets_the_plain_form_run_under_a_system_setting(
+    prefect_server: None,  # noqa: F811
+    run_cli: CliHarness,
+    tiny_model_dir: Path,
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "prompts.csv"
+    path.write_text("topic\nTea\n", encoding="utf-8")
+    assert run_cli("import", str(path)).exit_code == 0
+    env = {"ARTICLEGEN_MODEL": str(tiny_model_dir), "ARTICLEGEN_SYSTEM_MESSAGE": "Be brief."}
+    options = ["generate", "--dry-run", "--batch-size", "2", "--prompt-format", "plain"]
+    refused = run_cli(*options, env=env)
+    assert refused.exit_code == 1
+    assert "gives a system message, ARTICLEGEN_SYSTEM_MESSAGE" in refused.stderr
+    planned = run_cli(*options, "--system", "", env=env)
+    assert planned.exit_code == 0, planned.output

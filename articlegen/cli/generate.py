@@ -32,6 +32,7 @@ from articlegen.runs import (
     check_style_fits,
     choose_batch_size,
     claimable,
+    frames_prompts,
     open_job,
     progress_for,
 )
@@ -52,7 +53,7 @@ def _checked_params(
     """The run's parameters from the options, with what can be checked before Prefect starts
     checked now: a message at once, not 25 failed prompts."""
     typed = typed_overrides(overrides, max_new_tokens)
-    style = parse_style({"prompt_format": prompt_format, "system": system})
+    style = parse_style({"prompt_format": prompt_format, "system": system}, clears=True)
     try:
         params = GenerateParams(overrides=typed, tags=list(tags), style=style, **options)
     except ValidationError as exc:
@@ -80,7 +81,7 @@ def generate(app: App, /, dry_run: bool, **options: Any) -> None:
         _nothing_to_generate(app, params)
         return
     check_prefect_api()  # before the model loads and the job row is written
-    if dry_run and params.style.fields():
+    if dry_run and frames_prompts(app.settings, params):
         # A dry run plans without the model, but framing that would fail is said before the
         # run's job row exists, as for a real run.
         check_style_fits(app.settings, params, app.context.model(params.model))

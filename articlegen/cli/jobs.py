@@ -20,7 +20,13 @@ from articlegen.db.jobs import (
 )
 from articlegen.db.models import JobStatus
 from articlegen.export.records import JOB_COLUMNS, job_record
-from articlegen.runs import GenerateParams, claimable
+from articlegen.runs import (
+    GenerateParams,
+    check_params,
+    check_style_fits,
+    claimable,
+    frames_prompts,
+)
 
 __all__: list[str] = []
 
@@ -121,4 +127,9 @@ def jobs_resume(app: App, job_id: int) -> None:
             "written its prompts)."
         )
         return
+    # What changed since (a preset, a template or the model gone, a template that now refuses
+    # the framing) is said before the new job's row exists, as for `generate`.
+    check_params(app.settings, params)
+    if frames_prompts(app.settings, params):
+        check_style_fits(app.settings, params, app.context.model(params.model))
     run_in_process(app, params)

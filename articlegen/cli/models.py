@@ -36,7 +36,8 @@ from articlegen.training.store import remove_model, running
 )
 @click.option(
     "--system",
-    help="System message (chat form only)  [default: the preset's, else ARTICLEGEN_SYSTEM_MESSAGE]",
+    help='System message (chat form only); --system "" for none  [default: the preset\'s, else '
+    "ARTICLEGEN_SYSTEM_MESSAGE]",
 )
 @preset_option("Decoding preset (articlegen presets list)  [default: nucleus]")
 @set_option("Override one decoding setting, e.g. --set temperature=0.8; repeatable.")
@@ -88,7 +89,7 @@ def preview(
     for warning in resolved.warnings:
         click.echo(f"Warning: {warning}", err=True)
     config = resolved.config
-    own = parse_style({"prompt_format": prompt_format, "system": system})
+    own = parse_style({"prompt_format": prompt_format, "system": system}, clears=True)
     style = app.presets.style(preset, own, PromptStyle.from_settings(app.settings))
     if seed is None:
         seed = derive_seed(config.seed, topic) if config.seed is not None else fresh_seed()

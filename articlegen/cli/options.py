@@ -164,7 +164,8 @@ _RUN_OPTIONS: list[Callable[[F], F]] = [
     ),
     click.option(
         "--system",
-        help="System message for every prompt in chat form, over each prompt's own.",
+        help="System message for every prompt in chat form, over each prompt's own; "
+        '--system "" for none.',
     ),
     click.option("--tag", "tags", multiple=True, help="Only prompts with this tag; repeatable."),
     click.option(

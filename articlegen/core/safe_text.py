@@ -1,4 +1,5 @@
-"""Text on its way out of articlegen (exports, rendered articles): three rules, each defined once.
+"""Text on its way out of articlegen (exports, rendered articles): three rules, each defined once;
+and the one check for plain text on its way in (CSV cells, system messages), `control_problem`.
 
 - `strip_controls`: no bidirectional overrides or isolates (U+202A to U+202E, U+2066 to U+2069:
   they make text read differently from what it holds, "Trojan Source") and no C0/C1 control
@@ -10,6 +11,9 @@
   ("Q&A" stays "Q&A").
 - `safe_url`: a link from data keeps http, https, mailto and relative addresses; any other
   scheme (`javascript:`, `data:`, `vbscript:`, ...) becomes "#", however it is disguised.
+- `control_problem`: the characters `strip_controls` would take out, refused where text comes
+  in rather than stripped (what is stored is what was written); a carriage return is whitespace
+  there, as in any CSV cell.
 """
 
 from __future__ import annotations
@@ -32,9 +36,10 @@ __all__ = [
 SAFE_URL_SCHEMES = ("http", "https", "mailto")
 # C0 but tab and newline (carriage returns are turned into newlines first), DEL, C1, and the
 # bidirectional embeddings, overrides and isolates.
-_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_BUT_CR = "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069"
+_CONTROLS = re.compile(f"[{_BUT_CR}\r]")
 # The same but carriage returns: what plain text taken in (a cell, a system message) may not hold.
-_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_FORBIDDEN = re.compile(f"[{_BUT_CR}]")
 _C1_NAMES = {"\x85": "NEXT LINE"}  # unicodedata names no C0/C1 control but through aliases
 # Where `&` starts what HTML would decode: a named, decimal or hexadecimal reference.
 _REFERENCE = re.compile(r"&(?=[A-Za-z][A-Za-z0-9]*;|#[0-9]+;|#[xX][0-9A-Fa-f]+;)")

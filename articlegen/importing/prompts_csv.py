@@ -23,7 +23,7 @@ from articlegen.core.errors import ConfigError, DatabaseError, ImportRejected, I
 from articlegen.core.files import check_output_file
 from articlegen.db import Database, driver_message
 from articlegen.db.prompts import UpsertPlan, apply_upsert, plan_upsert
-from articlegen.generator.chat import PromptStyle
+from articlegen.generator.chat import parse_style
 from articlegen.generator.decoding import DECODING_FIELDS, DecodingOverrides, settle
 from articlegen.generator.presets import PresetCatalog
 from articlegen.importing.cells import control_problem, control_problems, formula_problems
@@ -254,9 +254,8 @@ def _validate_row(
         # message is refused now, since no setting can change it later (row and preset win).
         if spec.preset is None or spec.preset in catalog:  # else reported above
             try:
-                catalog.style(
-                    spec.preset, PromptStyle(prompt_format=spec.prompt_format, system=spec.system)
-                )
+                own = {"prompt_format": spec.prompt_format, "system": spec.system}
+                catalog.style(spec.preset, parse_style(own))  # as a run reads the prompt
             except ConfigError as exc:
                 problems.append(str(exc))
     if problems:

@@ -31,6 +31,7 @@ from articlegen.runs.lifecycle import (
     check_style_fits,
     choose_batch_size,
     finish_run,
+    frames_prompts,
     leases_kept,
     open_job,
 )
@@ -63,6 +64,7 @@ __all__ = [
     "context_for",
     "finish_batch",
     "finish_run",
+    "frames_prompts",
     "generate_batch",
     "leases_kept",
     "observing_batches",

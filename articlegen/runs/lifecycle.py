@@ -20,9 +20,10 @@ from articlegen.generator.chat import (
     PromptStyle,
     frame_prompt,
     has_chat_template,
-    settle_style,
     used_format,
 )
+from articlegen.generator.decoding import DEFAULT_PRESET
+from articlegen.generator.presets import Preset
 from articlegen.runs.context import context_for
 from articlegen.runs.observe import starting
 from articlegen.runs.params import GenerateParams
@@ -43,8 +44,11 @@ __all__ = [
     "check_style_fits",
     "choose_batch_size",
     "finish_run",
+    "frames_prompts",
     "leases_kept",
     "open_job",
+    "run_ended",
+    "run_started",
 ]
 
 
@@ -76,38 +80,51 @@ def check_params(settings: Settings, params: GenerateParams) -> None:
             )
 
 
+def _run_preset(settings: Settings, params: GenerateParams) -> Preset:
+    """The preset of every prompt that names none: the run's, else the default."""
+    return context_for(settings).presets.get(params.preset or DEFAULT_PRESET)
+
+
+def frames_prompts(settings: Settings, params: GenerateParams) -> bool:
+    """Whether the run sets how prompts are framed: a format or system message of its own or
+    of its preset's (`check_style_fits` has something to check)."""
+    return bool(params.style.fields() or _run_preset(settings, params).style.fields())
+
+
+def _system_source(settings: Settings, params: GenerateParams) -> str | None:
+    """Where the system message of a prompt that sets none comes from, for a message; None
+    when it has none."""
+    preset = _run_preset(settings, params)
+    if params.style.system is not None:
+        return "the run's own (--system, the form's `system`)" if params.style.system else None
+    if preset.style.system is not None:
+        return f"preset {preset.name}'s, which the prompts naming no preset take"
+    if settings.system_message is not None:
+        return "ARTICLEGEN_SYSTEM_MESSAGE, which the prompts setting none take"
+    return None
+
+
 def _check_run_style(settings: Settings, params: GenerateParams) -> None:
-    style = params.style
-    if style.prompt_format != "plain":
-        return
-    preset = context_for(settings).presets.get(params.preset) if params.preset else None
-    if style.system is not None:
-        where = "its own system message (--system, the form's `system`)"
-    elif preset is not None and preset.style.system is not None:
-        where = f"preset {preset.name}, which sets a system message for the prompts naming none"
-    elif settings.system_message is not None:
-        where = "ARTICLEGEN_SYSTEM_MESSAGE, which every prompt then takes"
-    else:
+    source = _system_source(settings, params)
+    if params.style.prompt_format != "plain" or source is None:
         return
     raise ConfigError(
         f"the run asks for the plain form (--prompt-format plain, the form's `prompt_format`) "
-        f"and gives {where}: the plain form has no system message; use chat or auto (for an "
-        "instruct model), or drop the system message"
+        f"and gives a system message, {source}: the plain form has no system message; use "
+        'chat or auto (for an instruct model), --system "" to run without one, or drop it'
     )
 
 
 def check_style_fits(settings: Settings, params: GenerateParams, loaded: LoadedModel) -> None:
-    """`ConfigError` when what the run sets for every prompt (its format, its system message)
-    fails with this model: no chat template, a template that refuses a system role or finds
-    its own markup in the message, a plain form meeting a system message. Checked once, as
-    a prompt that sets neither would be framed, rather than failing each prompt alike."""
-    style = params.style
-    preset = context_for(settings).presets.get(params.preset) if params.preset else None
-    if style == PromptStyle() and (preset is None or preset.style == PromptStyle()):
+    """`ConfigError` when what the run sets for its prompts (its format and system message, its
+    preset's) fails with this model: no chat template, a template that refuses a system role
+    or finds its own markup in the message, a plain form meeting a system message, a system
+    message that fills the context. Checked once, as a prompt that sets neither would be
+    framed, rather than failing each such prompt alike."""
+    if not frames_prompts(settings, params):
         return
-    chat = style.prompt_format == "chat" or (
-        style.system is not None and style.prompt_format != "plain"
-    )
+    style = params.style
+    chat = style.prompt_format == "chat" or (bool(style.system) and style.prompt_format != "plain")
     if chat and not has_chat_template(loaded.tokenizer):
         asked = "--prompt-format chat" if style.prompt_format == "chat" else "--system"
         raise ConfigError(
@@ -115,24 +132,32 @@ def check_style_fits(settings: Settings, params: GenerateParams, loaded: LoadedM
             f"{loaded.name} has no chat template: use an instruct model (`articlegen "
             "models list`), or drop the option"
         )
-    # Framed as a prompt naming no preset of its own and setting neither field would be.
-    framed = style.over(preset.style if preset else None, PromptStyle.from_settings(settings))
-    try:
-        settle_style(framed)
+    presets = context_for(settings).presets
+    try:  # the layers together: the plain form meeting a system message, each layer named
+        framed = presets.style(params.preset, style, PromptStyle.from_settings(settings))
+    except ConfigError as exc:
+        raise _unusable(exc) from None
+    try:  # with the model: its chat template, what it refuses
         form = used_format(framed, loaded.tokenizer, loaded.name)
         text = frame_prompt(loaded.tokenizer, loaded.name, "Topic", framed, form).text
     except (ConfigError, TemplateError) as exc:
-        raise ConfigError(
-            "what the run sets for every prompt (--prompt-format, --system, --preset; the "
-            f"form's `prompt_format`, `system`, `preset`) cannot be used: {exc}"
-        ) from None
+        raise _unusable(exc, _system_source(settings, params)) from None
     tokens = len(loaded.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
     if tokens >= loaded.context_length:
         raise ConfigError(
-            f"the system message, framed by model {loaded.name}'s chat template around a one-word "
-            f"prompt, is {tokens:,} tokens, and the model reads at most {loaded.context_length:,} "
-            "(its context): no prompt would fit; shorten the system message"
+            f"the system message, {_system_source(settings, params)}, framed by model "
+            f"{loaded.name}'s chat template around a one-word prompt, is {tokens:,} tokens, and "
+            f"the model reads at most {loaded.context_length:,} (its context): no prompt "
+            "framed with it would fit; shorten it"
         )
+
+
+def _unusable(exc: Exception, source: str | None = None) -> ConfigError:
+    return ConfigError(
+        "what the run sets for its prompts (--prompt-format, --system, --preset; the form's "
+        f"`prompt_format`, `system`, `preset`) cannot be used: {exc}"
+        + (f"; the system message is {source}" if source else "")
+    )
 
 
 def choose_batch_size(settings: Settings, params: GenerateParams) -> GenerateParams:
@@ -196,29 +221,40 @@ CANCEL_POLL_SECONDS = 1.0
 
 # Jobs whose run is failing in this process: a batch's write-back failed for good while the
 # next batch generates. That batch stops at its next decoding step (`CancelWatch`) rather than
-# spend the GPU on articles the failing run would give back unwritten.
+# spend the GPU on articles the failing run would give back unwritten. Only a run going on here
+# can be abandoned: a failure heard after its run ended (a future's callbacks run after its
+# waiter wakes) must not stop the next run that gets the same job id (another database).
+_going: set[int] = set()
 _abandoned: set[int] = set()
-_abandoned_lock = threading.Lock()
+_abandon_lock = threading.Lock()
+
+
+def run_started(job_id: int) -> None:
+    """The job's run starts generating in this process: `abandon` can stop it from now on."""
+    with _abandon_lock:
+        _going.add(job_id)
+        _abandoned.discard(job_id)
+
+
+def run_ended(job_id: int) -> None:
+    """The job's run is over: nothing can abandon it any more."""
+    with _abandon_lock:
+        _going.discard(job_id)
+        _abandoned.discard(job_id)
 
 
 def abandon(job_id: int) -> None:
-    """Stop what the job is generating in this process, at its next decoding step."""
-    with _abandoned_lock:
-        _abandoned.add(job_id)
+    """Stop what the job's run generates, at its next decoding step; nothing if the run is
+    not going on in this process."""
+    with _abandon_lock:
+        if job_id in _going:
+            _abandoned.add(job_id)
 
 
 def abandoned(job_id: int) -> bool:
-    """Whether `abandon(job_id)` was called since the job's run started."""
-    with _abandoned_lock:
+    """Whether the job's run, going on in this process, was abandoned."""
+    with _abandon_lock:
         return job_id in _abandoned
-
-
-def forget_abandoned(job_id: int) -> None:
-    """A run of the job starts (`jobs resume`) or ends: no `abandon` of an earlier run holds.
-    A run's last abandon may land after its end (a future's callback runs after its waiter
-    wakes), hence both."""
-    with _abandoned_lock:
-        _abandoned.discard(job_id)
 
 
 class CancelWatch:
@@ -257,7 +293,7 @@ def finish_run(
     does, with its error in each prompt's history (and a prompt claimed
     ARTICLEGEN_MAX_ATTEMPTS times fails)."""
     forget_progress(job_id)  # whoever displays it holds its own reference
-    forget_abandoned(job_id)
+    run_ended(job_id)
     with context_for(settings).database.session() as session:
         if cancelled:
             release(session, job_id, uncount=True)

@@ -20,7 +20,7 @@ from articlegen.db.claims import Shard, claim, claimable_prompts, count_claimabl
 from articlegen.db.jobs import add_claimed, check_resumable, get_job, start_job
 from articlegen.db.models import JobStatus, Prompt
 from articlegen.runs.context import context_for
-from articlegen.runs.lifecycle import forget_abandoned
+from articlegen.runs.lifecycle import run_started
 from articlegen.runs.observe import starting
 from articlegen.runs.params import GenerateParams
 from articlegen.runs.progress import progress_for
@@ -88,7 +88,7 @@ def start_run(
         start_job(session, job_id, flow_run_id, lease)
         estimate = _estimate(session, params)
     progress_for(job_id).plan(estimate)
-    forget_abandoned(job_id)
+    run_started(job_id)  # from here on, a failed write-back stops the batch generating
     return estimate
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from articlegen.generator.chat import reply_opening, turn_end
+from articlegen.generator.chat import reply_opening, special_tokens, turn_end
 
 __all__ = ["Blocks", "chat_documents", "collate", "to_blocks", "token_stream"]
 
@@ -61,20 +61,27 @@ def token_stream(
     chat = chat or {}
     ours = chat_documents(tokenizer, chat)
     ending = tokenizer(turn_end(tokenizer), add_special_tokens=False)["input_ids"] if ours else []
+    # A reply that spells the template's markup (an editor typed `<|eot_id|>`) is tokenized
+    # apart from its header, its markup read as text: as markup it would end the reply and
+    # open a turn. Other documents are tokenized whole, as before: a reply tokenized on its
+    # own may begin otherwise (a SentencePiece tokenizer marks the start of a text).
+    markup = special_tokens(tokenizer) if ours else []
+    split = {t for t in ours if any(m in t[chat[t] :] for m in markup)}
     stream: list[int] = []
     for start in range(0, len(documents), _TOKENIZE_BATCH):
         batch = list(documents[start : start + _TOKENIZE_BATCH])
-        talks = [text for text in batch if text in ours]
+        parted = [t for t in batch if t in split]
         # verbose=False: a document longer than the context is expected; it is cut into
-        # blocks. A chat document's template wrote its header's special tokens; its reply
-        # is the article, where text that spells a special token (an editor's edit) is text,
-        # not a turn of the conversation.
+        # blocks. A chat document's template wrote its special tokens.
         plain = iter(_ids(tokenizer, [t for t in batch if t not in ours], add_special_tokens=True))
-        headers = iter(_ids(tokenizer, [t[: chat[t]] for t in talks]))
-        replies = iter(_ids(tokenizer, [t[chat[t] :] for t in talks], split_special_tokens=True))
+        whole = iter(_ids(tokenizer, [t for t in batch if t in ours and t not in split]))
+        headers = iter(_ids(tokenizer, [t[: chat[t]] for t in parted]))
+        replies = iter(_ids(tokenizer, [t[chat[t] :] for t in parted], split_special_tokens=True))
         for text in batch:
-            if text in ours:
+            if text in split:
                 stream += next(headers) + next(replies) + ending
+            elif text in ours:
+                stream += next(whole) + ending
             else:
                 stream += next(plain) + ([eos] if eos is not None else [])
     return stream

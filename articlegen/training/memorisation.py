@@ -79,7 +79,8 @@ def check_memorisation(
             # The whole conversation up to the reply (the same header in every document: as
             # an opening it would be found everywhere), then the reply's first tokens. It
             # holds its template's special tokens already. A header too long for the context
-            # leaves the reply's opening alone, in plain form, rather than no sample.
+            # leaves the reply's opening alone, in plain form, rather than no sample (a weaker
+            # probe: the model trained on it after the header, not after a BOS).
             opening = header + opening
         # A plain opening without special tokens: the engine adds them, once.
         requests.append(GenerationRequest(i, opening, config, i, add_special_tokens=plain))
