@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,33 +29,46 @@ plain,Coffee,,plain
 """
 
 
-def test_the_run_frames_every_prompt_over_its_own(
+@pytest.fixture
+def chat_prompts(
     prefect_server: None,  # noqa: F811
     sqlite_url: str,
     chat_model_dir: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    for name, value in {"DATABASE_URL": sqlite_url, "MODEL": str(chat_model_dir)}.items():
+) -> Iterator[Database]:
+    """The CSV's two prompts imported, and runs set to the instruct model and this database."""
+    settings = {"DATABASE_URL": sqlite_url, "MODEL": str(chat_model_dir), "DEVICE": "cpu"}
+    for name, value in settings.items():
         monkeypatch.setenv(f"ARTICLEGEN_{name}", value)
-    monkeypatch.setenv("ARTICLEGEN_DEVICE", "cpu")
     path = tmp_path / "prompts.csv"
     path.write_text(CSV, encoding="utf-8")
     db = Database.open(sqlite_url)
     try:
         assert import_prompts_csv(db, path, load_presets()).inserted == 2
-        # From the form, as the Prefect UI sends it: the row that asked for the plain form and
-        # the row with its own system message both take the run's.
-        result = generate_articles(
-            prompt_format="chat", system="Run system.", max_new_tokens="4", batch_size=2
-        )
-        assert not isinstance(result, BaseException)
-        with db.session(write=False) as session:
-            articles = {a.prompt.external_id: a for a in session.scalars(select(Article))}
-            statuses = set(session.scalars(select(Prompt.status)))
+        yield db
     finally:
         db.close()
         close_contexts()
+
+
+def _articles(db: Database) -> dict[str | None, Article]:
+    with db.session(write=False) as session:
+        return {a.prompt.external_id: a for a in session.scalars(select(Article))}
+
+
+def test_the_run_frames_every_prompt_over_its_own(
+    chat_prompts: Database, chat_model_dir: Path
+) -> None:
+    # From the form, as the Prefect UI sends it: the row that asked for the plain form and
+    # the row with its own system message both take the run's.
+    result = generate_articles(
+        prompt_format="chat", system="Run system.", max_new_tokens="4", batch_size=2
+    )
+    assert not isinstance(result, BaseException)
+    articles = _articles(chat_prompts)
+    with chat_prompts.session(write=False) as session:
+        statuses = set(session.scalars(select(Prompt.status)))
     assert statuses == {PromptStatus.DONE}
     from transformers import AutoTokenizer
 
@@ -185,30 +199,15 @@ def test_an_unknown_prompt_format_is_a_usage_error(run_cli: CliHarness) -> None:
 
 
 def test_a_blank_system_runs_every_prompt_without_one(
-    prefect_server: None,  # noqa: F811
-    sqlite_url: str,
-    chat_model_dir: Path,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    chat_prompts: Database, chat_model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # `--system ""`: no system message, whatever the prompt, its preset or the setting says.
-    settings = {"DATABASE_URL": sqlite_url, "MODEL": str(chat_model_dir), "DEVICE": "cpu"}
-    for name, value in {**settings, "SYSTEM_MESSAGE": "Setting system."}.items():
-        monkeypatch.setenv(f"ARTICLEGEN_{name}", value)
-    path = tmp_path / "prompts.csv"
-    path.write_text(CSV, encoding="utf-8")
+    monkeypatch.setenv("ARTICLEGEN_SYSTEM_MESSAGE", "Setting system.")
     style = parse_style({"prompt_format": None, "system": ""}, clears=True)
     assert style == PromptStyle(system="")
-    db = Database.open(sqlite_url)
-    try:
-        assert import_prompts_csv(db, path, load_presets()).inserted == 2
-        params = GenerateParams(style=style, batch_size=2, overrides={"max_new_tokens": 4})
-        result = run_generate(params)
-        with db.session(write=False) as session:
-            articles = {a.prompt.external_id: a for a in session.scalars(select(Article))}
-    finally:
-        db.close()
-        close_contexts()
+    params = GenerateParams(style=style, batch_size=2, overrides={"max_new_tokens": 4})
+    result = run_generate(params)
+    articles = _articles(chat_prompts)
     assert (result.done, result.failed) == (2, 0)
     from transformers import AutoTokenizer
 
