@@ -50,7 +50,11 @@ class ModelInputs:
         would add when `add_special_tokens` is false (the prompt has them already)."""
         # The tokenizer adds what its model expects at the start (Llama's <s>; GPT-2 nothing).
         tokenizer = self.loaded.tokenizer
-        ids: list[int] = tokenizer(prompt, add_special_tokens=add_special_tokens)["input_ids"]
+        # verbose=False: a prompt longer than the context fails with our own message (the
+        # engine's), not transformers' warning about indexing errors beside it.
+        ids: list[int] = tokenizer(prompt, add_special_tokens=add_special_tokens, verbose=False)[
+            "input_ids"
+        ]
         # An empty prompt starts from the start token, or end-of-text as GPT-2 begins documents.
         start = self.loaded.tokenizer.bos_token_id
         return ids or [start if start is not None else (self.eos_id or self.pad_id)]

@@ -104,23 +104,31 @@ class PresetCatalog:
             raise _invalid(preset, exc) from exc
 
     def style(
-        self, preset: str | None, own: PromptStyle, settings: PromptStyle | None = None
+        self,
+        preset: str | None,
+        own: PromptStyle,
+        settings: PromptStyle | None = None,
+        run: PromptStyle | None = None,
     ) -> PromptStyle:
         """A prompt's `own` format and system message over its preset's, over the `settings`'
-        (when known): each field from the first that sets it, checked (`settle_style`).
+        (when known), under the `run`'s (when it sets any): each field from the first that
+        sets it, checked (`settle_style`).
 
         Raises `ConfigError` for the plain form with a system message, saying which layer gave
         each field that is not the prompt's own.
         """
         found = self.get(preset or DEFAULT_PRESET)
+        run = run or PromptStyle()
         try:
-            return settle_style(own.over(found.style, settings))
+            return settle_style(run.over(own, found.style, settings))
         except ConfigError as exc:
             origins = []
             for name in STYLE_FIELDS:
-                if getattr(own, name) is not None:
+                if getattr(run, name) is not None:
+                    origins.append(f"`{name}` from the run (--{name.replace('_', '-')})")
+                elif getattr(own, name) is not None:
                     continue
-                if getattr(found.style, name) is not None:
+                elif getattr(found.style, name) is not None:
                     origins.append(f"`{name}` from preset `{found.name}`")
                 elif settings is not None and getattr(settings, name) is not None:
                     origins.append(f"`{name}` from {SETTING_OF[name]}")

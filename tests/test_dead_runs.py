@@ -5,6 +5,7 @@ retried. Against SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 from sqlalchemy import select
 
@@ -187,5 +188,26 @@ def test_resuming_a_job_whose_preset_is_gone_is_refused_before_a_new_job(
     result = run_cli("jobs", "resume", str(job_id))
     assert result.exit_code == 1, result.output
     assert result.stderr.startswith("Error: unknown preset `briefed`")
+    with database.session(write=False) as session:
+        assert [j.id for j in session.scalars(select(Job))] == [job_id]
+
+
+def test_resuming_a_chat_job_on_a_base_model_names_the_job_s_own_framing(
+    run_cli: CliHarness, database: Database, tiny_model_dir: Path
+) -> None:
+    """Its options are stored, not typed again: the message says whose they are."""
+    _seed(database, 1)
+    with database.session() as session:
+        job_id = _job(session)
+        job = session.get_one(Job, job_id)
+        job.parameters = {"style": {"prompt_format": "chat"}, "batch_size": 2}
+        job.status = JobStatus.CRASHED
+    env = {"ARTICLEGEN_MODEL": str(tiny_model_dir), "ARTICLEGEN_DEVICE": "cpu"}
+    result = run_cli("jobs", "resume", str(job_id), env=env)
+    assert result.exit_code == 1, result.output
+    assert f"(job {job_id}'s own --prompt-format chat, the form's fields)" in result.stderr
+    assert result.stderr.rstrip().endswith(
+        "or resume it with the instruct model it ran on (ARTICLEGEN_MODEL)"
+    )
     with database.session(write=False) as session:
         assert [j.id for j in session.scalars(select(Job))] == [job_id]

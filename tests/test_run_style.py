@@ -10,6 +10,7 @@ import pytest
 from prefect.utilities.callables import parameter_schema
 from sqlalchemy import select
 
+from articlegen.core.errors import ConfigError
 from articlegen.db import Article, Database, Prompt, PromptStatus
 from articlegen.flows.generate import generate_articles, run_generate
 from articlegen.generator import load_presets
@@ -131,7 +132,8 @@ def test_the_form_offers_the_run_style_fields() -> None:
             {"model": "chat", "ARTICLEGEN_PROMPT_FORMAT": "plain"},
             "cannot be used: `system` is set but `prompt_format` is `plain`, which has no system "
             "message: set `prompt_format` to `chat` or `auto` (for an instruct model), or drop "
-            "`system` (`prompt_format` from ARTICLEGEN_PROMPT_FORMAT)\n",
+            "`system` (`prompt_format` from ARTICLEGEN_PROMPT_FORMAT, `system` from the run "
+            "(--system))\n",
         ),
         (
             ["--system", "a\x1bb"],
@@ -155,12 +157,19 @@ def test_the_form_offers_the_run_style_fields() -> None:
             {"presets": '[nucleus]\ntop_p = 0.9\nsystem = "Be brief."\n'},
             "gives a system message, preset nucleus's, which the prompts naming no preset take",
         ),
-        # A system message longer than the context would fail every prompt alike.
+        # What any prompt framed so would need, over the context, fails every prompt alike:
+        # here the template's own markup and what --max-new-tokens asks for.
+        (
+            ["--prompt-format", "chat", "--max-new-tokens", "510"],
+            {"model": "chat"},
+            "tokens, and with 510 new (max_new_tokens) that is over the model's context of 512: "
+            "no prompt framed so would fit; lower --max-new-tokens\n",
+        ),
         (
             ["--system", "word " * 600],
             {"model": "chat"},
-            "tokens, and the model reads at most 512 (its context): no prompt framed with it "
-            "would fit; shorten it",
+            "tokens, and with 1 new (max_new_tokens) that is over the model's context of 512: "
+            "no prompt framed so would fit; shorten the system message\n",
         ),
     ],
 )
@@ -241,3 +250,11 @@ def test_a_blank_system_lets_the_plain_form_run_under_a_system_setting(
     assert "gives a system message, ARTICLEGEN_SYSTEM_MESSAGE" in refused.stderr
     planned = run_cli(*options, "--system", "", env=env)
     assert planned.exit_code == 0, planned.output
+
+
+def test_a_prompts_failure_names_the_run_as_the_layer_that_set_a_field() -> None:
+    # A row that asks for the plain form, under a run's --system: the run is named, not the
+    # prompt (which set no system message).
+    with pytest.raises(ConfigError) as refused:
+        load_presets().style(None, PromptStyle(prompt_format="plain"), run=PromptStyle(system="x"))
+    assert str(refused.value).endswith("(`system` from the run (--system))")

@@ -205,7 +205,13 @@ def _check_header(path: Path, header: list[str], line: int) -> list[str]:
                 f"(`{EXTRA_PREFIX}{name}`) to keep them for templates"
             )
     if "topic" not in columns:
-        found = ", ".join(f"`{c}`" for c in columns if c and len(c) <= _MAX_COLUMN_NAME)
+        # Names holding control characters are reported above, and never echoed: an escape
+        # sequence quoted back would reach the terminal.
+        found = ", ".join(
+            f"`{c}`"
+            for c in columns
+            if c and len(c) <= _MAX_COLUMN_NAME and control_problem(c) is None
+        )
         problems.insert(
             0, f"no `topic` column: the header must name one (found {found or 'no columns'})"
         )

@@ -194,7 +194,7 @@ def _inputs(
             # The run's format and system message, over the prompt's own, over its preset's,
             # over the settings'.
             own = parse_style({"prompt_format": prompt.prompt_format, "system": prompt.system})
-            style = context.presets.style(preset, params.style.over(own), settings_style)
+            style = context.presets.style(preset, own, settings_style, run=params.style)
         except ConfigError as exc:
             variants = len(variants_of(prompt, params))
             report.failures.append(PromptFailure(prompt.id, str(exc), variants))

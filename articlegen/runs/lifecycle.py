@@ -127,14 +127,19 @@ def check_style_fits(settings: Settings, params: GenerateParams, loaded: LoadedM
     chat = style.prompt_format == "chat" or (bool(style.system) and style.prompt_format != "plain")
     if chat and not has_chat_template(loaded.tokenizer):
         asked = "--prompt-format chat" if style.prompt_format == "chat" else "--system"
+        fix = "drop the option"
+        if params.resume_job is not None:  # its options are stored: another model can run it
+            asked = f"job {params.resume_job}'s own {asked}"
+            fix = "resume it with the instruct model it ran on (ARTICLEGEN_MODEL)"
         raise ConfigError(
             f"the run asks for the chat form ({asked}, the form's fields) but model "
             f"{loaded.name} has no chat template: use an instruct model (`articlegen "
-            "models list`), or drop the option"
+            f"models list`), or {fix}"
         )
     presets = context_for(settings).presets
     try:  # the layers together: the plain form meeting a system message, each layer named
-        framed = presets.style(params.preset, style, PromptStyle.from_settings(settings))
+        layers = (PromptStyle(), PromptStyle.from_settings(settings))
+        framed = presets.style(params.preset, *layers, run=style)
     except ConfigError as exc:
         raise _unusable(exc) from None
     try:  # with the model: its chat template, what it refuses
@@ -142,13 +147,20 @@ def check_style_fits(settings: Settings, params: GenerateParams, loaded: LoadedM
         text = frame_prompt(loaded.tokenizer, loaded.name, "Topic", framed, form).text
     except (ConfigError, TemplateError) as exc:
         raise _unusable(exc, _system_source(settings, params)) from None
+    # The fewest tokens any prompt framed so takes (a one-word prompt; the prompt template's
+    # wording comes on top), and what it writes: all of `--max-new-tokens`, else one.
     tokens = len(loaded.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
-    if tokens >= loaded.context_length:
+    writes = int(params.overrides.settings().get("max_new_tokens") or 1)
+    if tokens + writes > loaded.context_length:
+        source = _system_source(settings, params) if form == "chat" else None
+        framing = f" with the system message, {source}," if source else ""
+        how = f"framed by model {loaded.name}'s chat template" if form == "chat" else "as is"
+        fixes = ["shorten the system message"] if source else []
+        fixes += ["lower --max-new-tokens"] if writes > 1 else []
         raise ConfigError(
-            f"the system message, {_system_source(settings, params)}, framed by model "
-            f"{loaded.name}'s chat template around a one-word prompt, is {tokens:,} tokens, and "
-            f"the model reads at most {loaded.context_length:,} (its context): no prompt "
-            "framed with it would fit; shorten it"
+            f"a one-word prompt{framing} {how} is {tokens:,} tokens, and with {writes:,} new "
+            f"(max_new_tokens) that is over the model's context of {loaded.context_length:,}: "
+            f"no prompt framed so would fit; {' or '.join(fixes) or 'use the plain form'}"
         )
 
 
