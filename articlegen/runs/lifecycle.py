@@ -118,9 +118,10 @@ def _check_run_style(settings: Settings, params: GenerateParams) -> None:
 def check_style_fits(settings: Settings, params: GenerateParams, loaded: LoadedModel) -> None:
     """`ConfigError` when what the run sets for its prompts (its format and system message, its
     preset's) fails with this model: no chat template, a template that refuses a system role
-    or finds its own markup in the message, a plain form meeting a system message, a system
-    message that fills the context. Checked once, as a prompt that sets neither would be
-    framed, rather than failing each such prompt alike."""
+    or finds its own markup in the message, a plain form meeting a system message, framing
+    that leaves no room in the context for a one-word prompt and `--max-new-tokens`. Checked
+    once, as a prompt that sets neither would be framed, rather than failing each such prompt
+    alike."""
     if not frames_prompts(settings, params):
         return
     style = params.style
