@@ -33,14 +33,19 @@ os.environ["DO_NOT_TRACK"] = "1"
 os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="articlegen-prefect-")
 os.environ["PREFECT_LOGGING_TO_API_ENABLED"] = "false"
 os.environ["PREFECT_SERVER_API_HOST"] = "127.0.0.1"
+# Under pytest-xdist each worker takes its share of the cores (and the child processes it starts
+# inherit it): torch's default, a thread per core in every worker, oversubscribes them.
+if _workers := os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // int(_workers)))
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import hypothesis
 import psycopg
 import pytest
 from click.testing import CliRunner, Result
-from playwright.sync_api import Browser, Dialog, Page, sync_playwright
+from playwright.sync_api import Browser, Dialog, Page, expect, sync_playwright
 from sqlalchemy import func, select
 
 from articlegen.cli import cli
@@ -49,6 +54,12 @@ from articlegen.generator import PresetCatalog, load_presets
 from articlegen.generator.loading import LoadedModel, ModelSpec, load_model
 from articlegen.generator.model_init import EOS_TOKEN, init_model
 from articlegen.runs import close_contexts
+
+# Tests time nothing, and the suite shares the cores between its workers: no Hypothesis
+# deadline, and pages get 15 s (not Playwright's 5) to show what a test waits for.
+hypothesis.settings.register_profile("suite", deadline=None)
+hypothesis.settings.load_profile("suite")
+expect.set_options(timeout=15_000)
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "ARTICLEGEN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"

@@ -65,7 +65,12 @@ def test_the_cache_budget_counts_what_the_cache_really_takes(tiny_model: LoadedM
 def test_a_run_takes_the_explicit_size_or_the_cached_one(
     tiny_model: LoadedModel, tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = Settings(model=str(tiny_model_dir), device="cpu", cache_dir=tmp_path)
+    settings = Settings(
+        model=str(tiny_model_dir),
+        device="cpu",
+        cache_dir=tmp_path,
+        database_url=f"sqlite:///{tmp_path / 'a.db'}",  # not the working directory's
+    )
     assert choose_batch_size(settings, GenerateParams(batch_size=5)).batch_size == 5
     chosen = choose_batch_size(settings, GenerateParams())
     assert chosen.batch_size == auto_batch_size(tiny_model, tmp_path)

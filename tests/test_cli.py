@@ -236,8 +236,14 @@ def test_model_init_command(tmp_path: Path) -> None:
     assert again.stderr == f"Error: {target} exists and is not empty: choose a new directory\n"
 
 
-def test_preview_writes_one_article(tiny_model_dir: Path) -> None:
-    env = {"ARTICLEGEN_MODEL": str(tiny_model_dir)}
+def _preview_env(model: str, tmp_path: Path) -> dict[str, str]:
+    # `preview` looks the model up in the registry: a database of the test's own, never the
+    # working directory's articlegen.db, which another test process may be using.
+    return {"ARTICLEGEN_MODEL": model, "ARTICLEGEN_DATABASE_URL": f"sqlite:///{tmp_path / 'a.db'}"}
+
+
+def test_preview_writes_one_article(tiny_model_dir: Path, tmp_path: Path) -> None:
+    env = _preview_env(str(tiny_model_dir), tmp_path)
     args = ["preview", "Night trains", "--set", "max_new_tokens=30", "--seed", "3"]
     result = CliRunner().invoke(cli, args, env=env)
     assert result.exit_code == 0, result.output
@@ -270,18 +276,17 @@ def test_preview_writes_one_article(tiny_model_dir: Path) -> None:
     ],
 )
 def test_preview_settings_errors(
-    tiny_model_dir: Path, args: list[str], code: int, message: str
+    tiny_model_dir: Path, tmp_path: Path, args: list[str], code: int, message: str
 ) -> None:
-    env = {"ARTICLEGEN_MODEL": str(tiny_model_dir)}
+    env = _preview_env(str(tiny_model_dir), tmp_path)
     result = CliRunner().invoke(cli, ["preview", "Trains", *args], env=env, catch_exceptions=False)
     assert result.exit_code == code
     assert result.stderr.startswith(message) or message in result.stderr
 
 
-def test_preview_offline_hub_model_explains_the_ways_out() -> None:
-    result = CliRunner().invoke(
-        cli, ["preview", "Trains"], env={"ARTICLEGEN_MODEL": "gpt2"}, catch_exceptions=False
-    )
+def test_preview_offline_hub_model_explains_the_ways_out(tmp_path: Path) -> None:
+    env = _preview_env("gpt2", tmp_path)
+    result = CliRunner().invoke(cli, ["preview", "Trains"], env=env, catch_exceptions=False)
     assert result.exit_code == 1
     assert result.stderr.startswith(
         "Error: cannot load model 'gpt2': HF_HUB_OFFLINE is set and the model is not in the "

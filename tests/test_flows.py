@@ -41,7 +41,8 @@ from .test_runner import PROMPTS_CSV
 @pytest.fixture(scope="session")
 def prefect_server() -> Iterator[None]:
     with (
-        prefect_test_harness(server_startup_timeout=60),
+        # 120 s, as the CLI allows (`cli.prefect_env`): a first start on two busy cores is slow.
+        prefect_test_harness(server_startup_timeout=120),
         temporary_settings(
             updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}  # ~1 s saved per flow run
         ),
