@@ -135,8 +135,14 @@ def _invariant(loaded: LoadedModel, prompts: list[str], lengths: list[int], rows
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--prompts", default=128, show_default=True)
-@click.option("--batch-size", default=32, show_default=True, help="The engine's rows.")
+@click.option("--prompts", default=128, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--batch-size",
+    default=32,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="The engine's rows.",
+)
 @click.option("--size", default="small", show_default=True, help="The benchmark model's size.")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
 @click.option("--dtype", default="float32", show_default=True, help="float32 or bfloat16.")

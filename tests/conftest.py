@@ -36,7 +36,7 @@ os.environ["PREFECT_SERVER_API_HOST"] = "127.0.0.1"
 # Under pytest-xdist each worker takes its share of the cores (and the child processes it starts
 # inherit it): torch's default, a thread per core in every worker, oversubscribes them.
 if _workers := os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
-    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // int(_workers)))
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // int(_workers))))
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path

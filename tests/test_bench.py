@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from articlegen.generator.loading import LoadedModel
+from bench.continuous import _engine
 from bench.report import Target, markdown, summarise, targets, write_results
 from bench.systems import run_baseline, run_engine
 from bench.workload import LENGTHS, make_workload
@@ -25,6 +27,20 @@ def test_the_workload_is_fixed_work_of_mixed_length() -> None:
     assert (config.min_new_tokens, config.max_new_tokens) == (128, 128)
     assert config.top_p == 0.95  # the nucleus preset
     assert make_workload(22, 128) == workload  # the same every run
+
+
+@pytest.mark.parametrize("continuous", [True, False])
+def test_the_continuous_benchmark_counts_rows_per_step(
+    tiny_model: LoadedModel, continuous: bool
+) -> None:
+    # Two rows, articles of 2 and 8 tokens: 8 steps, 10 tokens, 1.25 rows per step in either
+    # engine (the batch loop's short row idles; the queue has no prompt to refill it with).
+    rate, rows = _engine(tiny_model, ["Tea", "Bread"], [2, 8], 2, continuous, 10_000)
+    assert rate > 0
+    assert rows == 10 / 8
+    # Four articles of 3 tokens over two rows: every step has both rows busy.
+    _, full = _engine(tiny_model, ["a", "b", "c", "d"], [3] * 4, 2, continuous, 10_000)
+    assert full == 2.0
 
 
 def test_baseline_and_engine_generate_the_whole_workload(tiny_model_dir: Path) -> None:
