@@ -100,6 +100,26 @@ def _wait_for_articles(url: str, process: subprocess.Popen[str], at_least: int =
         db.close()
 
 
+def _wait_for_claims(url: str, process: subprocess.Popen[str]) -> None:
+    """Poll until the run holds claimed prompts: a kill between one batch's write-back and the
+    next claim would leave nothing held for the next run to take over (seen on a busy CI)."""
+    db = Database.open(url)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            with db.session(write=False) as session:
+                held = session.scalar(
+                    select(func.count()).where(Prompt.status == PromptStatus.CLAIMED)
+                )
+            if held:
+                return
+            assert process.poll() is None, "the run ended before holding a batch"
+            time.sleep(0.02)
+        raise AssertionError("the run held no batch in time")
+    finally:
+        db.close()
+
+
 def _exactly_once(db: Database, articles: int) -> list[Article]:
     """Every prompt is done, with exactly one article per variant; returns the articles."""
     with db.session(write=False) as session:
@@ -186,6 +206,7 @@ def _killed_mid_batch(url: str, tiny_model_dir: Path, articles: int) -> tuple[Jo
     run = _generate(_env(url, tiny_model_dir), "--batch-size", "3", "--max-new-tokens", "40")
     try:
         _wait_for_articles(url, run)
+        _wait_for_claims(url, run)
         run.kill()  # SIGKILL: no handler runs, nothing is released
     finally:
         run.communicate(timeout=60)
