@@ -83,41 +83,36 @@ def _finish(process: subprocess.Popen[str], timeout: float = 300) -> str:
     return output
 
 
-def _wait_for_articles(url: str, process: subprocess.Popen[str], at_least: int = 1) -> int:
-    """Poll until `at_least` articles are written (the run's first batch); returns the count."""
+def _wait_for(
+    url: str, process: subprocess.Popen[str], query: Any, at_least: int, what: str
+) -> int:
+    """Poll until `query` counts `at_least` while the run goes on; returns the count."""
     db = Database.open(url)
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
             with db.session(write=False) as session:
-                count = session.scalar(select(func.count()).select_from(Article)) or 0
+                count = session.scalar(query) or 0
             if count >= at_least:
                 return count
-            assert process.poll() is None, "the run ended before writing a batch"
-            time.sleep(0.05)
-        raise AssertionError("no article was written in time")
+            assert process.poll() is None, f"the run ended before {what}"
+            time.sleep(0.02)
+        raise AssertionError(f"the run was not {what} in time")
     finally:
         db.close()
+
+
+def _wait_for_articles(url: str, process: subprocess.Popen[str], at_least: int = 1) -> int:
+    """Poll until `at_least` articles are written (the run's first batch); returns the count."""
+    query = select(func.count()).select_from(Article)
+    return _wait_for(url, process, query, at_least, "writing a batch")
 
 
 def _wait_for_claims(url: str, process: subprocess.Popen[str]) -> None:
     """Poll until the run holds claimed prompts: a kill between one batch's write-back and the
     next claim would leave nothing held for the next run to take over (seen on a busy CI)."""
-    db = Database.open(url)
-    try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            with db.session(write=False) as session:
-                held = session.scalar(
-                    select(func.count()).where(Prompt.status == PromptStatus.CLAIMED)
-                )
-            if held:
-                return
-            assert process.poll() is None, "the run ended before holding a batch"
-            time.sleep(0.02)
-        raise AssertionError("the run held no batch in time")
-    finally:
-        db.close()
+    query = select(func.count()).where(Prompt.status == PromptStatus.CLAIMED)
+    _wait_for(url, process, query, 1, "holding a batch")
 
 
 def _exactly_once(db: Database, articles: int) -> list[Article]:
