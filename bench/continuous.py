@@ -38,12 +38,13 @@ def _sync(loaded: LoadedModel) -> None:
         torch.cuda.synchronize(loaded.device)
 
 
-def _budget(loaded: LoadedModel) -> int:
-    """The key/value cache budget a run gets by default, in positions (rows x width)."""
+def _budget(loaded: LoadedModel, mib: int | None) -> int:
+    """The key/value cache budget of `mib` MiB, by default a run's, in positions (rows x
+    width)."""
     from articlegen.core.settings import load_settings
     from articlegen.generator.batching import cache_tokens
 
-    return cache_tokens(loaded, load_settings().kv_cache_mb)
+    return cache_tokens(loaded, mib if mib is not None else load_settings().kv_cache_mb)
 
 
 def _engine(
@@ -53,8 +54,12 @@ def _engine(
     batch_size: int,
     continuous: bool,
     budget: int,
+    claimed: int = 0,
+    carry: bool = True,
 ) -> tuple[float, float]:
-    """Tokens per second, and the rows that made a token in the mean decoding step."""
+    """Tokens per second, and the rows that made a token in the mean decoding step. With
+    `claimed`, the prompts go to the engine as a flow run hands them over, in calls of that
+    many, each given the next as `ahead` when `carry` (one queue across calls)."""
     from articlegen.generator import load_presets
     from articlegen.generator.engine import Engine
     from articlegen.generator.requests import DecodeStep, GenerationRequest
@@ -70,9 +75,14 @@ def _engine(
     warm = nucleus.model_copy(update={"min_new_tokens": 2, "max_new_tokens": 2})
     engine.generate([GenerationRequest(i, p, warm, i) for i, p in enumerate(prompts[:batch_size])])
     _sync(loaded)
+    size = claimed or len(requests)
+    calls = [requests[i : i + size] for i in range(0, len(requests), size)]
     steps: list[DecodeStep] = []
+    outcomes = []
     started = time.perf_counter()
-    outcomes = engine.generate(requests, on_step=steps.append)
+    for k, call in enumerate(calls):
+        ahead = calls[k + 1] if carry and k + 1 < len(calls) else []
+        outcomes += engine.generate(call, on_step=steps.append, ahead=ahead)
     _sync(loaded)
     seconds = time.perf_counter() - started
     tokens = sum(getattr(o, "tokens_generated", 0) for o in outcomes)
@@ -151,6 +161,18 @@ def _invariant(loaded: LoadedModel, prompts: list[str], lengths: list[int], rows
 )
 @click.option("--no-loop", is_flag=True, help="Skip the batch loop's runs.")
 @click.option(
+    "--claimed",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Hand the prompts over in calls of this many, as a run's claimed batches; 0: one call.",
+)
+@click.option(
+    "--kv-cache-mb",
+    type=click.IntRange(min=16),
+    help="The key/value cache budget in MiB; default: a run's (ARTICLEGEN_KV_CACHE_MB).",
+)
+@click.option(
     "--check",
     default=0,
     show_default=True,
@@ -164,6 +186,8 @@ def main(
     dtype: str,
     no_transformers: bool,
     no_loop: bool,
+    claimed: int,
+    kv_cache_mb: int | None,
     check: int,
 ) -> None:
     """Tokens per second on articles of mixed and of fixed length, with PASS/FAIL targets.
@@ -174,16 +198,26 @@ def main(
     texts = list(make_workload(prompts, 1).prompts)
     mixed = [LENGTHS[i % len(LENGTHS)] for i in range(prompts)]
     fixed = [FIXED] * prompts
-    budget = _budget(loaded)
+    budget = _budget(loaded, kv_cache_mb)
     runs: dict[str, tuple[float, float]] = {}  # name: (tokens/s, mean rows per step)
     for name, lengths in (("fixed", fixed), ("mixed", mixed)):
         if not no_loop:
-            runs[f"{name}, batch loop"] = _engine(loaded, texts, lengths, batch_size, False, budget)
-        runs[f"{name}, continuous"] = _engine(loaded, texts, lengths, batch_size, True, budget)
+            runs[f"{name}, batch loop"] = _engine(
+                loaded, texts, lengths, batch_size, False, budget, claimed
+            )
+        runs[f"{name}, continuous"] = _engine(
+            loaded, texts, lengths, batch_size, True, budget, claimed
+        )
+    if claimed and claimed < prompts:
+        # What one queue across the calls buys: each call a queue of its own, as before.
+        runs["mixed, queue per call"] = _engine(
+            loaded, texts, mixed, batch_size, True, budget, claimed, carry=False
+        )
     if not no_transformers:
         runs["mixed, transformers"] = (_transformers(loaded, texts, mixed), float("nan"))
+    calls = f", in calls of {claimed}" if claimed and claimed < prompts else ""
     click.echo(
-        f"{prompts} prompts, {batch_size} rows, GPT-2 {size}, {device} {dtype}, "
+        f"{prompts} prompts{calls}, {batch_size} rows, GPT-2 {size}, {device} {dtype}, "
         f"key/value cache budget {budget:,} positions"
     )
     for name, (tokens, rows) in runs.items():
@@ -196,6 +230,10 @@ def main(
         click.echo(f"  continuous / batch loop, mixed: {ours / rate['mixed, batch loop']:.2f}x")
         loop = rate["fixed, continuous"] / rate["fixed, batch loop"]
         targets.append(("fixed unchanged (>= 0.95x loop)", loop, 0.95))
+    if "mixed, queue per call" in rate:
+        click.echo(
+            f"  one queue / queue per call, mixed: {ours / rate['mixed, queue per call']:.2f}x"
+        )
     if "mixed, transformers" in rate:
         targets.append(("mixed >= 1.5x transformers", ours / rate["mixed, transformers"], 1.5))
     for name, ratio, target in targets:

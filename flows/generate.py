@@ -9,7 +9,9 @@ Runs share one queue: each claims a batch at a time (`claim-batch`), so runs sta
 split the work and end together. Each batch is a `generate-batch` task, run in the flow's
 thread, then a `finish-batch` task (post-process, measure, render, record), submitted to the
 flow's thread pool so that it runs while the next batch generates: the model never waits on
-that CPU work. At most one batch is finishing at a time, and batches finish in order.
+that CPU work. At most one batch is finishing at a time, and batches finish in order. The next
+batch is claimed before a batch generates, and handed to it: its articles start in the rows
+the batch's last articles leave free, so the run's rows idle only at its very end.
 """
 
 from __future__ import annotations
@@ -115,15 +117,17 @@ def generate_batch(
     prompt_ids: list[int],
     params: GenerateParams,
     progress_artifact: UUID,
+    ahead: list[int],
 ) -> GeneratedBatch:
-    """Generate one batch (the model is loaded once per process); the progress artifact
-    follows it article by article."""
+    """Generate one batch (the model is loaded once per process), and start the next one's
+    articles (`ahead`) in the rows its own leave; the progress artifact follows it article by
+    article."""
 
     def show(progress: ProgressSnapshot) -> None:
         update_progress_artifact(progress_artifact, 100.0 * progress.fraction, progress.line())
 
     with runs.progress_for(job_id).listening(show, every=PROGRESS_EVERY):
-        return runs.generate_batch(settings, job_id, number, prompt_ids, params)
+        return runs.generate_batch(settings, job_id, number, prompt_ids, params, ahead)
 
 
 @step("finish-batch", run_name="job-{job_id}-batch-{number}-finish")
@@ -303,13 +307,21 @@ def _run(params: GenerateParams, job_id: int | None) -> RunResult | State[RunRes
 
         with runs.leases_kept(settings, job_id):
             number = 0
-            while not (stopped := runs.cancel_requested(settings, job_id)):
-                prompt_ids = claim_batch(settings, job_id, number + 1, params, claimed)
-                if not prompt_ids:
-                    break  # the queue is empty (or the run's limit reached)
+            upcoming = claim_batch(settings, job_id, 1, params, claimed)
+            claimed += len(upcoming)
+            # `upcoming` is empty once the queue is (or the run's limit is reached). A cancel
+            # is read first: one that came during the last batch stops the run all the same.
+            while not (stopped := runs.cancel_requested(settings, job_id)) and upcoming:
                 number += 1
-                claimed += len(prompt_ids)
-                batch = generate_batch(settings, job_id, number, prompt_ids, params, progress)
+                prompt_ids = upcoming
+                # The next batch is claimed before this one generates: its articles start in
+                # the rows this batch's last articles leave, so the run has one tail, not one
+                # per batch (bench/README.md).
+                upcoming = claim_batch(settings, job_id, number + 1, params, claimed)
+                claimed += len(upcoming)
+                batch = generate_batch(
+                    settings, job_id, number, prompt_ids, params, progress, upcoming
+                )
                 if finishing is not None:  # the previous batch, which finished meanwhile
                     waited += _settled(finishing, reports)
                     finishing = None

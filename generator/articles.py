@@ -146,9 +146,11 @@ class ArticleWriter:
         inputs: Sequence[ArticleInput],
         on_step: StepCallback | None = None,
         stop: Stop | None = None,
+        ahead: Sequence[ArticleInput] = (),
     ) -> Generated:
         """The first half of `write`: build the prompts and run the engine, nothing more.
-        Once `stop` says so, the articles not generated yet come back as stopped failures."""
+        Once `stop` says so, the articles not generated yet come back as stopped failures.
+        `ahead` are the inputs of the next call, which may start here (`Engine.generate`)."""
         seconds: defaultdict[str, float] = defaultdict(float)
         started = time.perf_counter()
         by_key = {item.key: item for item in inputs}
@@ -163,13 +165,16 @@ class ArticleWriter:
             except (TemplateError, ConfigError) as exc:
                 failures[item.key] = ArticleFailure(item.key, str(exc))
                 continue
-            request = GenerationRequest(
-                item.key, framed.text, item.decoding, item.seed, framed.add_special_tokens
-            )
-            requests.append(request)
+            requests.append(_request(item, framed))
+        upcoming = []
+        for item in ahead:
+            try:  # one that cannot be framed fails in its own call
+                upcoming.append(_request(item, self.framed_prompt(item)))
+            except (TemplateError, ConfigError):
+                continue
         seconds["prompting"] += time.perf_counter() - started
         started = time.perf_counter()
-        generations = self.engine.generate(requests, on_step, stop)
+        generations = self.engine.generate(requests, on_step, stop, upcoming)
         seconds["generation"] += time.perf_counter() - started
         return Generated(list(inputs), prompts, failures, list(generations), dict(seconds))
 
@@ -272,6 +277,12 @@ class ArticleWriter:
             template_name=stem,
             template_version=version,
         )
+
+
+def _request(item: ArticleInput, framed: FramedPrompt) -> GenerationRequest:
+    return GenerationRequest(
+        item.key, framed.text, item.decoding, item.seed, framed.add_special_tokens
+    )
 
 
 def article_meta(

@@ -10,7 +10,10 @@ of the batch and its cache, so the last long articles stop paying for the rows t
 The queue comes sorted by prompt length, and the cache is as wide as its rows' prompts and new
 tokens need. When the next prompt needs more, the running rows move into wider rows, fewer of
 them where a cache budget holds (`cache_tokens`), as soon as the rows still running fit: the
-queue never drains to change width, so a run has one tail, at its end.
+queue never drains to change width. A caller queues its next requests before the current ones
+end (`extend`: a flow run's next batch), so they take the rows the current ones leave and a run
+has one tail, at its end; their prompts start short again, and once no running row reaches past
+narrower rows, the rows narrow, more of them within the budget.
 
 Every row is laid out from column 0 of its own cache row and writes its next position at its own
 column (`InPlaceCache.ragged`); its position ids count its own tokens. What a row computes
@@ -21,8 +24,7 @@ joining one half-way.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Sequence
 
 import torch
 
@@ -37,85 +39,48 @@ from articlegen.generator.requests import (
     StepCallback,
     Stop,
 )
+from articlegen.generator.row_state import RowState
 from articlegen.generator.seeding import draw
 from articlegen.generator.widths import Widths
 
-__all__ = ["COMPACT_BELOW", "decode_continuous"]
+__all__ = ["COMPACT_BELOW", "NARROW_FOR", "ContinuousDecoder"]
 
 # Without waiting prompts, finished rows are dropped once the running rows fall to this share
 # of the batch: each compaction copies the cache, and this bounds how often that happens
 # (at most ~2.4 log2(rows) times per batch) while idle rows never exceed a quarter.
 COMPACT_BELOW = 0.75
+# Rows narrow (more of them within the cache budget) only for this many times the rows.
+NARROW_FOR = 1.25
 
 
-@dataclass
-class _Rows:
-    """Per-row state of the running batch, every tensor indexed by row."""
+class ContinuousDecoder:
+    """A queue of requests of one scheduling group through at most `rows` rows.
 
-    cursor: torch.Tensor  # [R] long: the column the row writes next
-    position: torch.Tensor  # [R] long: its next token's position id
-    made: torch.Tensor  # [R] long: tokens generated so far
-    live: torch.Tensor  # [R] bool: holds an unfinished article
-    mask: torch.Tensor  # [R, capacity] long: which columns hold the row's own tokens
-    uniforms: torch.Tensor  # [R, steps]
-    generated: torch.Tensor  # [R, steps] long
-    logprobs: torch.Tensor  # [R, steps]
-    seen: torch.Tensor  # [R, vocab] bool: tokens in the row, for the repetition penalty
-    stops: torch.Tensor  # [R, vocab] bool: tokens that end the row
-    history: torch.Tensor  # [R, capacity] long: prompt and output, from column 0
-    step_noise: torch.Tensor | None  # [R, steps, dim]: noise for each generated token
+    `run(due)` decodes until the queue's first `due` requests have ended and hands their
+    results back; requests queued after them (`extend`) take the rows those leave, and what
+    they hold when `run` returns stays here, mid-article, for the next `run`. So a caller
+    that feeds its next requests in before the current ones end (a flow run's next claimed
+    batch) meets the queue's tail once, at its very end.
+    """
 
-    def resize(self, rows: torch.Tensor, size: int, capacity: int, idle: Mapping[str, int]) -> None:
-        """Keep rows `rows`, in that order, as the first of `size` rows, `capacity` columns
-        wide. What is added holds 0, or `idle[field]` (as an idle row does), until
-        `_Decoder._prefill` sets what a row reads."""
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if value is None:
-                continue
-            kept = value.index_select(0, rows)
-            setattr(self, f.name, None)
-            del value  # the peak is the old tensor and the kept rows, not three copies
-            shape = [size, *kept.shape[1:]]
-            if f.name in ("mask", "history"):
-                shape[1] = capacity
-            grown = kept.new_full(shape, idle.get(f.name, 0))
-            grown[tuple(slice(0, n) for n in kept.shape)] = kept
-            setattr(self, f.name, grown)
-
-
-def decode_continuous(
-    inputs: ModelInputs,
-    queue: Sequence[Prepared],
-    rows: int,
-    keep_step_logits: bool = False,
-    on_step: StepCallback | None = None,
-    stop: Stop | None = None,
-    cache_tokens: int | None = None,
-) -> list[Decoded]:
-    """Decode every request of `queue` (one scheduling group, sorted by prompt length) with
-    at most `rows` rows at a time, whose cache holds at most `cache_tokens` positions (rows x
-    width) if set; results come back in `queue` order. Once `stop` says so, the requests not
-    ended (running or waiting) come back cancelled."""
-    decoder = _Decoder(inputs, queue, rows, keep_step_logits, cache_tokens)
-    return list(decoder.run(on_step, stop))
-
-
-class _Decoder:
     def __init__(
         self,
         inputs: ModelInputs,
         queue: Sequence[Prepared],
         rows: int,
-        keep_step_logits: bool,
-        cache_tokens: int | None,
+        keep_step_logits: bool = False,
+        cache_tokens: int | None = None,
     ) -> None:
         self.inputs = inputs
-        self.queue = queue
+        self.queue = list(queue)
+        self.most_rows = rows
         self.waiting = 0  # index in `queue` of the next prompt to start
         self.results: list[Decoded | None] = [None] * len(queue)
         self.joined = [0] * len(queue)  # the batch's rows when each request started
         self.keep_step_logits = keep_step_logits
+        self.stopped = False  # a `stop` cut the last run short: nothing here can go on
+        # The token each running row chose last, not yet through the model: where `run` left off.
+        self.pending: torch.Tensor | None = None
         configs = [p.request.config for p in queue]
         self.widths = Widths(
             [len(p.ids) for p in queue],
@@ -124,79 +89,124 @@ class _Decoder:
             cache_tokens,
         )
         capacity, size = self.widths.plan(0, 0, len(queue))
-        steps = max(c.max_new_tokens for c in configs)
-        device = inputs.device
-        vocab = inputs.vocab_size
         # Which request each row holds (its index in `queue`), or None once it finished.
         self.holds: list[int | None] = [None] * size
+        self.reach = [0] * size  # the columns each row's article may fill: prompt and budget
         self.kept: list[list[torch.Tensor]] = [[] for _ in range(size)]
         every_step = any(c.noise_every_step and c.noise_sigma > 0 for c in configs)
-
-        def zeros(*shape: int, dtype: torch.dtype = torch.long) -> torch.Tensor:
-            return torch.zeros(shape, dtype=dtype, device=device)
-
-        self.rows = _Rows(
-            cursor=zeros(size),
-            position=zeros(size),
-            made=zeros(size),
-            live=zeros(size, dtype=torch.bool),
-            mask=zeros(size, capacity),
-            uniforms=torch.ones((size, steps), device=device),
-            generated=torch.full((size, steps), inputs.pad_id, dtype=torch.long, device=device),
-            logprobs=zeros(size, steps, dtype=torch.float32),
-            seen=zeros(size, vocab, dtype=torch.bool),
-            stops=zeros(size, vocab, dtype=torch.bool),
-            history=torch.full((size, capacity), vocab, dtype=torch.long, device=device),
-            step_noise=zeros(size, steps, inputs.embedding_dim, dtype=torch.float32)
-            if every_step
-            else None,
-        )
+        steps = max(c.max_new_tokens for c in configs)
+        noise = inputs.embedding_dim if every_step else None
+        device, vocab = inputs.device, inputs.vocab_size
+        self.rows = RowState.allocate(size, capacity, steps, vocab, inputs.pad_id, noise, device)
+        # An idle row, as `RowState.allocate` lays it out: a uniform of 1 (a valid draw for
+        # every sampler), history past the vocabulary (no token), pads generated.
+        self.idle = {"uniforms": 1, "history": vocab, "generated": inputs.pad_id}
         layers = inputs.model.config.get_text_config(decoder=True).num_hidden_layers
         self.cache = InPlaceCache.allocate(layers, size, capacity)
-        self.logits = zeros(size, vocab, dtype=torch.float32)
+        self.logits = torch.zeros((size, vocab), dtype=torch.float32, device=device)
         self.configs = [configs[0]] * size  # idle rows decode with any settings
         self.chooser = TokenChooser(inputs, self.configs)
         self.ran = self.rows.live  # which rows made a token in the last step
         self.capacity = capacity
         self.longest = 0  # at least every row's cursor, kept on the host: no sync per step
 
-    def run(self, on_step: StepCallback | None, stop: Stop | None = None) -> Iterator[Decoded]:
-        self._refill(list(range(len(self.holds))))
-        while True:
+    @property
+    def carries(self) -> bool:
+        """Whether requests are queued or running here, for a next `run` to go on with."""
+        return not self.stopped and bool(self.queue)
+
+    def extend(self, more: Sequence[Prepared]) -> None:
+        """Queue `more` (of this decoder's scheduling group) after every request queued so
+        far: they start as rows free up once those have all started."""
+        if not more:
+            return
+        self.queue += more
+        self.results += [None] * len(more)
+        self.joined += [0] * len(more)
+        configs = [p.request.config for p in more]
+        self.widths.extend([len(p.ids) for p in more], [c.max_new_tokens for c in configs])
+        self.widths.most_rows = min(self.most_rows, len(self.queue))
+        every_step = any(c.noise_every_step and c.noise_sigma > 0 for c in configs)
+        noise = self.inputs.embedding_dim if every_step else None
+        self.rows.lengthen(max(c.max_new_tokens for c in configs), noise, self.idle)
+
+    def run(
+        self, due: int, on_step: StepCallback | None = None, stop: Stop | None = None
+    ) -> list[Decoded]:
+        """Decode until the first `due` requests queued have ended, and return their results
+        in queue order; they leave the queue. Once `stop` says so, those not ended come back
+        cancelled, and the decoder is done (`carries` is False)."""
+        if self.stopped:
+            raise RuntimeError("this decoder was stopped: start a new one")
+        left = sum(r is None for r in self.results[:due])
+        if left and self.pending is not None:
+            token, self.pending = self.pending, None
+            self._advance(token)
+        elif left:  # a new queue, or one whose rows have all ended
+            self._refill([r for r, h in enumerate(self.holds) if h is None])
+        while left:
             token, ended, reasons = self._choose()
-            self._finish(ended, reasons)
+            left -= self._finish(ended, reasons, due)
             if on_step is not None:
                 self._report(on_step, ended)
             running = any(h is not None for h in self.holds)
-            waiting = len(self.queue) - self.waiting
-            if not running and not waiting:
+            if not left or not (running or self.waiting < len(self.queue)):
+                if running:
+                    self.pending = token  # the next `run` goes on from here
                 break
             if stop is not None and stop():
-                break  # what ended is kept; the rest comes back cancelled
-            if running:
-                self._forward(token)
-            free = [r for r, h in enumerate(self.holds) if h is None]
-            # Freed rows refill at once: waiting for an eighth of them to refill together
-            # changed nothing measurable on an H200 (bench/README.md), and idles rows.
-            if waiting and free:
-                self._refill(free)
-            elif not waiting and len(free) >= (1 - COMPACT_BELOW) * len(self.holds):
-                self._resize(self.capacity, len(self.holds) - len(free))
-        for result in self.results:
-            yield CANCELLED if result is None else result
+                self.stopped = True  # what ended is kept; the rest comes back cancelled
+                break
+            self._advance(token)
+        results = [CANCELLED if r is None else r for r in self.results[:due]]
+        self._forget(due)
+        return results
+
+    def _advance(self, token: torch.Tensor) -> None:
+        """Run the chosen tokens through the model, then refill the freed rows from the
+        queue, or, once nothing waits, drop them when they are enough to be worth a copy."""
+        if any(h is not None for h in self.holds):
+            self._forward(token)
+        free = [r for r, h in enumerate(self.holds) if h is None]
+        waiting = self.waiting < len(self.queue)
+        # Freed rows refill at once: waiting for an eighth of them to refill together
+        # changed nothing measurable on an H200 (bench/README.md), and idles rows.
+        if waiting and free:
+            self._refill(free)
+        elif not waiting and len(free) >= (1 - COMPACT_BELOW) * len(self.holds):
+            self._resize(self.capacity, len(self.holds) - len(free))
+
+    def _forget(self, due: int) -> None:
+        """Drop the first `due` requests, ended and handed back, from the queue's books."""
+        del self.queue[:due], self.results[:due], self.joined[:due]
+        self.widths.forget(due)
+        self.waiting -= due
+        # Only requests after `due` still hold rows (all before it ended, or were stopped).
+        self.holds = [None if h is None or h < due else h - due for h in self.holds]
 
     def _refill(self, free: list[int]) -> None:
         """Start waiting prompts in the free rows. When the next one needs wider rows, the
         rows widen for the next wave of prompts as soon as the rows still running fit the
         fewer rows the budget then allows; until then the freed rows wait."""
+        running = len(self.holds) - len(free)
+        unended = running + len(self.queue) - self.waiting
         if not self.widths.fitting(self.waiting, len(free), self.capacity):
-            running = len(self.holds) - len(free)
-            unended = running + len(self.queue) - self.waiting
             capacity, size = self.widths.plan(self.waiting, self.capacity, unended)
             if running > size:
                 return
             self._resize(capacity, size)
             free = [r for r, h in enumerate(self.holds) if h is None]
+        elif self.widths.cache_tokens is not None:
+            # The queue came back to shorter prompts (the next call's, `extend`): narrower
+            # rows, more of them within the budget, once no running row reaches past them.
+            # Only for a quarter more rows at least: every change of width copies the cache.
+            floor = max(
+                (self.reach[r] for r, h in enumerate(self.holds) if h is not None), default=0
+            )
+            capacity, size = self.widths.plan(self.waiting, floor, unended)
+            if capacity < self.capacity and size >= NARROW_FOR * len(self.holds):
+                self._resize(capacity, size)
+                free = [r for r, h in enumerate(self.holds) if h is None]
         joining = self.widths.fitting(self.waiting, len(free), self.capacity)
         if joining:
             self._start(free[:joining])
@@ -257,6 +267,7 @@ class _Decoder:
                 r.step_noise[index, :n] = noise[:, width : width + n].float()
         for slot, q in zip(slots, requests, strict=True):
             self.holds[slot] = q
+            self.reach[slot] = width + self.queue[q].request.config.max_new_tokens
             self.joined[q] = len(self.holds)
             self.configs[slot] = self.queue[q].request.config
             self.kept[slot] = []
@@ -312,8 +323,10 @@ class _Decoder:
         r.live = live & ~ended
         return token, ended, reasons
 
-    def _finish(self, ended: torch.Tensor, reasons: torch.Tensor) -> None:
+    def _finish(self, ended: torch.Tensor, reasons: torch.Tensor, due: int) -> int:
+        """Keep the results of the rows that ended; returns how many of them were due."""
         r = self.rows
+        count = 0
         for slot in ended.nonzero().flatten().tolist():
             n = int(r.made[slot])
             held = self.holds[slot]
@@ -327,6 +340,8 @@ class _Decoder:
             )
             self.holds[slot] = None
             self.kept[slot] = []
+            count += held < due
+        return count
 
     def _report(self, on_step: StepCallback, ended: torch.Tensor) -> None:
         r = self.rows
@@ -371,16 +386,14 @@ class _Decoder:
         keep = [slot for slot, held in enumerate(self.holds) if held is not None]
         index = torch.tensor(keep, dtype=torch.long, device=self.inputs.device)
         added = size - len(keep)
-        # As `__init__` lays out idle rows: a uniform of 1 (a valid draw for every sampler; the
-        # token is thrown away), history past the vocabulary (no token), pads generated.
-        idle = {"uniforms": 1, "history": self.inputs.vocab_size, "generated": self.inputs.pad_id}
-        self.rows.resize(index, size, capacity, idle)
+        self.rows.resize(index, size, capacity, self.idle)
         self.cache.resize(index, size, capacity)
         self.capacity = capacity
         self.longest = int(self.rows.cursor.max()) if keep else 0
         logits = self.logits.index_select(0, index)
         self.logits = torch.cat([logits, logits.new_zeros((added, logits.shape[1]))])
         self.holds = [self.holds[k] for k in keep] + [None] * added
+        self.reach = [self.reach[k] for k in keep] + [0] * added
         self.configs = [self.configs[k] for k in keep] + [self.queue[0].request.config] * added
         self.kept = [self.kept[k] for k in keep] + [[] for _ in range(added)]
         self.chooser.restack(self.configs)

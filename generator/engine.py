@@ -22,13 +22,13 @@ the same share of the signal on every model.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from functools import partial
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
 
 import torch
 
 from articlegen.generator.beam import beam_search
-from articlegen.generator.continuous import decode_continuous
+from articlegen.generator.continuous import ContinuousDecoder
 from articlegen.generator.decode_loop import decode_batch, rows_independent
 from articlegen.generator.inputs import ModelInputs
 from articlegen.generator.loading import LoadedModel
@@ -42,7 +42,7 @@ from articlegen.generator.requests import (
     StepCallback,
     Stop,
 )
-from articlegen.generator.scheduling import Batch, run_splitting, schedule
+from articlegen.generator.scheduling import Batch, batch_key, run_splitting, schedule
 
 __all__ = ["Engine"]
 
@@ -75,6 +75,7 @@ class Engine:
         self.inputs = ModelInputs(loaded)
         # Rows refill as articles finish: only where our cache can write row by row.
         self.continuous = rows_independent(loaded.model) and continuous is not False
+        self._carried: _Carried | None = None  # the last call's queue, going on (`ahead`)
 
     def encode(self, prompt: str, add_special_tokens: bool = True) -> list[int]:
         """The prompt's token ids, as the engine feeds them to the model."""
@@ -85,12 +86,52 @@ class Engine:
         requests: Sequence[GenerationRequest],
         on_step: StepCallback | None = None,
         stop: Stop | None = None,
+        ahead: Sequence[GenerationRequest] = (),
     ) -> list[Outcome]:
         """Generate every request; outcomes come back in request order. `on_step` hears how
         far each batch is after every decoding step (after the whole batch, for beams). Once
         `stop` says so (it is asked after every step, and before every batch), the requests
-        not ended come back as stopped failures."""
+        not ended come back as stopped failures.
+
+        `ahead` are the requests of the caller's next call. Rows that free up once every
+        request of this call has started take them (where they share a queue), and what they
+        hold when this call ends goes on decoding in the next call, if that call's requests
+        are exactly these; any other call starts afresh. Each article is the same either way:
+        a row never depends on its neighbours."""
         outcomes: list[Outcome | None] = [None] * len(requests)
+        runnable = self._prepare(requests, outcomes)
+        plan = schedule(runnable, self.batch_size, self.cache_tokens, self.continuous)
+        carried, self._carried = self._carried, None
+        resumed = _resumable(carried, plan)
+        into = next((b for b in reversed(plan) if b.continuous), None)
+        # The queue that goes on from the last call runs first; the one the next call's
+        # requests join runs last, so that they start in its tail.
+        plan.sort(key=lambda b: (b is not resumed, b is into))
+        joining: list[Prepared] = []
+        if into is not None and ahead:
+            group = batch_key(into.members[0].request.config)
+            upcoming = self._prepare(ahead, [None] * len(ahead))
+            joining = sorted(
+                (p for p in upcoming if batch_key(p.request.config) == group),
+                key=lambda p: len(p.ids),
+            )
+        for batch in plan:
+            if stop is not None and stop():
+                for prepared in batch.members:
+                    outcomes[prepared.index] = _stopped(prepared)
+                continue
+            goes_on = carried.decoder if carried is not None and batch is resumed else None
+            run = self._runner(on_step, stop, goes_on, joining if batch is into else [])
+            for prepared, outcome in run_splitting(batch, run):
+                outcomes[prepared.index] = outcome
+        assert all(o is not None for o in outcomes)
+        return [o for o in outcomes if o is not None]
+
+    def _prepare(
+        self, requests: Sequence[GenerationRequest], outcomes: list[Outcome | None]
+    ) -> list[Prepared]:
+        """Tokenise the requests that can run; a failure for each that cannot, in
+        `outcomes`."""
         runnable: list[Prepared] = []
         context = self.loaded.context_length
         for index, request in enumerate(requests):
@@ -114,21 +155,37 @@ class Engine:
                 )
                 continue
             runnable.append(Prepared(index, request, ids))
-        plan = schedule(runnable, self.batch_size, self.cache_tokens, self.continuous)
-        for batch in plan:
-            if stop is not None and stop():
-                for prepared in batch.members:
-                    outcomes[prepared.index] = _stopped(prepared)
-                continue
-            run = partial(self._run, on_step=on_step, stop=stop)
-            for prepared, outcome in run_splitting(batch, run):
-                outcomes[prepared.index] = outcome
-        assert all(o is not None for o in outcomes)
-        return [o for o in outcomes if o is not None]
+        return runnable
+
+    def _runner(
+        self,
+        on_step: StepCallback | None,
+        stop: Stop | None,
+        goes_on: ContinuousDecoder | None,
+        joining: list[Prepared],
+    ) -> Callable[[Batch], list[tuple[Prepared, Outcome]]]:
+        """How `run_splitting` runs a batch: going on with `goes_on` and queueing `joining`
+        the first time; a retry after running out of memory starts afresh and carries
+        nothing (what ran out was that state)."""
+        tries = 0
+
+        def run(batch: Batch) -> list[tuple[Prepared, Outcome]]:
+            nonlocal tries
+            tries += 1
+            if tries == 1:
+                return self._run(batch, on_step, stop, goes_on, joining)
+            return self._run(batch, on_step, stop)
+
+        return run
 
     @torch.inference_mode()
     def _run(
-        self, planned: Batch, on_step: StepCallback | None = None, stop: Stop | None = None
+        self,
+        planned: Batch,
+        on_step: StepCallback | None = None,
+        stop: Stop | None = None,
+        goes_on: ContinuousDecoder | None = None,
+        joining: Sequence[Prepared] = (),
     ) -> list[tuple[Prepared, Outcome]]:
         started = time.perf_counter()
         batch = planned.members
@@ -137,15 +194,16 @@ class Engine:
             if on_step is not None:
                 on_step(DecodeStep(sum(len(r.ids) for r in rows), len(rows), 0.0))
         elif planned.continuous:
-            rows = decode_continuous(
-                self.inputs,
-                batch,
-                planned.rows,
-                self.keep_step_logits,
-                on_step,
-                stop,
-                planned.cache_tokens,
+            decoder = goes_on or ContinuousDecoder(
+                self.inputs, batch, planned.rows, self.keep_step_logits, planned.cache_tokens
             )
+            if goes_on is not None:  # this call's own requests, in the order they were queued
+                by_key = {p.request.key: p for p in batch}
+                batch = [by_key[p.request.key] for p in goes_on.queue[: len(batch)]]
+            decoder.extend(joining)
+            rows = decoder.run(len(batch), on_step, stop)
+            if decoder.carries:
+                self._carried = _Carried(batch_key(batch[0].request.config), decoder)
         else:
             rows = decode_batch(self.inputs, batch, self.keep_step_logits, on_step, stop)
         seconds = time.perf_counter() - started
@@ -168,6 +226,32 @@ class Engine:
             )
             results.append((prepared, generation))
         return results
+
+
+@dataclass(frozen=True)
+class _Carried:
+    """A queue left mid-way by the last call, for the next: its rows hold requests that
+    call was given `ahead`."""
+
+    group: Hashable  # its scheduling group (`batch_key`)
+    decoder: ContinuousDecoder
+
+
+def _resumable(carried: _Carried | None, plan: list[Batch]) -> Batch | None:
+    """The batch of `plan` that can go on with `carried`: a queue of its group holding
+    exactly its requests (the same keys, prompts, settings and seeds), else None."""
+    if carried is None:
+        return None
+    queued = {p.request.key: p.request for p in carried.decoder.queue}
+    if len(queued) != len(carried.decoder.queue):
+        return None  # keys repeat: requests cannot be told apart
+    for batch in plan:
+        if not batch.continuous or batch_key(batch.members[0].request.config) != carried.group:
+            continue
+        mine = {p.request.key: p.request for p in batch.members}
+        if len(mine) == len(batch.members) and mine == queued:
+            return batch
+    return None
 
 
 def _stopped(prepared: Prepared) -> GenerationFailure:

@@ -127,13 +127,13 @@ class InPlaceCache(Cache):
 
     def resize(self, rows: torch.Tensor, batch: int, capacity: int) -> None:
         """Keep rows `rows`, in that order, as the first of `batch` rows of `capacity`
-        positions (never fewer than before): rows that left a batch stop costing work, and a
-        queue whose next prompts are longer gets wider rows. The rows added hold zeros."""
+        positions: rows that left a batch stop costing work, a queue whose next prompts are
+        longer gets wider rows, and one whose next prompts are shorter, narrower and more of
+        them. Narrower rows keep their first `capacity` positions: the caller keeps only rows
+        that never write past them. The rows added hold zeros."""
         if len(rows) > batch:
             raise ValueError(f"cannot keep {len(rows)} rows in {batch}")
         for layer, storage in zip(self._layers, self._storages, strict=True):
-            if capacity < storage.capacity:
-                raise ValueError(f"cannot narrow rows of {storage.capacity} to {capacity}")
             # The old memory goes now, not at the next step: a layer's views still hold it.
             layer.keys = layer.values = None
             if storage.keys is not None and storage.values is not None:
@@ -177,5 +177,6 @@ def _grown(kept: torch.Tensor, batch: int, capacity: int) -> torch.Tensor:
     if kept.shape[0] == batch and kept.shape[2] == capacity:
         return kept
     grown = kept.new_zeros((batch, kept.shape[1], capacity, kept.shape[3]))
-    grown[: kept.shape[0], :, : kept.shape[2]] = kept
+    width = min(capacity, kept.shape[2])
+    grown[: kept.shape[0], :, :width] = kept[:, :, :width]
     return grown

@@ -31,6 +31,15 @@ class Widths:
         self.most_rows = most_rows
         self.cache_tokens = cache_tokens
 
+    def extend(self, lengths: Sequence[int], budgets: Sequence[int]) -> None:
+        """Requests queued after the others (a caller's next batch)."""
+        self.lengths += lengths
+        self.budgets += budgets
+
+    def forget(self, count: int) -> None:
+        """The first `count` requests have left the queue: indices count from the next."""
+        del self.lengths[:count], self.budgets[:count]
+
     def width(self, first: int, stop: int) -> int:
         """The width requests `first:stop` need together (0 for none)."""
         if stop <= first:

@@ -169,6 +169,21 @@ def test_rows_leave_and_join_without_changing_any_article(arch_model: LoadedMode
         assert arch_model.model.config.model_type in {"gemma2", "mistral", "gpt_neo"}
 
 
+def test_the_next_calls_articles_go_on_from_this_one(arch_model: LoadedModel) -> None:
+    """The next call's requests (`ahead`) start in this call's tail and go on in their own
+    call, each the same as alone, on every architecture (tests/test_carried_queue.py)."""
+    requests = _requests(PROMPTS)
+    alone = [_generations(Engine(arch_model, batch_size=1), [r])[0] for r in requests]
+    engine = Engine(arch_model, batch_size=3)
+    first = _generations(engine, requests[:5], ahead=requests[5:])
+    steps: list[DecodeStep] = []
+    second = _generations(engine, requests[5:], on_step=steps.append)
+    assert [g.token_ids for g in first + second] == [g.token_ids for g in alone]
+    made_here = sum(s.tokens for s in steps)
+    # Where rows refill, some of the second call's tokens came in the first; else none.
+    assert (made_here < sum(g.tokens_generated for g in second)) == engine.continuous
+
+
 def test_continuous_and_batch_loop_write_the_same_articles(tiny_model: LoadedModel) -> None:
     requests = _requests(PROMPTS * 2)
     loop = _generations(Engine(tiny_model, batch_size=4, continuous=False), requests)

@@ -99,3 +99,39 @@ def test_resizing_keeps_the_rows_asked_for_and_zeroes_the_rest() -> None:
     assert torch.equal(stored.values[1, :, :4], keys[0] + 100)
     assert not stored.keys[2].any()
     assert not stored.keys[:, :, 4:].any()
+
+
+def test_rows_narrow_again_when_the_next_calls_short_prompts_come(
+    tiny_model: LoadedModel,
+) -> None:
+    """Two long prompts fill two rows of 45 positions under a budget of 100; the next call's
+    short prompts (`ahead`, 8 positions each) then run four at a time, not two: once no long
+    row is left, the rows narrow and grow in number."""
+    long = [_request(0, 40, 4), _request(1, 40, 8, do_sample=False)]
+    short = [_request(2 + i, 1, 6, top_p=0.9) for i in range(4)]
+    engine = Engine(tiny_model, batch_size=4, cache_tokens=100)
+    first: list[DecodeStep] = []
+    second: list[DecodeStep] = []
+    out = _generations(engine, long, on_step=first.append, ahead=short)
+    out += _generations(engine, short, on_step=second.append)
+    # The long rows: two tokens a step; once the first ends, a short article takes its row
+    # (the other long one still needs 49 positions: no narrowing yet).
+    assert max(s.tokens for s in first) == 2
+    assert sum(s.tokens for s in first) > 4 + 8  # a short article started in the first call
+    assert max(s.tokens for s in second) == 4  # then four rows of 8 within the budget
+    alone = [_generations(Engine(tiny_model, batch_size=1), [r])[0] for r in long + short]
+    assert [g.token_ids for g in out] == [g.token_ids for g in alone]
+
+
+def test_narrowing_keeps_each_rows_first_positions() -> None:
+    cache = InPlaceCache.allocate(layers=1, batch=2, capacity=6)
+    keys = torch.arange(2 * 1 * 6 * 1, dtype=torch.float32).reshape(2, 1, 6, 1)
+    cache.rows(slice(None), offset=0).update(keys, keys + 100, 0)
+    cache.resize(torch.tensor([1]), batch=3, capacity=4)
+    stored = cache._storages[0]
+    assert stored.keys is not None
+    assert stored.values is not None
+    assert stored.keys.shape == (3, 1, 4, 1)
+    assert torch.equal(stored.keys[0], keys[1, :, :4])
+    assert torch.equal(stored.values[0], keys[1, :, :4] + 100)
+    assert not stored.keys[1:].any()

@@ -32,6 +32,7 @@ from articlegen.runs.params import GenerateParams
 from articlegen.runs.plan import variants_of
 from articlegen.runs.progress import progress_for
 from articlegen.runs.reports import BatchReport
+from articlegen.runs.upcoming import BatchInputs, keep_upcoming, take_upcoming
 
 if TYPE_CHECKING:
     # At run time these load in the functions that need them: torch takes seconds to import.
@@ -76,20 +77,64 @@ def write_batch(
 
 
 def generate_batch(
-    settings: Settings, job_id: int, number: int, prompt_ids: list[int], params: GenerateParams
+    settings: Settings,
+    job_id: int,
+    number: int,
+    prompt_ids: list[int],
+    params: GenerateParams,
+    ahead: list[int] | None = None,
 ) -> GeneratedBatch:
-    """Read batch `number`'s prompts and generate its articles; records nothing."""
+    """Read batch `number`'s prompts and generate its articles; records nothing. `ahead` is
+    the run's next batch, claimed already: its articles start in the rows this batch's last
+    articles leave free, and go on in its own `generate_batch`."""
     from articlegen.generator.loading import load_model
     from articlegen.generator.requests import GenerationFailure
 
     if params.batch_size is None:
         raise ValueError("choose_batch_size() first: the run's batch size is not set")
     starting(job_id, number, "generate")
-    started = time.perf_counter()
     context = context_for(settings)
     spec = context.model_spec(params.model)
     loaded = load_model(spec)
     writer = context.writer(loaded, params.batch_size)
+    batch = take_upcoming(job_id, prompt_ids) or _prepare(context, prompt_ids, params)
+    upcoming = _prepare(context, ahead, params) if ahead else None
+    if upcoming is not None:
+        keep_upcoming(job_id, upcoming)
+    progress = progress_for(job_id)
+    progress.batch_started()
+    # `jobs cancel` stops the batch within a decoding step: what ended is finished and
+    # recorded, the rest goes back to pending with the run.
+    generated = writer.generate(
+        batch.inputs,
+        progress.step,
+        CancelWatch(settings, job_id),
+        ahead=upcoming.inputs if upcoming is not None else (),
+    )
+    # Counted as finished once generated: the next batch's rows are counted from now on, and a
+    # failed write-back fails the whole run anyway. A prompt a cancel cut short is not written.
+    cut = {
+        _article_key(g.key)[0]
+        for g in generated.generations
+        if isinstance(g, GenerationFailure) and g.stopped
+    }
+    progress.batch_done(sum(n for p, n in batch.planned.items() if p not in cut))
+    return GeneratedBatch(
+        job_id=job_id,
+        number=number,
+        model=spec,
+        batch_size=params.batch_size,
+        generated=generated,
+        planned=batch.planned,
+        failures=batch.failures,
+        warnings=batch.warnings,
+        loading=batch.seconds + (upcoming.seconds if upcoming is not None else 0.0),
+    )
+
+
+def _prepare(context: RunContext, prompt_ids: list[int], params: GenerateParams) -> BatchInputs:
+    """Read a batch's prompts and build one input per article."""
+    started = time.perf_counter()
     with context.database.session(write=False) as session:
         prompts = {
             p.id: p for p in session.scalars(select(Prompt).where(Prompt.id.in_(prompt_ids)))
@@ -100,30 +145,13 @@ def generate_batch(
     report = BatchReport()
     planned = {p: len(variants_of(prompts[p], params)) for p in prompt_ids}
     inputs = _inputs(context, [prompts[p] for p in prompt_ids], versions, params, report)
-    loading = time.perf_counter() - started
-    progress = progress_for(job_id)
-    progress.batch_started()
-    # `jobs cancel` stops the batch within a decoding step: what ended is finished and
-    # recorded, the rest goes back to pending with the run.
-    generated = writer.generate(inputs, progress.step, CancelWatch(settings, job_id))
-    # Counted as finished once generated: the next batch's rows are counted from now on, and a
-    # failed write-back fails the whole run anyway. A prompt a cancel cut short is not written.
-    cut = {
-        _article_key(g.key)[0]
-        for g in generated.generations
-        if isinstance(g, GenerationFailure) and g.stopped
-    }
-    progress.batch_done(sum(n for p, n in planned.items() if p not in cut))
-    return GeneratedBatch(
-        job_id=job_id,
-        number=number,
-        model=spec,
-        batch_size=params.batch_size,
-        generated=generated,
+    return BatchInputs(
+        prompt_ids=tuple(prompt_ids),
+        inputs=tuple(inputs),
         planned=planned,
         failures=tuple(report.failures),
         warnings=tuple(report.warnings),
-        loading=loading,
+        seconds=time.perf_counter() - started,
     )
 
 

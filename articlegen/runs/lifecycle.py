@@ -29,6 +29,7 @@ from articlegen.runs.observe import starting
 from articlegen.runs.params import GenerateParams
 from articlegen.runs.progress import forget_progress
 from articlegen.runs.reports import RunResult
+from articlegen.runs.upcoming import forget_upcoming
 
 if TYPE_CHECKING:
     from articlegen.generator.loading import LoadedModel
@@ -306,6 +307,7 @@ def finish_run(
     does, with its error in each prompt's history (and a prompt claimed
     ARTICLEGEN_MAX_ATTEMPTS times fails)."""
     forget_progress(job_id)  # whoever displays it holds its own reference
+    forget_upcoming(job_id)
     run_ended(job_id)
     with context_for(settings).database.session() as session:
         if cancelled:

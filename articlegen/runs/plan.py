@@ -2,9 +2,11 @@
 
 Runs share one queue: a run claims one batch at a time, under a lease (`db.claims`), so runs
 started together, on one machine or many, split the work between them and finish together, and
-a run that dies holds one batch, not the night's work. A batch is the highest-priority prompts
-left (or the oldest), about `batch_size x ARTICLEGEN_QUEUE_DEPTH` articles of them, ordered
-within one priority by length; a prompt's variants stay in one batch.
+a run that dies holds a few batches, not the night's work: the one finishing, the one
+generating and the next, claimed before it so that its articles can start in the generating
+batch's tail (`runs.upcoming`). A batch is the highest-priority prompts left (or the oldest),
+about `batch_size x ARTICLEGEN_QUEUE_DEPTH` articles of them, ordered within one priority by
+length; a prompt's variants stay in one batch.
 """
 
 from __future__ import annotations

@@ -1,0 +1,222 @@
+"""One queue across calls: the next call's requests start in this call's tail (`ahead`).
+
+A flow run claims its next batch before the current one generates and hands it to the engine
+as `ahead`: rows the current batch's last articles leave take the next batch's articles, which
+go on decoding in the next call. Every article must be the same token for token as alone,
+whatever call it started in, and anything but the promised next call starts afresh.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from articlegen.core.settings import Settings
+from articlegen.db import Article, Database
+from articlegen.generator import PresetCatalog
+from articlegen.generator.decoding import DecodingConfig
+from articlegen.generator.engine import Engine
+from articlegen.generator.loading import LoadedModel, ModelSpec, load_model
+from articlegen.generator.requests import DecodeStep, Generation, GenerationRequest
+from articlegen.importing import import_prompts_csv
+from articlegen.runs import (
+    GenerateParams,
+    claim_batch,
+    close_contexts,
+    finish_batch,
+    finish_run,
+    generate_batch,
+    open_job,
+    progress_for,
+    start_run,
+)
+from tests.test_continuous import PROMPTS, OutOfMemoryAbove, _generations
+
+
+def _mixed(first: int, count: int, **update: Any) -> list[GenerationRequest]:
+    """`count` requests of 2 to 17 tokens, keys from `first`, greedy and sampled."""
+    requests = []
+    for i in range(first, first + count):
+        length = 2 + (i * 5) % 16
+        config = DecodingConfig.model_validate(
+            {
+                "top_p": 0.9 if i % 2 else 1.0,
+                "do_sample": bool(i % 2),
+                "min_new_tokens": length,
+                "max_new_tokens": length,
+                **update,
+            }
+        )
+        requests.append(GenerationRequest(i, PROMPTS[i % len(PROMPTS)], config, seed=50 + i))
+    return requests
+
+
+def _alone(loaded: LoadedModel, requests: list[GenerationRequest]) -> list[tuple[int, ...]]:
+    return [_generations(Engine(loaded, batch_size=1), [r])[0].token_ids for r in requests]
+
+
+def _made(steps: list[DecodeStep]) -> int:
+    return sum(s.tokens for s in steps)
+
+
+def _tokens(generations: list[Generation]) -> int:
+    return sum(g.tokens_generated for g in generations)
+
+
+def test_the_next_calls_articles_start_in_this_calls_tail(tiny_model: LoadedModel) -> None:
+    first, second = _mixed(0, 9), _mixed(9, 9)
+    engine = Engine(tiny_model, batch_size=3)
+    steps_first: list[DecodeStep] = []
+    steps_second: list[DecodeStep] = []
+    a = _generations(engine, first, on_step=steps_first.append, ahead=second)
+    b = _generations(engine, second, on_step=steps_second.append)
+    assert [g.token_ids for g in a + b] == _alone(tiny_model, first + second)
+    # Some of the second call's tokens were made in the first call's steps.
+    carried = _made(steps_first) - _tokens(a)
+    assert carried > 0
+    assert _made(steps_second) == _tokens(b) - carried
+    # Two calls as one queue: fewer steps than the same calls one after the other.
+    apart: list[DecodeStep] = []
+    fresh = Engine(tiny_model, batch_size=3)
+    _generations(fresh, first, on_step=apart.append)
+    _generations(fresh, second, on_step=apart.append)
+    assert len(steps_first) + len(steps_second) < len(apart)
+
+
+def test_a_chain_of_calls_is_one_queue(tiny_model: LoadedModel) -> None:
+    calls = [_mixed(6 * k, 6) for k in range(4)]
+    engine = Engine(tiny_model, batch_size=2)
+    out: list[Generation] = []
+    for k, requests in enumerate(calls):
+        ahead = calls[k + 1] if k + 1 < len(calls) else []
+        out += _generations(engine, requests, ahead=ahead)
+    assert [g.token_ids for g in out] == _alone(tiny_model, [r for c in calls for r in c])
+
+
+def test_a_call_with_other_requests_starts_afresh(tiny_model: LoadedModel) -> None:
+    first, second = _mixed(0, 8), _mixed(8, 8)
+    engine = Engine(tiny_model, batch_size=3)
+    _generations(engine, first, ahead=second)
+    # Not the requests promised: one is missing, and another has a new seed.
+    changed = [*second[:-2], replace(second[-2], seed=999)]
+    steps: list[DecodeStep] = []
+    b = _generations(engine, changed, on_step=steps.append)
+    assert [g.token_ids for g in b] == _alone(tiny_model, changed)
+    assert _made(steps) == _tokens(b)  # every token made here: nothing went on
+
+
+def test_the_next_call_may_need_longer_rows_and_step_noise(tiny_model: LoadedModel) -> None:
+    """The next call's articles run longer, and add noise at every step: the rows' per-step
+    state grows for them without changing what runs beside them."""
+    first = _mixed(0, 6, do_sample=False, top_p=1.0)
+    noisy = {"noise_sigma": 0.4, "noise_every_step": True, "do_sample": True, "top_k": 30}
+    second = [
+        replace(r, config=r.config.model_copy(update={"min_new_tokens": 30, "max_new_tokens": 30}))
+        for r in _mixed(6, 6, **noisy)
+    ]
+    engine = Engine(tiny_model, batch_size=3)
+    steps: list[DecodeStep] = []
+    a = _generations(engine, first, on_step=steps.append, ahead=second)
+    assert _made(steps) > _tokens(a)  # the longer, noised articles did start here
+    b = _generations(engine, second)
+    assert [g.token_ids for g in a + b] == _alone(tiny_model, first + second)
+
+
+def test_a_stop_drops_what_was_started_ahead(tiny_model: LoadedModel) -> None:
+    # Two short articles and a long one: the short ones' rows take the next call's articles.
+    lengths = (2, 2, 30)
+    first = [
+        replace(r, config=r.config.model_copy(update={"min_new_tokens": n, "max_new_tokens": n}))
+        for r, n in zip(_mixed(0, 3), lengths, strict=True)
+    ]
+    second = _mixed(3, 6)
+    engine = Engine(tiny_model, batch_size=3)
+    seen: list[DecodeStep] = []
+    a = engine.generate(first, on_step=seen.append, stop=lambda: len(seen) >= 10, ahead=second)
+    assert [isinstance(o, Generation) for o in a] == [True, True, False]  # the long one cut
+    assert _made(seen) > 2 + 2 + 10  # the next call's articles had started
+    steps: list[DecodeStep] = []
+    b = _generations(engine, second, on_step=steps.append)
+    assert [g.token_ids for g in b] == _alone(tiny_model, second)
+    assert _made(steps) == _tokens(b)  # started afresh
+
+
+def test_out_of_memory_runs_again_without_carrying(tiny_model: LoadedModel) -> None:
+    limited = replace(tiny_model, model=OutOfMemoryAbove(tiny_model.model, limit=2))
+    first, second = _mixed(0, 5), _mixed(5, 5)
+    engine = Engine(limited, batch_size=3)
+    a = _generations(engine, first, ahead=second)
+    steps: list[DecodeStep] = []
+    b = _generations(engine, second, on_step=steps.append)
+    assert [g.token_ids for g in a + b] == _alone(tiny_model, first + second)
+    assert _made(steps) == _tokens(b)  # the retry after the failure carried nothing
+    assert {g.batch_size for g in a} == {1}
+
+
+@pytest.mark.parametrize("beams", [True, False])
+def test_requests_of_another_group_wait_for_their_own_call(
+    tiny_model: LoadedModel, beams: bool
+) -> None:
+    """Only requests of the queue's own scheduling group join it: beam search, or another
+    n-gram setting, runs in its own call."""
+    first = _mixed(0, 4)
+    other = (
+        {"num_beams": 2, "do_sample": False, "top_p": 1.0} if beams else {"no_repeat_ngram_size": 2}
+    )
+    second = _mixed(4, 4, **other)
+    engine = Engine(tiny_model, batch_size=2)
+    steps: list[DecodeStep] = []
+    a = _generations(engine, first, on_step=steps.append, ahead=second)
+    assert _made(steps) == _tokens(a)
+    b = _generations(engine, second)
+    assert [g.token_ids for g in a + b] == _alone(tiny_model, first + second)
+
+
+def test_a_runs_next_batch_goes_on_with_the_seeds_it_started_with(
+    sqlite_url: str, tiny_model_dir: Path, catalog: PresetCatalog, tmp_path: Path
+) -> None:
+    """A run hands its next claimed batch to the generating one. Unseeded articles draw a
+    fresh seed when their inputs are built: the stored seed must be the one the article was
+    generated with, whichever call started it."""
+    settings = Settings(
+        database_url=sqlite_url, model=str(tiny_model_dir), device="cpu", queue_depth=2
+    )
+    source = tmp_path / "eight.csv"
+    rows = [f"Topic {i},{3 + 4 * ((i * 3) % 8)}" for i in range(8)]
+    source.write_text("topic,max_new_tokens\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    db = Database.open(sqlite_url)
+    try:
+        assert import_prompts_csv(db, source, catalog).inserted == 8
+        params = GenerateParams(batch_size=2, preset="nucleus")  # no seed: fresh ones
+        job_id = open_job(settings, params)
+        start_run(settings, job_id, params)
+        first = claim_batch(settings, job_id, params)
+        second = claim_batch(settings, job_id, params, claimed=len(first), number=2)
+        assert (len(first), len(second)) == (4, 4)
+        one = generate_batch(settings, job_id, 1, first, params, ahead=second)
+        made_before = progress_for(job_id).snapshot().tokens
+        two = generate_batch(settings, job_id, 2, second, params)
+        made_in_second = progress_for(job_id).snapshot().tokens - made_before
+        written = [*finish_batch(settings, one).written, *finish_batch(settings, two).written]
+        finish_run(settings, job_id)
+        assert len(written) == 8
+        with db.session(write=False) as session:
+            articles = list(session.scalars(select(Article)))
+        later = [a for a in articles if a.prompt_id in second]
+        assert made_in_second < sum(a.tokens_generated for a in later)  # started in the first
+        loaded = load_model(ModelSpec(str(tiny_model_dir), device="cpu", dtype="float32"))
+        for article in articles:
+            fields = DecodingConfig.model_fields
+            own = {k: v for k, v in article.decoding.items() if v != fields[k].default}
+            config = DecodingConfig.model_validate(own)  # as stored, without the defaults
+            assert article.prompt_text is not None
+            request = GenerationRequest(article.id, article.prompt_text, config, article.seed)
+            alone = _generations(Engine(loaded, batch_size=1), [request])[0]
+            assert alone.text == article.raw_text
+    finally:
+        db.close()
+        close_contexts()
