@@ -17,12 +17,11 @@ the batch's last articles leave free, so the run's rows idle only at its very en
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import replace
 from typing import Annotated, Literal, cast
 from uuid import UUID
 
-from prefect import State, flow, get_run_logger
+from prefect import State, flow
 from prefect.artifacts import (
     create_markdown_artifact,
     create_progress_artifact,
@@ -41,6 +40,7 @@ from articlegen import runs
 from articlegen.core.bounds import MAX_BATCH_SIZE, MAX_RUN_LIMIT, MAX_VARIANTS
 from articlegen.core.errors import ConfigError, PromptsFailed
 from articlegen.core.settings import Settings, load_settings
+from articlegen.flows.finishing import abandon_on_failure, log_batch, settled
 from articlegen.flows.steps import step
 from articlegen.runs import (
     BatchReport,
@@ -140,10 +140,15 @@ def finish_batch(
 
 @step("finish-job")
 def finish_job(
-    settings: Settings, job_id: int, error: str | None = None, cancelled: bool = False
+    settings: Settings,
+    job_id: int,
+    error: str | None = None,
+    cancelled: bool = False,
+    ahead: list[int] | None = None,
 ) -> RunResult:
-    """Close the job with its final status and counts, giving back what it did not write."""
-    return runs.finish_run(settings, job_id, error, cancelled)
+    """Close the job with its final status and counts, giving back what it did not write
+    (`ahead`, the batch claimed for the next generation, uncounted)."""
+    return runs.finish_run(settings, job_id, error, cancelled, ahead or ())
 
 
 def _name_run(job_id: int) -> None:
@@ -218,39 +223,6 @@ def generate_articles(
     return _run(params, job_id)
 
 
-def _settled(finishing: PrefectFuture[BatchReport], reports: list[BatchReport]) -> float:
-    """Wait for the finishing batch and keep its report (or raise what failed it): seconds."""
-    started = time.perf_counter()
-    reports.append(finishing.result())
-    return time.perf_counter() - started
-
-
-def _abandon_on_failure(job_id: int) -> Callable[[PrefectFuture[BatchReport]], None]:
-    """A batch that failed to finish (for good: retries are over) fails the run: the batch
-    generating meanwhile stops at its next step rather than when it ends."""
-
-    def heard(future: PrefectFuture[BatchReport]) -> None:
-        try:
-            future.wait(0)  # done: this reads its final state
-            failed = not future.state.is_completed()
-        except BaseException:  # its thread died otherwise (a cancel): it failed all the same
-            failed = True
-        if failed:
-            runs.abandon(job_id)
-
-    return heard
-
-
-def _log_batch(reports: list[BatchReport], warnings: list[str]) -> None:
-    """Log the last batch finished, and each decoding warning the first time it comes."""
-    report = reports[-1]
-    get_run_logger().info("%s", report.log_line(len(reports)))
-    for warning in report.warnings:
-        if warning not in warnings:  # each distinct warning once per run
-            warnings.append(warning)
-            get_run_logger().warning("decoding: %s", warning)
-
-
 def _run(params: GenerateParams, job_id: int | None) -> RunResult | State[RunResult]:
     """The run: check, then claim, generate and finish one batch after another from the shared
     queue until it is empty; a run with failed prompts ends in a Failed state named
@@ -269,6 +241,7 @@ def _run(params: GenerateParams, job_id: int | None) -> RunResult | State[RunRes
     finishing: PrefectFuture[BatchReport] | None = None  # the batch that finishes meanwhile
     waited = 0.0  # seconds the run waited for batches to finish
     claimed = 0  # prompts claimed so far
+    upcoming: list[int] = []  # the next batch, claimed before the current one generates
     stopped = False  # by `jobs cancel`
     try:
         _name_run(job_id)
@@ -301,7 +274,7 @@ def _run(params: GenerateParams, job_id: int | None) -> RunResult | State[RunRes
         update_progress_artifact(progress, 0.0, f"0/{estimate} articles: generating…")
 
         def finished_one() -> None:
-            _log_batch(reports, warnings)
+            log_batch(reports, warnings)
             done = runs.progress_for(job_id).snapshot()
             update_progress_artifact(progress, 100.0 * done.fraction, done.line())
 
@@ -311,7 +284,12 @@ def _run(params: GenerateParams, job_id: int | None) -> RunResult | State[RunRes
             claimed += len(upcoming)
             # `upcoming` is empty once the queue is (or the run's limit is reached). A cancel
             # is read first: one that came during the last batch stops the run all the same.
-            while not (stopped := runs.cancel_requested(settings, job_id)) and upcoming:
+            # An abandoned run (a batch failed to finish) raises that failure below.
+            while (
+                not (stopped := runs.cancel_requested(settings, job_id))
+                and upcoming
+                and not runs.abandoned(job_id)
+            ):
                 number += 1
                 prompt_ids = upcoming
                 # The next batch is claimed before this one generates: its articles start in
@@ -323,16 +301,16 @@ def _run(params: GenerateParams, job_id: int | None) -> RunResult | State[RunRes
                     settings, job_id, number, prompt_ids, params, progress, upcoming
                 )
                 if finishing is not None:  # the previous batch, which finished meanwhile
-                    waited += _settled(finishing, reports)
+                    waited += settled(finishing, reports)
                     finishing = None
                     finished_one()
                 # quote(): unquoted, Prefect would walk every token of the batch looking for
                 # futures, in this thread, while the model waits. The task gets the batch itself.
                 quoted = cast(GeneratedBatch, quote(batch))
                 finishing = finish_batch.submit(settings, job_id, number, quoted)
-                finishing.add_done_callback(_abandon_on_failure(job_id))
+                finishing.add_done_callback(abandon_on_failure(job_id))
             if finishing is not None:
-                waited += _settled(finishing, reports)
+                waited += settled(finishing, reports)
                 finishing = None
                 finished_one()
     except BaseException as exc:
@@ -347,11 +325,12 @@ def _run(params: GenerateParams, job_id: int | None) -> RunResult | State[RunRes
             except BaseException:  # its own failure, or the second Ctrl-C: not recorded here
                 pass
             else:
-                _log_batch(reports, warnings)
+                log_batch(reports, warnings)
         # Batches are written whole or not at all: whatever the job still holds goes back.
         # BaseException: Ctrl-C and Prefect's cancellation must release the claims too.
         cancelled = not isinstance(exc, Exception)
-        finish_job.fn(settings, job_id, error=f"{type(exc).__name__}: {exc}", cancelled=cancelled)
+        error = f"{type(exc).__name__}: {exc}"
+        finish_job.fn(settings, job_id, error=error, cancelled=cancelled, ahead=upcoming)
         raise
     # Stopped by `jobs cancel`: what the last batch did not finish goes back to pending.
     finished = finish_job(

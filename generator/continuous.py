@@ -7,13 +7,13 @@ through the model alone (with the other newcomers of that step) and its keys and
 straight into the freed row of the cache. Once no prompt waits, finished rows are compacted out
 of the batch and its cache, so the last long articles stop paying for the rows that ended.
 
-The queue comes sorted by prompt length, and the cache is as wide as its rows' prompts and new
-tokens need. When the next prompt needs more, the running rows move into wider rows, fewer of
-them where a cache budget holds (`cache_tokens`), as soon as the rows still running fit: the
-queue never drains to change width. A caller queues its next requests before the current ones
-end (`extend`: a flow run's next batch), so they take the rows the current ones leave and a run
-has one tail, at its end; their prompts start short again, and once no running row reaches past
-narrower rows, the rows narrow, more of them within the budget.
+The queue comes sorted by prompt length (each call's requests), and the cache is as wide as its
+rows' prompts and new tokens need. When the next prompt needs more, the running rows move into
+wider rows, fewer of them where a cache budget holds (`cache_tokens`), as soon as the rows still
+running fit: the queue never drains to change width. A caller queues its next requests before
+the current ones end (`extend`: a flow run's next batch), so they take the rows the current ones
+leave and a run has one tail, at its end; their prompts start short again, and once no running
+row reaches past narrower rows, the rows narrow, more of them within the budget.
 
 Every row is laid out from column 0 of its own cache row and writes its next position at its own
 column (`InPlaceCache.ragged`); its position ids count its own tokens. What a row computes
@@ -43,14 +43,14 @@ from articlegen.generator.row_state import RowState
 from articlegen.generator.seeding import draw
 from articlegen.generator.widths import Widths
 
-__all__ = ["COMPACT_BELOW", "NARROW_FOR", "ContinuousDecoder"]
+__all__ = ["COMPACT_BELOW", "GROW_FOR", "ContinuousDecoder"]
 
 # Without waiting prompts, finished rows are dropped once the running rows fall to this share
 # of the batch: each compaction copies the cache, and this bounds how often that happens
 # (at most ~2.4 log2(rows) times per batch) while idle rows never exceed a quarter.
 COMPACT_BELOW = 0.75
-# Rows narrow (more of them within the cache budget) only for this many times the rows.
-NARROW_FOR = 1.25
+# Rows are added while the queue runs (at a new width) only for this many times the rows.
+GROW_FOR = 1.25
 
 
 class ContinuousDecoder:
@@ -139,6 +139,8 @@ class ContinuousDecoder:
         if self.stopped:
             raise RuntimeError("this decoder was stopped: start a new one")
         left = sum(r is None for r in self.results[:due])
+        if on_step is not None and left < due:  # ended in the last call's steps
+            on_step(DecodeStep(tokens=0, finished=due - left, running_fraction=0.0))
         if left and self.pending is not None:
             token, self.pending = self.pending, None
             self._advance(token)
@@ -146,9 +148,10 @@ class ContinuousDecoder:
             self._refill([r for r, h in enumerate(self.holds) if h is None])
         while left:
             token, ended, reasons = self._choose()
-            left -= self._finish(ended, reasons, due)
+            finished = self._finish(ended, reasons, due)
+            left -= finished
             if on_step is not None:
-                self._report(on_step, ended)
+                self._report(on_step, finished, due)
             running = any(h is not None for h in self.holds)
             if not left or not (running or self.waiting < len(self.queue)):
                 if running:
@@ -196,15 +199,16 @@ class ContinuousDecoder:
                 return
             self._resize(capacity, size)
             free = [r for r, h in enumerate(self.holds) if h is None]
-        elif self.widths.cache_tokens is not None:
-            # The queue came back to shorter prompts (the next call's, `extend`): narrower
-            # rows, more of them within the budget, once no running row reaches past them.
-            # Only for a quarter more rows at least: every change of width copies the cache.
+        else:
+            # More rows where they now fit: the queue came back to shorter prompts (the next
+            # call's, `extend`: narrower rows, more of them within the budget), or rows were
+            # dropped while nothing waited. Once no running row reaches past the new width,
+            # and for a quarter more rows at least: every resize copies the cache.
             floor = max(
                 (self.reach[r] for r, h in enumerate(self.holds) if h is not None), default=0
             )
             capacity, size = self.widths.plan(self.waiting, floor, unended)
-            if capacity < self.capacity and size >= NARROW_FOR * len(self.holds):
+            if size >= GROW_FOR * len(self.holds):
                 self._resize(capacity, size)
                 free = [r for r, h in enumerate(self.holds) if h is None]
         joining = self.widths.fitting(self.waiting, len(free), self.capacity)
@@ -242,29 +246,9 @@ class ContinuousDecoder:
             logits_to_keep=1,
         )
         self.logits[index] = out.logits[:, -1, :].float()
-        n = uniforms.shape[1]
-        r.cursor[index] = width
         self.longest = max(self.longest, width)
-        r.position[index] = mask.sum(dim=1)
-        r.made[index] = 0
-        r.live[index] = True
-        r.mask[index] = 0
-        r.mask[index, :width] = mask
-        r.uniforms[index, :n] = uniforms
-        r.generated[index] = inputs.pad_id
-        r.logprobs[index] = 0.0
-        # The prompt's tokens, pads excluded (they go to a spare column that is cut off).
-        seen = torch.zeros((len(slots), inputs.vocab_size + 1), dtype=torch.bool, device=ids.device)
-        seen.scatter_(1, torch.where(mask.bool(), ids, inputs.vocab_size), True)
-        r.seen[index] = seen[:, : inputs.vocab_size]
-        r.stops[index] = inputs.stop_mask([p.request.config for p in joining])
-        # Padding is no token of the row's: it is kept as an id past the vocabulary.
-        r.history[index] = inputs.vocab_size
-        r.history[index, :width] = torch.where(mask.bool(), ids, inputs.vocab_size)
-        if r.step_noise is not None:
-            r.step_noise[index] = 0.0
-            if noise is not None:
-                r.step_noise[index, :n] = noise[:, width : width + n].float()
+        stops = inputs.stop_mask([p.request.config for p in joining])
+        r.start(index, ids, mask, uniforms, noise, stops, inputs.pad_id)
         for slot, q in zip(slots, requests, strict=True):
             self.holds[slot] = q
             self.reach[slot] = width + self.queue[q].request.config.max_new_tokens
@@ -343,13 +327,16 @@ class ContinuousDecoder:
             count += held < due
         return count
 
-    def _report(self, on_step: StepCallback, ended: torch.Tensor) -> None:
+    def _report(self, on_step: StepCallback, finished: int, due: int) -> None:
+        """Every token made, but only the due requests' progress: the next call's rows count
+        towards that call's."""
         r = self.rows
+        due_rows = [h is not None and h < due for h in self.holds]
+        mine = torch.tensor(due_rows, dtype=torch.bool, device=self.inputs.device)
         budgets = self.chooser.settings.max_new_tokens.float()
-        share = torch.where(r.live, r.made.float() / budgets, 0.0).sum()
-        made, done = self.ran.sum(), ended.sum()
-        tokens, finished, fraction = torch.stack([made.float(), done.float(), share]).tolist()
-        on_step(DecodeStep(tokens=int(tokens), finished=int(finished), running_fraction=fraction))
+        share = torch.where(r.live & mine, r.made.float() / budgets, 0.0).sum()
+        tokens, fraction = torch.stack([self.ran.sum().float(), share]).tolist()
+        on_step(DecodeStep(tokens=int(tokens), finished=finished, running_fraction=fraction))
 
     def _forward(self, token: torch.Tensor) -> None:
         """Run the chosen tokens through the model; each live row writes at its own column."""
@@ -384,6 +371,7 @@ class ContinuousDecoder:
         that finished are dropped (no prompt waits for them, or the budget allows fewer, wider
         rows), and the rest are idle until prompts fill them."""
         keep = [slot for slot, held in enumerate(self.holds) if held is not None]
+        assert all(self.reach[k] <= capacity for k in keep), "a kept row would be cut"
         index = torch.tensor(keep, dtype=torch.long, device=self.inputs.device)
         added = size - len(keep)
         self.rows.resize(index, size, capacity, self.idle)

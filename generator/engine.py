@@ -103,10 +103,15 @@ class Engine:
         plan = schedule(runnable, self.batch_size, self.cache_tokens, self.continuous)
         carried, self._carried = self._carried, None
         resumed = _resumable(carried, plan)
-        into = next((b for b in reversed(plan) if b.continuous), None)
-        # The queue that goes on from the last call runs first; the one the next call's
-        # requests join runs last, so that they start in its tail.
-        plan.sort(key=lambda b: (b is not resumed, b is into))
+        # Held only by `goes_on` from here, which its run empties: a decoder that does not go
+        # on (or runs out of memory) is freed before a fresh one takes its memory.
+        goes_on = [carried.decoder] if carried is not None and resumed is not None else []
+        del carried
+        # The queue that goes on from the last call runs first. Only the last batch keeps its
+        # queue for the next call: a queue kept while other batches run would hold its cache
+        # beside theirs.
+        plan.sort(key=lambda b: b is not resumed)
+        into = plan[-1] if plan and plan[-1].continuous else None
         joining: list[Prepared] = []
         if into is not None and ahead:
             group = batch_key(into.members[0].request.config)
@@ -117,15 +122,21 @@ class Engine:
             )
         for batch in plan:
             if stop is not None and stop():
+                goes_on.clear()
                 for prepared in batch.members:
                     outcomes[prepared.index] = _stopped(prepared)
                 continue
-            goes_on = carried.decoder if carried is not None and batch is resumed else None
-            run = self._runner(on_step, stop, goes_on, joining if batch is into else [])
+            run = self._runner(
+                on_step, stop, goes_on if batch is resumed else [], joining if batch is into else []
+            )
             for prepared, outcome in run_splitting(batch, run):
                 outcomes[prepared.index] = outcome
         assert all(o is not None for o in outcomes)
         return [o for o in outcomes if o is not None]
+
+    def drop_carried(self) -> None:
+        """Free what the last call keeps for the next (`ahead`): its run is over."""
+        self._carried = None
 
     def _prepare(
         self, requests: Sequence[GenerationRequest], outcomes: list[Outcome | None]
@@ -161,20 +172,21 @@ class Engine:
         self,
         on_step: StepCallback | None,
         stop: Stop | None,
-        goes_on: ContinuousDecoder | None,
+        goes_on: list[ContinuousDecoder],
         joining: list[Prepared],
     ) -> Callable[[Batch], list[tuple[Prepared, Outcome]]]:
-        """How `run_splitting` runs a batch: going on with `goes_on` and queueing `joining`
-        the first time; a retry after running out of memory starts afresh and carries
-        nothing (what ran out was that state)."""
-        tries = 0
+        """How `run_splitting` runs a batch: going on with the decoder in `goes_on` (taken
+        out of it) and queueing `joining` the first time; a retry after running out of memory
+        starts afresh and carries nothing (what ran out was that state)."""
+        retry = False
 
         def run(batch: Batch) -> list[tuple[Prepared, Outcome]]:
-            nonlocal tries
-            tries += 1
-            if tries == 1:
-                return self._run(batch, on_step, stop, goes_on, joining)
-            return self._run(batch, on_step, stop)
+            nonlocal retry
+            if retry:
+                return self._run(batch, on_step, stop)
+            retry = True
+            decoder = goes_on.pop() if goes_on else None
+            return self._run(batch, on_step, stop, decoder, joining)
 
         return run
 

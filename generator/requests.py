@@ -106,12 +106,14 @@ CANCELLED = Decoded(ids=[], logprobs=[], reason="length", cancelled=True)
 class DecodeStep:
     """What one decoding step of a batch did, for progress displays.
 
-    `running_fraction` sums, over the rows still unfinished, the share of their token budget
-    (`max_new_tokens`) they have used: with `finished`, how far the batch is, in articles.
+    `running_fraction` sums, over the call's rows still unfinished, the share of their token
+    budget (`max_new_tokens`) they have used: with `finished`, how far the call is, in
+    articles. Rows of the next call's requests (`Engine.generate`'s `ahead`) make tokens but
+    count towards that call.
     """
 
     tokens: int  # tokens generated in this step (one per unfinished row)
-    finished: int  # rows that finished in this step
+    finished: int  # the call's articles that finished in this step
     running_fraction: float
 
 

@@ -68,6 +68,42 @@ class RowState:
         """The most tokens a row can make: the columns of its per-step fields."""
         return self.uniforms.shape[1]
 
+    def start(
+        self,
+        index: torch.Tensor,
+        ids: torch.Tensor,
+        mask: torch.Tensor,
+        uniforms: torch.Tensor,
+        noise: torch.Tensor | None,
+        stops: torch.Tensor,
+        pad_id: int,
+    ) -> None:
+        """Rows `index` start the prompts `ids` (left-padded, `mask` 1 on their own tokens),
+        with their uniforms, their noise (prompt and steps, or None) and their stop tokens."""
+        vocab = self.seen.shape[1]
+        width, n = ids.shape[1], uniforms.shape[1]
+        self.cursor[index] = width
+        self.position[index] = mask.sum(dim=1)
+        self.made[index] = 0
+        self.live[index] = True
+        self.mask[index] = 0
+        self.mask[index, :width] = mask
+        self.uniforms[index, :n] = uniforms
+        self.generated[index] = pad_id
+        self.logprobs[index] = 0.0
+        # The prompt's tokens, pads excluded (they go to a spare column that is cut off).
+        seen = torch.zeros((len(index), vocab + 1), dtype=torch.bool, device=ids.device)
+        seen.scatter_(1, torch.where(mask.bool(), ids, vocab), True)
+        self.seen[index] = seen[:, :vocab]
+        self.stops[index] = stops
+        # Padding is no token of the row's: it is kept as an id past the vocabulary.
+        self.history[index] = vocab
+        self.history[index, :width] = torch.where(mask.bool(), ids, vocab)
+        if self.step_noise is not None:
+            self.step_noise[index] = 0.0
+            if noise is not None:
+                self.step_noise[index, :n] = noise[:, width : width + n].float()
+
     def resize(self, rows: torch.Tensor, size: int, capacity: int, idle: Mapping[str, int]) -> None:
         """Keep rows `rows`, in that order, as the first of `size` rows, `capacity` columns
         wide. What is added holds 0, or `idle[field]` (as an idle row does), until the

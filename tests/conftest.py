@@ -7,6 +7,7 @@ under CI=true, where a missing server must never pass silently.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -54,6 +55,11 @@ from articlegen.generator import PresetCatalog, load_presets
 from articlegen.generator.loading import LoadedModel, ModelSpec, load_model
 from articlegen.generator.model_init import EOS_TOKEN, init_model
 from articlegen.runs import close_contexts
+
+# The scratch directories made above are this test process's own: removed as it exits.
+for _made in ("HF_HOME", "ARTICLEGEN_CACHE_DIR", "PREFECT_HOME"):
+    atexit.register(shutil.rmtree, os.environ[_made], ignore_errors=True)
+atexit.register(shutil.rmtree, os.path.dirname(os.environ["ARTICLEGEN_CONFIG"]), True)
 
 # Tests time nothing, and the suite shares the cores between its workers: no Hypothesis
 # deadline, and pages get 15 s (not Playwright's 5) to show what a test waits for.

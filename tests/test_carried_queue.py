@@ -8,7 +8,10 @@ whatever call it started in, and anything but the promised next call starts afre
 
 from __future__ import annotations
 
-from dataclasses import replace
+import weakref
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +19,7 @@ import pytest
 from sqlalchemy import select
 
 from articlegen.core.settings import Settings
-from articlegen.db import Article, Database
+from articlegen.db import Article, Database, Prompt, PromptStatus
 from articlegen.generator import PresetCatalog
 from articlegen.generator.decoding import DecodingConfig
 from articlegen.generator.engine import Engine
@@ -27,6 +30,7 @@ from articlegen.runs import (
     GenerateParams,
     claim_batch,
     close_contexts,
+    context_for,
     finish_batch,
     finish_run,
     generate_batch,
@@ -176,12 +180,22 @@ def test_requests_of_another_group_wait_for_their_own_call(
     assert [g.token_ids for g in a + b] == _alone(tiny_model, first + second)
 
 
-def test_a_runs_next_batch_goes_on_with_the_seeds_it_started_with(
+@dataclass
+class _Run:
+    """A run of eight unseeded prompts of different lengths, its first two batches claimed."""
+
+    settings: Settings
+    db: Database
+    params: GenerateParams
+    job_id: int
+    first: list[int]
+    second: list[int]
+
+
+@pytest.fixture
+def started_run(
     sqlite_url: str, tiny_model_dir: Path, catalog: PresetCatalog, tmp_path: Path
-) -> None:
-    """A run hands its next claimed batch to the generating one. Unseeded articles draw a
-    fresh seed when their inputs are built: the stored seed must be the one the article was
-    generated with, whichever call started it."""
+) -> Iterator[_Run]:
     settings = Settings(
         database_url=sqlite_url, model=str(tiny_model_dir), device="cpu", queue_depth=2
     )
@@ -197,26 +211,129 @@ def test_a_runs_next_batch_goes_on_with_the_seeds_it_started_with(
         first = claim_batch(settings, job_id, params)
         second = claim_batch(settings, job_id, params, claimed=len(first), number=2)
         assert (len(first), len(second)) == (4, 4)
-        one = generate_batch(settings, job_id, 1, first, params, ahead=second)
-        made_before = progress_for(job_id).snapshot().tokens
-        two = generate_batch(settings, job_id, 2, second, params)
-        made_in_second = progress_for(job_id).snapshot().tokens - made_before
-        written = [*finish_batch(settings, one).written, *finish_batch(settings, two).written]
-        finish_run(settings, job_id)
-        assert len(written) == 8
-        with db.session(write=False) as session:
-            articles = list(session.scalars(select(Article)))
-        later = [a for a in articles if a.prompt_id in second]
-        assert made_in_second < sum(a.tokens_generated for a in later)  # started in the first
-        loaded = load_model(ModelSpec(str(tiny_model_dir), device="cpu", dtype="float32"))
-        for article in articles:
-            fields = DecodingConfig.model_fields
-            own = {k: v for k, v in article.decoding.items() if v != fields[k].default}
-            config = DecodingConfig.model_validate(own)  # as stored, without the defaults
-            assert article.prompt_text is not None
-            request = GenerationRequest(article.id, article.prompt_text, config, article.seed)
-            alone = _generations(Engine(loaded, batch_size=1), [request])[0]
-            assert alone.text == article.raw_text
+        yield _Run(settings, db, params, job_id, first, second)
     finally:
         db.close()
         close_contexts()
+
+
+def test_a_runs_next_batch_goes_on_with_the_seeds_it_started_with(
+    started_run: _Run, tiny_model_dir: Path
+) -> None:
+    """A run hands its next claimed batch to the generating one. Unseeded articles draw a
+    fresh seed when their inputs are built: the stored seed must be the one the article was
+    generated with, whichever call started it."""
+    run = started_run
+    one = generate_batch(run.settings, run.job_id, 1, run.first, run.params, ahead=run.second)
+    made_before = progress_for(run.job_id).snapshot().tokens
+    two = generate_batch(run.settings, run.job_id, 2, run.second, run.params)
+    made_in_second = progress_for(run.job_id).snapshot().tokens - made_before
+    written = [*finish_batch(run.settings, one).written, *finish_batch(run.settings, two).written]
+    finish_run(run.settings, run.job_id)
+    assert len(written) == 8
+    with run.db.session(write=False) as session:
+        articles = list(session.scalars(select(Article)))
+    later = [a for a in articles if a.prompt_id in run.second]
+    assert made_in_second < sum(a.tokens_generated for a in later)  # started in the first
+    loaded = load_model(ModelSpec(str(tiny_model_dir), device="cpu", dtype="float32"))
+    for article in articles:
+        fields = DecodingConfig.model_fields
+        own = {k: v for k, v in article.decoding.items() if v != fields[k].default}
+        config = DecodingConfig.model_validate(own)  # as stored, without the defaults
+        assert article.prompt_text is not None
+        request = GenerationRequest(article.id, article.prompt_text, config, article.seed)
+        alone = _generations(Engine(loaded, batch_size=1), [request])[0]
+        assert alone.text == article.raw_text
+
+
+def test_a_run_that_ends_frees_the_rows_its_next_batch_started(
+    started_run: _Run, tiny_model_dir: Path
+) -> None:
+    """A run stopped between batches: the engine, kept by the process for its next run,
+    must not keep the rows the never-generated batch started (a GPU's cache)."""
+    run = started_run
+    generate_batch(run.settings, run.job_id, 1, run.first, run.params, ahead=run.second)
+    loaded = load_model(ModelSpec(str(tiny_model_dir), device="cpu", dtype="float32"))
+    engine = context_for(run.settings).writer(loaded, 2).engine
+    assert engine._carried is not None  # (private: observed only) kept for batch 2
+    result = finish_run(run.settings, run.job_id, cancelled=True)
+    assert engine._carried is None
+    assert result.status == "cancelled"
+    with run.db.session(write=False) as session:
+        statuses = Counter(p.status for p in session.scalars(select(Prompt)))
+    assert statuses == {PromptStatus.PENDING: 8}  # nothing recorded: all given back
+
+
+def test_rows_grow_for_the_next_calls_requests(tiny_model: LoadedModel) -> None:
+    """A call of two requests runs in two rows; the next call's six, no wider, join and grow
+    the batch to the four rows asked for."""
+    first = _mixed(0, 2)
+    second = [
+        replace(first[i % 2], key=2 + i, seed=80 + i, config=first[i % 2].config) for i in range(6)
+    ]
+    engine = Engine(tiny_model, batch_size=4)
+    steps: list[DecodeStep] = []
+    a = _generations(engine, first, on_step=steps.append, ahead=second)
+    b = _generations(engine, second, on_step=steps.append)
+    assert max(s.tokens for s in steps) == 4
+    assert [g.token_ids for g in a + b] == _alone(tiny_model, first + second)
+
+
+def _short_then_long(first: int) -> list[GenerationRequest]:
+    """Two articles of 2 tokens and one of 30: the short ones' rows free up at once."""
+    return [
+        replace(r, config=r.config.model_copy(update={"min_new_tokens": n, "max_new_tokens": n}))
+        for r, n in zip(_mixed(first, 3), (2, 2, 30), strict=True)
+    ]
+
+
+def test_progress_counts_each_calls_own_articles(tiny_model: LoadedModel) -> None:
+    """The next call's articles that start (and end) in this call's tail make tokens here,
+    but count as finished in their own call: a progress bar never runs backwards."""
+    first, second = _short_then_long(0), _mixed(3, 6)
+    engine = Engine(tiny_model, batch_size=3)
+    one: list[DecodeStep] = []
+    two: list[DecodeStep] = []
+    a = _generations(engine, first, on_step=one.append, ahead=second)
+    b = _generations(engine, second, on_step=two.append)
+    assert _made(one) > _tokens(a)  # the next call's articles ran here
+    assert _made(one) + _made(two) == _tokens(a) + _tokens(b)  # every token counted once
+    assert (sum(s.finished for s in one), sum(s.finished for s in two)) == (3, 6)
+    assert two[0].tokens == 0  # first: those of its articles that ended in the last call
+    assert two[0].finished > 0
+    assert all(s.running_fraction <= 3 for s in one + two)
+
+
+def test_a_queue_that_does_not_go_on_is_freed_before_the_next_runs(
+    tiny_model: LoadedModel,
+) -> None:
+    first, second = _short_then_long(0), _mixed(3, 6)
+    engine = Engine(tiny_model, batch_size=3)
+    _generations(engine, first, ahead=second)
+    carried = engine._carried  # what the engine keeps between calls (private: observed only)
+    assert carried is not None
+    stale = weakref.ref(carried.decoder)
+    del carried
+    alive: list[bool] = []
+    other = second[1:]  # not the requests promised
+    _generations(engine, other, on_step=lambda step: alive.append(stale() is not None))
+    assert alive
+    assert not any(alive)
+
+
+def test_a_queue_that_runs_out_of_memory_going_on_runs_again_afresh(
+    tiny_model: LoadedModel,
+) -> None:
+    limited = OutOfMemoryAbove(tiny_model.model, limit=3)
+    engine = Engine(replace(tiny_model, model=limited), batch_size=3)
+    first, second = _short_then_long(0), _mixed(3, 6)
+    a = _generations(engine, first, ahead=second)
+    assert limited.failures == 0
+    assert engine._carried is not None
+    stale = weakref.ref(engine._carried.decoder)
+    limited.limit = 1  # the hardware has less room now: the rows that go on do not fit
+    b = _generations(engine, second)
+    assert limited.failures >= 1
+    assert stale() is None
+    assert {g.batch_size for g in b} == {1}  # run again, one row at a time
+    assert [g.token_ids for g in a + b] == _alone(tiny_model, first + second)

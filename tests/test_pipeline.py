@@ -298,6 +298,31 @@ def test_cancel_stops_a_batch_within_a_decoding_step_and_keeps_what_ended(
     _exactly_once(db)
 
 
+def test_a_failed_run_gives_back_the_batch_it_claimed_ahead_uncounted(db: Database) -> None:
+    """Batch 3 is claimed before batch 2 generates (its articles may start in batch 2's last
+    rows). Batch 2's failure fails the run: batch 2's prompts count the attempt, batch 3's,
+    which the failure never reached, do not."""
+    claims: list[int] = []
+
+    def observe(job_id: int, number: int, step: BatchStep) -> None:
+        if step == "claim":
+            claims.append(number)
+        if (number, step) == (2, "generate"):
+            raise ConfigError("generation failed (injected)")
+
+    with observing_batches(observe), pytest.raises(ConfigError, match="injected"):
+        run_generate(PARAMS)
+    assert claims == [1, 2, 3]  # each batch claimed before the one before it generated
+    assert _statuses(db) == {PromptStatus.DONE: 2, PromptStatus.PENDING: 6}
+    with db.session(write=False) as session:
+        pending = [p for p in session.scalars(select(Prompt)) if p.status is PromptStatus.PENDING]
+    # Batch 2's two prompts were attempted; batch 3's two and batch 4's two were not.
+    assert Counter(p.attempts for p in pending) == {1: 2, 0: 4}
+    again = run_generate(PARAMS)
+    assert (again.status, again.done) == ("completed", 6)
+    _exactly_once(db)
+
+
 def test_only_a_run_going_on_can_be_abandoned(db: Database) -> None:
     settings = load_settings()
     job_id = runs.open_job(settings, PARAMS)

@@ -139,7 +139,7 @@ def test_csv_import_is_exact_or_refused_and_writes_nothing(
     database = Database.open(f"sqlite:///{tmp_path / 'properties.db'}")
     names = itertools.count()
 
-    @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @settings(max_examples=80, suppress_health_check=[HealthCheck.too_slow])
     @given(table=tables())
     def check(table: tuple[list[str], list[list[str]]]) -> None:
         columns, rows = table
@@ -226,7 +226,7 @@ RAW = st.one_of(
 FORBIDDEN = {chr(c) for c in (*range(0x00, 0x09), *range(0x0B, 0x20), *range(0x7F, 0xA0))}
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(RAW)
 @example("the\x00\u0301")  # a control between a letter and its accent: found by hand
 def test_normalize_is_idempotent_and_leaves_clean_text(text: str) -> None:
@@ -240,7 +240,7 @@ def test_normalize_is_idempotent_and_leaves_clean_text(text: str) -> None:
     assert all(line == line.strip() for line in once.split("\n"))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(RAW, st.text(max_size=30), st.booleans())
 def test_an_article_is_a_clean_prefix_of_the_normalised_text(
     continuation: str, prompt: str, lead: bool
@@ -259,7 +259,7 @@ def test_an_article_is_a_clean_prefix_of_the_normalised_text(
     assert "\n" not in result.title
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(RAW)
 def test_cutting_to_a_sentence_and_removing_a_loop_only_shorten(text: str) -> None:
     cut, was_cut = cut_to_sentence(text)

@@ -88,10 +88,12 @@ class Served:
             return [(e.actor, e.action, e.note) for e in rows]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _bound_socket() -> socket.socket:
+    """A loopback socket on a free port, kept bound: a port picked and bound later could be
+    taken in between by another test worker."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    return sock
 
 
 @pytest.fixture(scope="module")
@@ -114,11 +116,12 @@ def served(
     db = Database.open(url)
     password = account(db, "maria")
     settings = Settings(database_url=url, cache_dir=home / "cache")
-    port = _free_port()
+    sock = _bound_socket()
+    port = int(sock.getsockname()[1])
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
     )
-    thread = threading.Thread(target=server.run, daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started:
@@ -131,6 +134,7 @@ def served(
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+        sock.close()
         db.close()
         close_contexts()
 

@@ -160,8 +160,8 @@ class Settings(BaseSettings):
         description=(
             "A run's batches hold this many times the batch size in articles: the batch size "
             "is how many articles decode at once, and a row whose article ends takes the "
-            "batch's next waiting prompt (continuous batching). 1: every article of a batch "
-            "starts together, and rows idle once their article ends."
+            "batch's next waiting prompt (continuous batching), and once none waits, the next "
+            "batch's. 1: every article of a batch starts together."
         ),
     )
     lease_seconds: int = Field(

@@ -97,10 +97,13 @@ def generate_batch(
     spec = context.model_spec(params.model)
     loaded = load_model(spec)
     writer = context.writer(loaded, params.batch_size)
-    batch = take_upcoming(job_id, prompt_ids) or _prepare(context, prompt_ids, params)
+    kept = take_upcoming(job_id, prompt_ids)  # built by the last batch's generation
+    batch = kept or _prepare(context, prompt_ids, params)
     upcoming = _prepare(context, ahead, params) if ahead else None
     if upcoming is not None:
         keep_upcoming(job_id, upcoming)
+    # Each batch's reading and building counts once, in the batch that did it.
+    loading = (0.0 if kept else batch.seconds) + (upcoming.seconds if upcoming else 0.0)
     progress = progress_for(job_id)
     progress.batch_started()
     # `jobs cancel` stops the batch within a decoding step: what ended is finished and
@@ -128,7 +131,7 @@ def generate_batch(
         planned=batch.planned,
         failures=batch.failures,
         warnings=batch.warnings,
-        loading=batch.seconds + (upcoming.seconds if upcoming is not None else 0.0),
+        loading=loading,
     )
 
 

@@ -134,6 +134,17 @@ class RunContext:
 
         return self._once(("writer", loaded.name, loaded.revision, batch_size), build)
 
+    def drop_carried(self) -> None:
+        """Free what the writers' engines keep between a run's batches (`Engine.generate`'s
+        `ahead`), once the run is over. A run still going on in this process only starts its
+        next batch afresh."""
+        with self._lock:
+            writers = [
+                p for k, p in self._parts.items() if isinstance(k, tuple) and k[0] == "writer"
+            ]
+        for writer in writers:
+            writer.engine.drop_carried()
+
     def decoding(self, preset: str | None, *layers: DecodingOverrides) -> Resolved:
         """The validated configuration of `layers` over `preset`, with its warnings; checked
         once per combination. Raises `ConfigError`."""

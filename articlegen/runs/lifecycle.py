@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -299,20 +299,28 @@ class CancelWatch:
 
 
 def finish_run(
-    settings: Settings, job_id: int, error: str | None = None, cancelled: bool = False
+    settings: Settings,
+    job_id: int,
+    error: str | None = None,
+    cancelled: bool = False,
+    ahead: Sequence[int] = (),
 ) -> RunResult:
     """Close the job and return its final counts. Whatever the job still holds was not
     written (a failed or stopped run, or a batch it stopped in): it goes back to pending, so
     the next run takes it. A stopped run's claim does not count as an attempt; a failed run's
     does, with its error in each prompt's history (and a prompt claimed
-    ARTICLEGEN_MAX_ATTEMPTS times fails)."""
+    ARTICLEGEN_MAX_ATTEMPTS times fails), except for `ahead`: the batch claimed for the next
+    generation, which the failure did not reach."""
     forget_progress(job_id)  # whoever displays it holds its own reference
     forget_upcoming(job_id)
+    context = context_for(settings)
+    context.drop_carried()  # the rows the next batch started: it will not come
     run_ended(job_id)
-    with context_for(settings).database.session() as session:
+    with context.database.session() as session:
         if cancelled:
             release(session, job_id, uncount=True)
         else:
+            release(session, job_id, ahead, uncount=True)
             release(session, job_id, max_attempts=settings.max_attempts, error=error)
         job = finish_job(session, job_id, error, cancelled)
         starting(job_id, 0, "close")
