@@ -86,7 +86,9 @@ def _engine(
     _sync(loaded)
     seconds = time.perf_counter() - started
     tokens = sum(getattr(o, "tokens_generated", 0) for o in outcomes)
-    return tokens / seconds, sum(s.tokens for s in steps) / max(len(steps), 1)
+    # A call that goes on first reports what ended in the last one: no decoding step.
+    decoding = [s for s in steps if s.tokens]
+    return tokens / seconds, sum(s.tokens for s in decoding) / max(len(decoding), 1)
 
 
 def _transformers(loaded: LoadedModel, prompts: list[str], lengths: list[int]) -> float:

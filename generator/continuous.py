@@ -49,7 +49,7 @@ __all__ = ["COMPACT_BELOW", "GROW_FOR", "ContinuousDecoder"]
 # of the batch: each compaction copies the cache, and this bounds how often that happens
 # (at most ~2.4 log2(rows) times per batch) while idle rows never exceed a quarter.
 COMPACT_BELOW = 0.75
-# Rows are added while the queue runs (at a new width) only for this many times the rows.
+# Rows are added while the queue runs only for this many times the rows: each copies the cache.
 GROW_FOR = 1.25
 
 
@@ -108,7 +108,7 @@ class ContinuousDecoder:
         self.chooser = TokenChooser(inputs, self.configs)
         self.ran = self.rows.live  # which rows made a token in the last step
         self.capacity = capacity
-        self.longest = 0  # at least every row's cursor, kept on the host: no sync per step
+        self.longest = 0  # at least every running row's cursor, on the host: no sync per step
 
     @property
     def carries(self) -> bool:
@@ -311,7 +311,8 @@ class ContinuousDecoder:
         """Keep the results of the rows that ended; returns how many of them were due."""
         r = self.rows
         count = 0
-        for slot in ended.nonzero().flatten().tolist():
+        slots = ended.nonzero().flatten().tolist()
+        for slot in slots:
             n = int(r.made[slot])
             held = self.holds[slot]
             assert held is not None
@@ -325,6 +326,11 @@ class ContinuousDecoder:
             self.holds[slot] = None
             self.kept[slot] = []
             count += held < due
+        if slots:
+            # Attention reads up to the longest running row: a long row that ended (the last
+            # call's, beside the next call's short prompts) no longer widens every step.
+            live = [s for s, h in enumerate(self.holds) if h is not None]
+            self.longest = int(r.cursor[live].max()) if live else 0
         return count
 
     def _report(self, on_step: StepCallback, finished: int, due: int) -> None:
@@ -349,8 +355,8 @@ class ContinuousDecoder:
             noise = r.step_noise[rows, (r.made - 1).clamp(min=0)]
             embeds = embeds + noise[:, None, :].to(embeds.dtype)
         r.mask[rows, r.cursor] = torch.where(r.live, 1, r.mask[rows, r.cursor])
-        # An upper bound (a finished row may have held the longest): columns past a row's own
-        # are masked, so attention over a few more costs a little and changes nothing.
+        # The longest running row's columns: past a row's own, they are masked, so attention
+        # over a few more (a row that ended this step) costs a little and changes nothing.
         longest = min(self.longest, self.capacity - 1)
         width = longest + 1
         self.cache.ragged(r.cursor, longest)

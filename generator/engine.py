@@ -93,11 +93,11 @@ class Engine:
         `stop` says so (it is asked after every step, and before every batch), the requests
         not ended come back as stopped failures.
 
-        `ahead` are the requests of the caller's next call. Rows that free up once every
-        request of this call has started take them (where they share a queue), and what they
-        hold when this call ends goes on decoding in the next call, if that call's requests
-        are exactly these; any other call starts afresh. Each article is the same either way:
-        a row never depends on its neighbours."""
+        `ahead` are the requests of the caller's next call. Those of the group of this call's
+        last queue join it: rows that free up once every request of this call has started
+        take them, and what they hold when this call ends goes on decoding in the next call,
+        if that call's requests are exactly these; any other call starts afresh. Each article
+        is the same either way: a row never depends on its neighbours."""
         outcomes: list[Outcome | None] = [None] * len(requests)
         runnable = self._prepare(requests, outcomes)
         plan = schedule(runnable, self.batch_size, self.cache_tokens, self.continuous)
@@ -107,10 +107,10 @@ class Engine:
         # on (or runs out of memory) is freed before a fresh one takes its memory.
         goes_on = [carried.decoder] if carried is not None and resumed is not None else []
         del carried
-        # The queue that goes on from the last call runs first. Only the last batch keeps its
-        # queue for the next call: a queue kept while other batches run would hold its cache
-        # beside theirs.
-        plan.sort(key=lambda b: b is not resumed)
+        # The queue that goes on from the last call runs first, then beam batches, then the
+        # other queues. Only the last batch keeps its queue for the next call: a queue kept
+        # while other batches run would hold its cache beside theirs.
+        plan.sort(key=lambda b: (b is not resumed, b.continuous))
         into = plan[-1] if plan and plan[-1].continuous else None
         joining: list[Prepared] = []
         if into is not None and ahead:
@@ -206,13 +206,19 @@ class Engine:
             if on_step is not None:
                 on_step(DecodeStep(sum(len(r.ids) for r in rows), len(rows), 0.0))
         elif planned.continuous:
-            decoder = goes_on or ContinuousDecoder(
-                self.inputs, batch, planned.rows, self.keep_step_logits, planned.cache_tokens
-            )
             if goes_on is not None:  # this call's own requests, in the order they were queued
                 by_key = {p.request.key: p for p in batch}
                 batch = [by_key[p.request.key] for p in goes_on.queue[: len(batch)]]
-            decoder.extend(joining)
+                decoder = goes_on
+                decoder.extend(joining)
+            else:  # sized for the next call's requests too: they join its rows
+                decoder = ContinuousDecoder(
+                    self.inputs,
+                    [*batch, *joining],
+                    planned.rows,
+                    self.keep_step_logits,
+                    planned.cache_tokens,
+                )
             rows = decoder.run(len(batch), on_step, stop)
             if decoder.carries:
                 self._carried = _Carried(batch_key(batch[0].request.config), decoder)

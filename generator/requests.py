@@ -113,7 +113,9 @@ class DecodeStep:
     """
 
     tokens: int  # tokens generated in this step (one per unfinished row)
-    finished: int  # the call's articles that finished in this step
+    # The call's articles that finished in this step; a call that goes on with rows started
+    # in the last call first reports, with no tokens, those that ended there.
+    finished: int
     running_fraction: float
 
 

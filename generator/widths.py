@@ -1,11 +1,10 @@
 """How wide a continuous batch's rows are, and how many of them fit the cache budget.
 
 The queue (`generator.continuous`) comes sorted by prompt length, one call's requests after the
-other's. A row holds its prompt and its
-new tokens, and prompts that join together are left-padded to the longest of them, so the rows'
-width is what the prompts in them need together. Wider rows mean fewer of them within a cache
-budget; a width chosen for a whole wave of rows (as many prompts as there are rows) changes at
-most once per wave, and every change copies the cache.
+other's. A row holds its prompt and its new tokens, and prompts that join together are
+left-padded to the longest of them, so the rows' width is what the prompts in them need
+together. Wider rows mean fewer of them within a cache budget; a width is chosen for a whole wave
+of rows (as many prompts as there are rows), and every change copies the cache.
 """
 
 from __future__ import annotations

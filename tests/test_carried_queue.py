@@ -264,14 +264,15 @@ def test_a_run_that_ends_frees_the_rows_its_next_batch_started(
     assert statuses == {PromptStatus.PENDING: 8}  # nothing recorded: all given back
 
 
-def test_rows_grow_for_the_next_calls_requests(tiny_model: LoadedModel) -> None:
+@pytest.mark.parametrize("budget", [None, 400])
+def test_rows_grow_for_the_next_calls_requests(tiny_model: LoadedModel, budget: int | None) -> None:
     """A call of two requests runs in two rows; the next call's six, no wider, join and grow
-    the batch to the four rows asked for."""
+    the batch to the four rows asked for (which a budget of 400 positions holds)."""
     first = _mixed(0, 2)
     second = [
         replace(first[i % 2], key=2 + i, seed=80 + i, config=first[i % 2].config) for i in range(6)
     ]
-    engine = Engine(tiny_model, batch_size=4)
+    engine = Engine(tiny_model, batch_size=4, cache_tokens=budget)
     steps: list[DecodeStep] = []
     a = _generations(engine, first, on_step=steps.append, ahead=second)
     b = _generations(engine, second, on_step=steps.append)
@@ -301,7 +302,10 @@ def test_progress_counts_each_calls_own_articles(tiny_model: LoadedModel) -> Non
     assert (sum(s.finished for s in one), sum(s.finished for s in two)) == (3, 6)
     assert two[0].tokens == 0  # first: those of its articles that ended in the last call
     assert two[0].finished > 0
-    assert all(s.running_fraction <= 3 for s in one + two)
+    # Once the two short articles have ended, only the long one (30 tokens) is the first
+    # call's: its share of its budget is the running fraction, whatever else runs beside it.
+    for made, step in enumerate(one[2:-1], start=3):
+        assert step.running_fraction == pytest.approx(made / 30)
 
 
 def test_a_queue_that_does_not_go_on_is_freed_before_the_next_runs(
@@ -332,8 +336,32 @@ def test_a_queue_that_runs_out_of_memory_going_on_runs_again_afresh(
     assert engine._carried is not None
     stale = weakref.ref(engine._carried.decoder)
     limited.limit = 1  # the hardware has less room now: the rows that go on do not fit
-    b = _generations(engine, second)
+    alive: list[bool] = []
+    b = _generations(engine, second, on_step=lambda step: alive.append(stale() is not None))
     assert limited.failures >= 1
+    # The retry's steps ran with the failed queue freed (its cache is what ran out).
+    assert alive[-1] is False
     assert stale() is None
     assert {g.batch_size for g in b} == {1}  # run again, one row at a time
     assert [g.token_ids for g in a + b] == _alone(tiny_model, first + second)
+
+
+def test_a_queue_goes_on_only_as_the_calls_last_batch(tiny_model: LoadedModel) -> None:
+    """The next call holds the promised requests and beam-search ones: the queue that goes
+    on runs first and, with the beam batch still to run after it, keeps nothing for the
+    call after (its cache would sit beside the beams'). Beams then run, and the queue of
+    the call after starts afresh."""
+    first, second = _short_then_long(0), _mixed(3, 4)
+    beams = _mixed(7, 2, num_beams=2, do_sample=False, top_p=1.0)
+    third = _mixed(9, 4)
+    engine = Engine(tiny_model, batch_size=3)
+    a = _generations(engine, first, ahead=second)
+    assert engine._carried is not None
+    steps: list[DecodeStep] = []
+    b = _generations(engine, [*second, *beams], on_step=steps.append, ahead=third)
+    assert engine._carried is None  # (private: observed only)
+    assert _made(steps[:1]) == 0  # it went on: first, what ended in the last call
+    made: list[DecodeStep] = []
+    c = _generations(engine, third, on_step=made.append)
+    assert _made(made) == _tokens(c)
+    assert [g.token_ids for g in a + b + c] == _alone(tiny_model, first + second + beams + third)

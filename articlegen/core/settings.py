@@ -161,7 +161,7 @@ class Settings(BaseSettings):
             "A run's batches hold this many times the batch size in articles: the batch size "
             "is how many articles decode at once, and a row whose article ends takes the "
             "batch's next waiting prompt (continuous batching), and once none waits, the next "
-            "batch's. 1: every article of a batch starts together."
+            "batch's. 1: a batch's articles start together, the next batch's as rows free up."
         ),
     )
     lease_seconds: int = Field(
