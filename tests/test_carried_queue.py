@@ -25,7 +25,6 @@ from articlegen.generator.decoding import DecodingConfig
 from articlegen.generator.engine import Engine
 from articlegen.generator.loading import LoadedModel, ModelSpec, load_model
 from articlegen.generator.requests import DecodeStep, Generation, GenerationRequest
-from articlegen.importing import import_prompts_csv
 from articlegen.runs import (
     GenerateParams,
     claim_batch,
@@ -38,7 +37,7 @@ from articlegen.runs import (
     progress_for,
     start_run,
 )
-from tests.test_continuous import PROMPTS, OutOfMemoryAbove, _generations
+from tests.test_continuous import PROMPTS, OutOfMemoryAbove, _generations, open_run_of
 
 
 def _mixed(first: int, count: int, **update: Any) -> list[GenerationRequest]:
@@ -196,15 +195,9 @@ class _Run:
 def started_run(
     sqlite_url: str, tiny_model_dir: Path, catalog: PresetCatalog, tmp_path: Path
 ) -> Iterator[_Run]:
-    settings = Settings(
-        database_url=sqlite_url, model=str(tiny_model_dir), device="cpu", queue_depth=2
-    )
-    source = tmp_path / "eight.csv"
-    rows = [f"Topic {i},{3 + 4 * ((i * 3) % 8)}" for i in range(8)]
-    source.write_text("topic,max_new_tokens\n" + "\n".join(rows) + "\n", encoding="utf-8")
-    db = Database.open(sqlite_url)
+    lengths = [3 + 4 * ((i * 3) % 8) for i in range(8)]
+    settings, db = open_run_of(lengths, sqlite_url, tiny_model_dir, catalog, tmp_path, depth=2)
     try:
-        assert import_prompts_csv(db, source, catalog).inserted == 8
         params = GenerateParams(batch_size=2, preset="nucleus")  # no seed: fresh ones
         job_id = open_job(settings, params)
         start_run(settings, job_id, params)

@@ -371,20 +371,35 @@ def test_one_sigma_is_the_same_share_of_what_the_model_feeds_forward(
     assert ratio == pytest.approx(sigma, rel=0.1)
 
 
+def open_run_of(
+    lengths: list[int],
+    sqlite_url: str,
+    model_dir: Path,
+    catalog: PresetCatalog,
+    tmp_path: Path,
+    depth: int,
+) -> tuple[Settings, Database]:
+    """Settings of queue depth `depth` and a database holding one prompt per length, each
+    with that many new tokens at most."""
+    settings = Settings(
+        database_url=sqlite_url, model=str(model_dir), device="cpu", queue_depth=depth
+    )
+    source = tmp_path / "prompts.csv"
+    rows = [f"Topic {i},{n}" for i, n in enumerate(lengths)]
+    source.write_text("topic,max_new_tokens\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    db = Database.open(sqlite_url)
+    assert import_prompts_csv(db, source, catalog).inserted == len(lengths)
+    return settings, db
+
+
 def test_a_runs_batch_is_a_queue_for_the_engines_rows(
     sqlite_url: str, tiny_model_dir: Path, catalog: PresetCatalog, tmp_path: Path
 ) -> None:
     """With queue_depth 3, a batch of 2 rows holds 6 articles: rows whose article ends take
     the batch's waiting prompts, and every article is written once."""
-    settings = Settings(
-        database_url=sqlite_url, model=str(tiny_model_dir), device="cpu", queue_depth=3
-    )
-    source = tmp_path / "six.csv"
-    rows = [f"Topic {i},{4 + 5 * i}" for i in range(6)]
-    source.write_text("topic,max_new_tokens\n" + "\n".join(rows) + "\n", encoding="utf-8")
-    db = Database.open(sqlite_url)
+    lengths = [4 + 5 * i for i in range(6)]
+    settings, db = open_run_of(lengths, sqlite_url, tiny_model_dir, catalog, tmp_path, depth=3)
     try:
-        assert import_prompts_csv(db, source, catalog).inserted == 6
         params = GenerateParams(batch_size=2, preset="greedy")
         job_id = open_job(settings, params)
         start_run(settings, job_id, params)
