@@ -380,13 +380,14 @@ def open_run_of(
     depth: int,
 ) -> tuple[Settings, Database]:
     """Settings of queue depth `depth` and a database holding one prompt per length, each
-    with that many new tokens at most."""
+    with exactly that many new tokens (a sampled end-of-text would make lengths random)."""
     settings = Settings(
         database_url=sqlite_url, model=str(model_dir), device="cpu", queue_depth=depth
     )
     source = tmp_path / "prompts.csv"
-    rows = [f"Topic {i},{n}" for i, n in enumerate(lengths)]
-    source.write_text("topic,max_new_tokens\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    rows = [f"Topic {i},{n},{n}" for i, n in enumerate(lengths)]
+    header = "topic,min_new_tokens,max_new_tokens\n"
+    source.write_text(header + "\n".join(rows) + "\n", encoding="utf-8")
     db = Database.open(sqlite_url)
     assert import_prompts_csv(db, source, catalog).inserted == len(lengths)
     return settings, db
