@@ -39,6 +39,7 @@ from pydantic.json_schema import SkipJsonSchema
 from articlegen import runs
 from articlegen.core.bounds import MAX_BATCH_SIZE, MAX_RUN_LIMIT, MAX_VARIANTS
 from articlegen.core.errors import ConfigError, PromptsFailed
+from articlegen.core.interrupts import end_reason, interrupted
 from articlegen.core.settings import Settings, load_settings
 from articlegen.flows.finishing import abandon_on_failure, log_batch, settled
 from articlegen.flows.steps import step
@@ -328,8 +329,8 @@ def _run(params: GenerateParams, job_id: int | None) -> RunResult | State[RunRes
                 log_batch(reports, warnings)
         # Batches are written whole or not at all: whatever the job still holds goes back.
         # BaseException: Ctrl-C and Prefect's cancellation must release the claims too.
-        cancelled = not isinstance(exc, Exception)
-        error = f"{type(exc).__name__}: {exc}"
+        cancelled = interrupted(exc) or not isinstance(exc, Exception)
+        error = end_reason(exc)
         finish_job.fn(settings, job_id, error=error, cancelled=cancelled, ahead=upcoming)
         raise
     # Stopped by `jobs cancel`: what the last batch did not finish goes back to pending.

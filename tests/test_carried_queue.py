@@ -28,7 +28,6 @@ from articlegen.generator.requests import DecodeStep, Generation, GenerationRequ
 from articlegen.runs import (
     GenerateParams,
     claim_batch,
-    close_contexts,
     context_for,
     finish_batch,
     finish_run,
@@ -37,7 +36,7 @@ from articlegen.runs import (
     progress_for,
     start_run,
 )
-from tests.test_continuous import PROMPTS, OutOfMemoryAbove, _generations, open_run_of
+from tests.queue_support import PROMPTS, OutOfMemoryAbove, generations, seeded_run
 
 
 def _mixed(first: int, count: int, **update: Any) -> list[GenerationRequest]:
@@ -59,7 +58,7 @@ def _mixed(first: int, count: int, **update: Any) -> list[GenerationRequest]:
 
 
 def _alone(loaded: LoadedModel, requests: list[GenerationRequest]) -> list[tuple[int, ...]]:
-    return [_generations(Engine(loaded, batch_size=1), [r])[0].token_ids for r in requests]
+    return [generations(Engine(loaded, batch_size=1), [r])[0].token_ids for r in requests]
 
 
 def _made(steps: list[DecodeStep]) -> int:
@@ -75,8 +74,8 @@ def test_the_next_calls_articles_start_in_this_calls_tail(tiny_model: LoadedMode
     engine = Engine(tiny_model, batch_size=3)
     steps_first: list[DecodeStep] = []
     steps_second: list[DecodeStep] = []
-    a = _generations(engine, first, on_step=steps_first.append, ahead=second)
-    b = _generations(engine, second, on_step=steps_second.append)
+    a = generations(engine, first, on_step=steps_first.append, ahead=second)
+    b = generations(engine, second, on_step=steps_second.append)
     assert [g.token_ids for g in a + b] == _alone(tiny_model, first + second)
     # Some of the second call's tokens were made in the first call's steps.
     carried = _made(steps_first) - _tokens(a)
@@ -85,8 +84,8 @@ def test_the_next_calls_articles_start_in_this_calls_tail(tiny_model: LoadedMode
     # Two calls as one queue: fewer steps than the same calls one after the other.
     apart: list[DecodeStep] = []
     fresh = Engine(tiny_model, batch_size=3)
-    _generations(fresh, first, on_step=apart.append)
-    _generations(fresh, second, on_step=apart.append)
+    generations(fresh, first, on_step=apart.append)
+    generations(fresh, second, on_step=apart.append)
     assert len(steps_first) + len(steps_second) < len(apart)
 
 
@@ -96,18 +95,18 @@ def test_a_chain_of_calls_is_one_queue(tiny_model: LoadedModel) -> None:
     out: list[Generation] = []
     for k, requests in enumerate(calls):
         ahead = calls[k + 1] if k + 1 < len(calls) else []
-        out += _generations(engine, requests, ahead=ahead)
+        out += generations(engine, requests, ahead=ahead)
     assert [g.token_ids for g in out] == _alone(tiny_model, [r for c in calls for r in c])
 
 
 def test_a_call_with_other_requests_starts_afresh(tiny_model: LoadedModel) -> None:
     first, second = _mixed(0, 8), _mixed(8, 8)
     engine = Engine(tiny_model, batch_size=3)
-    _generations(engine, first, ahead=second)
+    generations(engine, first, ahead=second)
     # Not the requests promised: one is missing, and another has a new seed.
     changed = [*second[:-2], replace(second[-2], seed=999)]
     steps: list[DecodeStep] = []
-    b = _generations(engine, changed, on_step=steps.append)
+    b = generations(engine, changed, on_step=steps.append)
     assert [g.token_ids for g in b] == _alone(tiny_model, changed)
     assert _made(steps) == _tokens(b)  # every token made here: nothing went on
 
@@ -123,9 +122,9 @@ def test_the_next_call_may_need_longer_rows_and_step_noise(tiny_model: LoadedMod
     ]
     engine = Engine(tiny_model, batch_size=3)
     steps: list[DecodeStep] = []
-    a = _generations(engine, first, on_step=steps.append, ahead=second)
+    a = generations(engine, first, on_step=steps.append, ahead=second)
     assert _made(steps) > _tokens(a)  # the longer, noised articles did start here
-    b = _generations(engine, second)
+    b = generations(engine, second)
     assert [g.token_ids for g in a + b] == _alone(tiny_model, first + second)
 
 
@@ -143,7 +142,7 @@ def test_a_stop_drops_what_was_started_ahead(tiny_model: LoadedModel) -> None:
     assert [isinstance(o, Generation) for o in a] == [True, True, False]  # the long one cut
     assert _made(seen) > 2 + 2 + 10  # the next call's articles had started
     steps: list[DecodeStep] = []
-    b = _generations(engine, second, on_step=steps.append)
+    b = generations(engine, second, on_step=steps.append)
     assert [g.token_ids for g in b] == _alone(tiny_model, second)
     assert _made(steps) == _tokens(b)  # started afresh
 
@@ -152,9 +151,9 @@ def test_out_of_memory_runs_again_without_carrying(tiny_model: LoadedModel) -> N
     limited = replace(tiny_model, model=OutOfMemoryAbove(tiny_model.model, limit=2))
     first, second = _mixed(0, 5), _mixed(5, 5)
     engine = Engine(limited, batch_size=3)
-    a = _generations(engine, first, ahead=second)
+    a = generations(engine, first, ahead=second)
     steps: list[DecodeStep] = []
-    b = _generations(engine, second, on_step=steps.append)
+    b = generations(engine, second, on_step=steps.append)
     assert [g.token_ids for g in a + b] == _alone(tiny_model, first + second)
     assert _made(steps) == _tokens(b)  # the retry after the failure carried nothing
     assert {g.batch_size for g in a} == {1}
@@ -173,9 +172,9 @@ def test_requests_of_another_group_wait_for_their_own_call(
     second = _mixed(4, 4, **other)
     engine = Engine(tiny_model, batch_size=2)
     steps: list[DecodeStep] = []
-    a = _generations(engine, first, on_step=steps.append, ahead=second)
+    a = generations(engine, first, on_step=steps.append, ahead=second)
     assert _made(steps) == _tokens(a)
-    b = _generations(engine, second)
+    b = generations(engine, second)
     assert [g.token_ids for g in a + b] == _alone(tiny_model, first + second)
 
 
@@ -196,8 +195,10 @@ def started_run(
     sqlite_url: str, tiny_model_dir: Path, catalog: PresetCatalog, tmp_path: Path
 ) -> Iterator[_Run]:
     lengths = [3 + 4 * ((i * 3) % 8) for i in range(8)]
-    settings, db = open_run_of(lengths, sqlite_url, tiny_model_dir, catalog, tmp_path, depth=2)
-    try:
+    with seeded_run(lengths, sqlite_url, tiny_model_dir, catalog, tmp_path, depth=2) as (
+        settings,
+        db,
+    ):
         params = GenerateParams(batch_size=2, preset="nucleus")  # no seed: fresh ones
         job_id = open_job(settings, params)
         start_run(settings, job_id, params)
@@ -205,9 +206,6 @@ def started_run(
         second = claim_batch(settings, job_id, params, claimed=len(first), number=2)
         assert (len(first), len(second)) == (4, 4)
         yield _Run(settings, db, params, job_id, first, second)
-    finally:
-        db.close()
-        close_contexts()
 
 
 def test_a_runs_next_batch_goes_on_with_the_seeds_it_started_with(
@@ -235,7 +233,7 @@ def test_a_runs_next_batch_goes_on_with_the_seeds_it_started_with(
         config = DecodingConfig.model_validate(own)  # as stored, without the defaults
         assert article.prompt_text is not None
         request = GenerationRequest(article.id, article.prompt_text, config, article.seed)
-        alone = _generations(Engine(loaded, batch_size=1), [request])[0]
+        alone = generations(Engine(loaded, batch_size=1), [request])[0]
         # Stored as the database keeps text: NUL (which PostgreSQL refuses) as U+FFFD.
         assert alone.text.replace("\x00", "\ufffd") == article.raw_text
 
@@ -268,8 +266,8 @@ def test_rows_grow_for_the_next_calls_requests(tiny_model: LoadedModel, budget: 
     ]
     engine = Engine(tiny_model, batch_size=4, cache_tokens=budget)
     steps: list[DecodeStep] = []
-    a = _generations(engine, first, on_step=steps.append, ahead=second)
-    b = _generations(engine, second, on_step=steps.append)
+    a = generations(engine, first, on_step=steps.append, ahead=second)
+    b = generations(engine, second, on_step=steps.append)
     assert max(s.tokens for s in steps) == 4
     assert [g.token_ids for g in a + b] == _alone(tiny_model, first + second)
 
@@ -289,8 +287,8 @@ def test_progress_counts_each_calls_own_articles(tiny_model: LoadedModel) -> Non
     engine = Engine(tiny_model, batch_size=3)
     one: list[DecodeStep] = []
     two: list[DecodeStep] = []
-    a = _generations(engine, first, on_step=one.append, ahead=second)
-    b = _generations(engine, second, on_step=two.append)
+    a = generations(engine, first, on_step=one.append, ahead=second)
+    b = generations(engine, second, on_step=two.append)
     assert _made(one) > _tokens(a)  # the next call's articles ran here
     assert _made(one) + _made(two) == _tokens(a) + _tokens(b)  # every token counted once
     assert (sum(s.finished for s in one), sum(s.finished for s in two)) == (3, 6)
@@ -307,14 +305,14 @@ def test_a_queue_that_does_not_go_on_is_freed_before_the_next_runs(
 ) -> None:
     first, second = _short_then_long(0), _mixed(3, 6)
     engine = Engine(tiny_model, batch_size=3)
-    _generations(engine, first, ahead=second)
+    generations(engine, first, ahead=second)
     carried = engine._carried  # what the engine keeps between calls (private: observed only)
     assert carried is not None
     stale = weakref.ref(carried.decoder)
     del carried
     alive: list[bool] = []
     other = second[1:]  # not the requests promised
-    _generations(engine, other, on_step=lambda step: alive.append(stale() is not None))
+    generations(engine, other, on_step=lambda step: alive.append(stale() is not None))
     assert alive
     assert not any(alive)
 
@@ -325,13 +323,13 @@ def test_a_queue_that_runs_out_of_memory_going_on_runs_again_afresh(
     limited = OutOfMemoryAbove(tiny_model.model, limit=3)
     engine = Engine(replace(tiny_model, model=limited), batch_size=3)
     first, second = _short_then_long(0), _mixed(3, 6)
-    a = _generations(engine, first, ahead=second)
+    a = generations(engine, first, ahead=second)
     assert limited.failures == 0
     assert engine._carried is not None
     stale = weakref.ref(engine._carried.decoder)
     limited.limit = 1  # the hardware has less room now: the rows that go on do not fit
     alive: list[bool] = []
-    b = _generations(engine, second, on_step=lambda step: alive.append(stale() is not None))
+    b = generations(engine, second, on_step=lambda step: alive.append(stale() is not None))
     assert limited.failures >= 1
     # The retry's steps ran with the failed queue freed (its cache is what ran out).
     assert alive[-1] is False
@@ -349,13 +347,13 @@ def test_a_queue_goes_on_only_as_the_calls_last_batch(tiny_model: LoadedModel) -
     beams = _mixed(7, 2, num_beams=2, do_sample=False, top_p=1.0)
     third = _mixed(9, 4)
     engine = Engine(tiny_model, batch_size=3)
-    a = _generations(engine, first, ahead=second)
+    a = generations(engine, first, ahead=second)
     assert engine._carried is not None
     steps: list[DecodeStep] = []
-    b = _generations(engine, [*second, *beams], on_step=steps.append, ahead=third)
+    b = generations(engine, [*second, *beams], on_step=steps.append, ahead=third)
     assert engine._carried is None  # (private: observed only)
     assert _made(steps[:1]) == 0  # it went on: first, what ended in the last call
     made: list[DecodeStep] = []
-    c = _generations(engine, third, on_step=made.append)
+    c = generations(engine, third, on_step=made.append)
     assert _made(made) == _tokens(c)
     assert [g.token_ids for g in a + b + c] == _alone(tiny_model, first + second + beams + third)

@@ -16,8 +16,7 @@ import torch
 from sqlalchemy import select
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-from articlegen.core.settings import Settings
-from articlegen.db import Article, Database
+from articlegen.db import Article
 from articlegen.generator import PresetCatalog
 from articlegen.generator.decoding import DecodingConfig
 from articlegen.generator.engine import Engine
@@ -28,15 +27,20 @@ from articlegen.generator.requests import (
     GenerationFailure,
     GenerationRequest,
 )
-from articlegen.importing import import_prompts_csv
 from articlegen.runs import (
     GenerateParams,
     claim_batch,
-    close_contexts,
     finish_run,
     open_job,
     start_run,
     write_batch,
+)
+from tests.queue_support import (
+    PROMPTS,
+    OutOfMemoryAbove,
+    generations,
+    mixed_requests,
+    seeded_run,
 )
 
 # Small enough to run in a second, large enough to have real heads and layers. Gemma-2 and
@@ -108,51 +112,12 @@ def arch_model(
     return _build(kind, tiny_model_dir, tmp_path_factory.mktemp(kind))
 
 
-PROMPTS = [
-    "The history of the bicycle",
-    "x",
-    "A short guide to growing tomatoes on a balcony in a small city flat",
-    "Why sleep matters",
-    "Notes on the slow food movement and what it asks of a busy household cook",
-    "Tea",
-    "How libraries changed",
-    "The quiet economics of repair cafes",
-    "Bread",
-    "Ten things to know before adopting a cat from a shelter",
-]
-
-
-def _requests(prompts: list[str]) -> list[GenerationRequest]:
-    """Articles of different lengths and settings: greedy, sampled, noised."""
-    presets: list[dict[str, Any]] = [
-        {"do_sample": False},
-        {"top_p": 0.9},
-        {"do_sample": False, "noise_sigma": 0.5},
-        {"top_k": 20, "temperature": 0.8, "noise_sigma": 0.3, "noise_every_step": True},
-        {"repetition_penalty": 1.3, "top_p": 0.95},
-    ]
-    requests = []
-    for i, prompt in enumerate(prompts):
-        length = 3 + (i * 7) % 23  # 3 to 25 tokens, in no order
-        config = DecodingConfig.model_validate(
-            {**presets[i % len(presets)], "min_new_tokens": length, "max_new_tokens": length}
-        )
-        requests.append(GenerationRequest(i, prompt, config, seed=100 + i))
-    return requests
-
-
-def _generations(engine: Engine, requests: list[GenerationRequest], **kw: Any) -> list[Generation]:
-    outcomes = engine.generate(requests, **kw)
-    assert all(isinstance(o, Generation) for o in outcomes)
-    return [o for o in outcomes if isinstance(o, Generation)]
-
-
 def test_rows_leave_and_join_without_changing_any_article(arch_model: LoadedModel) -> None:
-    requests = _requests(PROMPTS)
-    alone = [_generations(Engine(arch_model, batch_size=1), [r])[0] for r in requests]
+    requests = mixed_requests(PROMPTS)
+    alone = [generations(Engine(arch_model, batch_size=1), [r])[0] for r in requests]
     steps: list[DecodeStep] = []
     engine = Engine(arch_model, batch_size=3)
-    shared = _generations(engine, requests, on_step=steps.append)
+    shared = generations(engine, requests, on_step=steps.append)
     assert [g.token_ids for g in shared] == [g.token_ids for g in alone]
     assert [g.finish_reason for g in shared] == ["length"] * len(requests)
     assert [len(g.token_ids) for g in shared] == [r.config.max_new_tokens for r in requests]
@@ -172,12 +137,12 @@ def test_rows_leave_and_join_without_changing_any_article(arch_model: LoadedMode
 def test_the_next_calls_articles_go_on_from_this_one(arch_model: LoadedModel) -> None:
     """The next call's requests (`ahead`) start in this call's tail and go on in their own
     call, each the same as alone, on every architecture (tests/test_carried_queue.py)."""
-    requests = _requests(PROMPTS)
-    alone = [_generations(Engine(arch_model, batch_size=1), [r])[0] for r in requests]
+    requests = mixed_requests(PROMPTS)
+    alone = [generations(Engine(arch_model, batch_size=1), [r])[0] for r in requests]
     engine = Engine(arch_model, batch_size=3)
-    first = _generations(engine, requests[:5], ahead=requests[5:])
+    first = generations(engine, requests[:5], ahead=requests[5:])
     steps: list[DecodeStep] = []
-    second = _generations(engine, requests[5:], on_step=steps.append)
+    second = generations(engine, requests[5:], on_step=steps.append)
     assert [g.token_ids for g in first + second] == [g.token_ids for g in alone]
     made_here = sum(s.tokens for s in steps)
     # Where rows refill, some of the second call's tokens came in the first; else none.
@@ -185,9 +150,9 @@ def test_the_next_calls_articles_go_on_from_this_one(arch_model: LoadedModel) ->
 
 
 def test_continuous_and_batch_loop_write_the_same_articles(tiny_model: LoadedModel) -> None:
-    requests = _requests(PROMPTS * 2)
-    loop = _generations(Engine(tiny_model, batch_size=4, continuous=False), requests)
-    queue = _generations(Engine(tiny_model, batch_size=4), requests)
+    requests = mixed_requests(PROMPTS * 2)
+    loop = generations(Engine(tiny_model, batch_size=4, continuous=False), requests)
+    queue = generations(Engine(tiny_model, batch_size=4), requests)
     assert [g.token_ids for g in queue] == [g.token_ids for g in loop]
     for a, b in zip(queue, loop, strict=True):
         assert a.token_logprobs == pytest.approx(b.token_logprobs, abs=1e-4)
@@ -204,45 +169,27 @@ def test_ngram_blocking_never_sees_another_rows_padding(
         GenerationRequest(i, prompt, config, seed=i)
         for i, prompt in enumerate(["", PROMPTS[4], "x", PROMPTS[2], ""])
     ]
-    alone = [_generations(Engine(tiny_model, batch_size=1), [r])[0] for r in requests]
-    shared = _generations(Engine(tiny_model, batch_size=2, continuous=continuous), requests)
+    alone = [generations(Engine(tiny_model, batch_size=1), [r])[0] for r in requests]
+    shared = generations(Engine(tiny_model, batch_size=2, continuous=continuous), requests)
     assert [g.token_ids for g in shared] == [g.token_ids for g in alone]
-
-
-class OutOfMemoryAbove(torch.nn.Module):
-    """The hardware edge, faked: the real model, out of memory above `limit` rows."""
-
-    def __init__(self, inner: Any, limit: int) -> None:
-        super().__init__()
-        self.inner, self.limit, self.config = inner, limit, inner.config
-        self.failures = 0
-
-    def get_input_embeddings(self) -> Any:
-        return self.inner.get_input_embeddings()
-
-    def forward(self, **kwargs: Any) -> Any:
-        if kwargs["inputs_embeds"].shape[0] > self.limit:
-            self.failures += 1
-            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-        return self.inner(**kwargs)
 
 
 def test_out_of_memory_halves_the_rows_in_use(tiny_model: LoadedModel) -> None:
     limited = OutOfMemoryAbove(tiny_model.model, limit=1)
     config = DecodingConfig(max_new_tokens=5)
     requests = [GenerationRequest(i, p, config, seed=i) for i, p in enumerate(PROMPTS[:3])]
-    out = _generations(Engine(replace(tiny_model, model=limited), batch_size=64), requests)
+    out = generations(Engine(replace(tiny_model, model=limited), batch_size=64), requests)
     # Three requests use three rows of the 64 allowed: one failure (3 rows), then 1 row works.
     assert limited.failures == 1
     assert {g.batch_size for g in out} == {1}
-    alone = [_generations(Engine(tiny_model, batch_size=1), [r])[0] for r in requests]
+    alone = [generations(Engine(tiny_model, batch_size=1), [r])[0] for r in requests]
     assert [g.token_ids for g in out] == [g.token_ids for g in alone]
 
 
 def _first_token(loaded: LoadedModel, config: DecodingConfig, at: int) -> int:
     """The token an article makes at step `at` when nothing stops it."""
     free = config.model_copy(update={"min_new_tokens": at + 1, "max_new_tokens": at + 1})
-    g = _generations(Engine(loaded), [GenerationRequest(0, PROMPTS[0], free, seed=1)])[0]
+    g = generations(Engine(loaded), [GenerationRequest(0, PROMPTS[0], free, seed=1)])[0]
     return g.token_ids[at]
 
 
@@ -277,7 +224,7 @@ def test_a_generation_config_stop_token_ends_the_article_as_eos(tiny_model: Load
     stop = _first_token(tiny_model, config, at=4)
     eos = tiny_model.tokenizer.eos_token_id
     stopping = _with_generation_eos(tiny_model, [eos, stop])
-    g = _generations(Engine(stopping), [GenerationRequest(0, PROMPTS[0], config, 1)])[0]
+    g = generations(Engine(stopping), [GenerationRequest(0, PROMPTS[0], config, 1)])[0]
     assert g.finish_reason == "eos"
     assert g.token_ids[-1] == stop
     assert len(g.token_ids) <= 5
@@ -290,12 +237,12 @@ def test_a_generation_config_stop_token_ends_the_article_as_eos(tiny_model: Load
 def test_beam_search_stops_on_the_generation_config_tokens_too(tiny_model: LoadedModel) -> None:
     config = DecodingConfig(do_sample=False, num_beams=3, max_new_tokens=12)
     request = GenerationRequest(0, PROMPTS[0], config, 1)
-    free = _generations(Engine(tiny_model), [request])[0]
+    free = generations(Engine(tiny_model), [request])[0]
     assert free.finish_reason == "length"
     # Every token of the free article now ends a beam: it must end at its first stop token.
     stops = sorted(set(free.token_ids[:6]))
     eos = tiny_model.tokenizer.eos_token_id
-    g = _generations(Engine(_with_generation_eos(tiny_model, [eos, *stops])), [request])[0]
+    g = generations(Engine(_with_generation_eos(tiny_model, [eos, *stops])), [request])[0]
     assert g.token_ids != free.token_ids
     assert not set(g.token_ids[:-1]) & set(stops)
     assert g.finish_reason == ("eos" if g.token_ids[-1] in stops else "length")
@@ -307,7 +254,7 @@ def test_stop_token_ids_end_an_article_and_wait_for_min_new_tokens(tiny_model: L
     stopped = greedy.model_copy(update={"stop_token_ids": (stop,)})
     later = stopped.model_copy(update={"min_new_tokens": 8})
     engine = Engine(tiny_model)
-    g, held = _generations(
+    g, held = generations(
         engine,
         [GenerationRequest(0, PROMPTS[0], stopped, 1), GenerationRequest(1, PROMPTS[0], later, 1)],
     )
@@ -371,36 +318,16 @@ def test_one_sigma_is_the_same_share_of_what_the_model_feeds_forward(
     assert ratio == pytest.approx(sigma, rel=0.1)
 
 
-def open_run_of(
-    lengths: list[int],
-    sqlite_url: str,
-    model_dir: Path,
-    catalog: PresetCatalog,
-    tmp_path: Path,
-    depth: int,
-) -> tuple[Settings, Database]:
-    """Settings of queue depth `depth` and a database holding one prompt per length, each
-    with exactly that many new tokens (a sampled end-of-text would make lengths random)."""
-    settings = Settings(
-        database_url=sqlite_url, model=str(model_dir), device="cpu", queue_depth=depth
-    )
-    source = tmp_path / "prompts.csv"
-    rows = [f"Topic {i},{n},{n}" for i, n in enumerate(lengths)]
-    header = "topic,min_new_tokens,max_new_tokens\n"
-    source.write_text(header + "\n".join(rows) + "\n", encoding="utf-8")
-    db = Database.open(sqlite_url)
-    assert import_prompts_csv(db, source, catalog).inserted == len(lengths)
-    return settings, db
-
-
 def test_a_runs_batch_is_a_queue_for_the_engines_rows(
     sqlite_url: str, tiny_model_dir: Path, catalog: PresetCatalog, tmp_path: Path
 ) -> None:
     """With queue_depth 3, a batch of 2 rows holds 6 articles: rows whose article ends take
     the batch's waiting prompts, and every article is written once."""
     lengths = [4 + 5 * i for i in range(6)]
-    settings, db = open_run_of(lengths, sqlite_url, tiny_model_dir, catalog, tmp_path, depth=3)
-    try:
+    with seeded_run(lengths, sqlite_url, tiny_model_dir, catalog, tmp_path, depth=3) as (
+        settings,
+        db,
+    ):
         params = GenerateParams(batch_size=2, preset="greedy")
         job_id = open_job(settings, params)
         start_run(settings, job_id, params)
@@ -413,6 +340,3 @@ def test_a_runs_batch_is_a_queue_for_the_engines_rows(
             articles = list(session.scalars(select(Article)))
         assert sorted(a.tokens_generated for a in articles) == [4, 9, 14, 19, 24, 29]
         assert {a.timings["batch_size"] for a in articles} == {2}  # two rows, six articles
-    finally:
-        db.close()
-        close_contexts()

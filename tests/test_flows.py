@@ -381,6 +381,7 @@ def test_ctrl_c_cancels_the_run_and_releases_its_prompts(
         statuses = [p.status for p in session.scalars(select(Prompt))]
         articles = len(session.scalars(select(Article)).all())
     assert job.status is JobStatus.CANCELLED, (job.status, output)
+    assert job.error == "interrupted (Ctrl-C)"  # not Python's empty `KeyboardInterrupt: `
     assert PromptStatus.CLAIMED not in statuses  # nothing stuck
     assert 1 <= articles < 16
     assert statuses.count(PromptStatus.DONE) >= 1  # what was written stays written

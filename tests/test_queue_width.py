@@ -17,8 +17,7 @@ from articlegen.generator.engine import Engine
 from articlegen.generator.kv_cache import InPlaceCache
 from articlegen.generator.loading import LoadedModel
 from articlegen.generator.requests import DecodeStep, Generation, GenerationRequest
-
-from .test_continuous import OutOfMemoryAbove
+from tests.queue_support import OutOfMemoryAbove
 
 
 def _request(key: int, words: int, new_tokens: int, **settings: object) -> GenerationRequest:

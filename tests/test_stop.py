@@ -9,8 +9,7 @@ import pytest
 from articlegen.generator.engine import Engine
 from articlegen.generator.loading import LoadedModel
 from articlegen.generator.requests import DecodeStep, Generation, GenerationFailure
-
-from .test_continuous import PROMPTS, _generations, _requests
+from tests.queue_support import PROMPTS, generations, mixed_requests
 
 
 @pytest.mark.parametrize("continuous", [True, False])
@@ -19,9 +18,9 @@ def test_a_stop_keeps_the_articles_that_ended_and_hands_back_the_rest(
 ) -> None:
     """`stop` (a cancel) asked after every step: the articles that ended before it are the
     same as alone, the others, running or waiting, come back as stopped failures."""
-    requests = _requests(PROMPTS)  # 3 to 25 tokens each
+    requests = mixed_requests(PROMPTS)  # 3 to 25 tokens each
     engine = Engine(tiny_model, batch_size=3, continuous=continuous)
-    complete = _generations(engine, requests)
+    complete = generations(engine, requests)
     steps: list[DecodeStep] = []
     outcomes = engine.generate(requests, on_step=steps.append, stop=lambda: len(steps) >= 12)
     ended = [o for o in outcomes if isinstance(o, Generation)]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from articlegen.cli.prefect_env import interrupted
+from articlegen.core.interrupts import end_reason, interrupted
 from articlegen.core.settings import load_settings
 from articlegen.db import Database
 from articlegen.db.models import ModelKind, RegisteredModel
@@ -223,3 +223,25 @@ def test_an_interrupt_is_recognised_behind_the_error_it_caused() -> None:
     looped.__context__ = ValueError("b")
     looped.__context__.__context__ = looped  # a cycle ends the walk
     assert not interrupted(looped)
+
+
+@pytest.mark.parametrize(
+    ("exc", "reason"),
+    [
+        (KeyboardInterrupt(), "interrupted (Ctrl-C)"),
+        (
+            OSError(111, "Connection refused"),
+            "ConnectionRefusedError: [Errno 111] Connection refused",
+        ),
+        (ValueError(), "ValueError"),
+        (ValueError("no model"), "ValueError: no model"),
+    ],
+)
+def test_a_job_records_why_its_run_ended(exc: BaseException, reason: str) -> None:
+    """Ctrl-C, bare or behind the error it caused, reads as what it was, never as Python's
+    empty `KeyboardInterrupt: `; other errors keep their type and message."""
+    assert end_reason(exc) == reason
+
+
+def test_an_error_caused_by_ctrl_c_is_recorded_as_the_interrupt() -> None:
+    assert end_reason(_raised(_refused_after_interrupt)) == "interrupted (Ctrl-C)"

@@ -16,11 +16,12 @@ from pydantic import ValidationError
 
 from articlegen.cli.base import CONTEXT, App, cli, pass_app
 from articlegen.cli.options import run_options, typed_overrides
-from articlegen.cli.prefect_env import check_prefect_api, interrupted, quiet_prefect
+from articlegen.cli.prefect_env import check_prefect_api, quiet_prefect
 from articlegen.cli.progress import follow, working
 from articlegen.core.bounds import MAX_SHARDS
 from articlegen.core.describe import describe_error
 from articlegen.core.errors import ConfigError
+from articlegen.core.interrupts import interrupted
 from articlegen.db.models import PromptStatus
 from articlegen.db.prompts import count_prompts
 from articlegen.generator.chat import parse_style

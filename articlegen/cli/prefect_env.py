@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from articlegen.core.errors import ConfigError
 from articlegen.core.redact import redact_urls
 
-__all__ = ["check_prefect_api", "interrupted", "quiet_prefect"]
+__all__ = ["check_prefect_api", "quiet_prefect"]
 
 # How long the check waits for the server's answer. A closed port is refused at once; this
 # bounds a host that drops packets, or a server that accepts and never answers.
@@ -41,20 +41,6 @@ def quiet_prefect(log_level: str = "CRITICAL") -> None:
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
     }.items():
         os.environ.setdefault(name, value)
-
-
-def interrupted(exc: BaseException) -> bool:
-    """Whether `exc` is Ctrl-C or came of it. A terminal's Ctrl-C reaches the whole process
-    group, Prefect's temporary server included: the engine, recording the interrupted run,
-    then fails to reach the server, and that error carries the interrupt as its context."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, KeyboardInterrupt):
-            return True
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return False
 
 
 def _check_url_form(url: str) -> None:

@@ -16,8 +16,9 @@ from pydantic import ValidationError
 
 from articlegen.cli.base import CONTEXT, App, cli, pass_app
 from articlegen.cli.output import render
-from articlegen.cli.prefect_env import interrupted, quiet_prefect
+from articlegen.cli.prefect_env import quiet_prefect
 from articlegen.core.errors import ConfigError, InputError
+from articlegen.core.interrupts import interrupted
 from articlegen.db import registry
 from articlegen.db.models import ModelStatus
 from articlegen.export.records import epoch_records
