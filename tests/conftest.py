@@ -26,7 +26,7 @@ os.environ["ARTICLEGEN_CONFIG"] = os.path.join(
     tempfile.mkdtemp(prefix="articlegen-config-"), "none.toml"
 )
 # Batches of exactly --batch-size articles, as most tests count them; the tests of continuous
-# batching across a run's batch set their own depth (tests/test_continuous.py).
+# batching across a run's batches set their own depth (tests/queue_support.py, `seeded_run`).
 os.environ["ARTICLEGEN_QUEUE_DEPTH"] = "1"
 # Prefect: no telemetry, its own home, no log shipping (a 2 s stall per flow in tests).
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"

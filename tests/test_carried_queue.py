@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import select
 
 from articlegen.core.settings import Settings
-from articlegen.db import Article, Database, Prompt, PromptStatus
+from articlegen.db import Article, Database, Job, JobStatus, Prompt, PromptStatus
 from articlegen.generator import PresetCatalog
 from articlegen.generator.decoding import DecodingConfig
 from articlegen.generator.engine import Engine
@@ -205,7 +205,15 @@ def started_run(
         first = claim_batch(settings, job_id, params)
         second = claim_batch(settings, job_id, params, claimed=len(first), number=2)
         assert (len(first), len(second)) == (4, 4)
-        yield _Run(settings, db, params, job_id, first, second)
+        try:
+            yield _Run(settings, db, params, job_id, first, second)
+        finally:
+            # A test that failed before closing its run: close it, or what the process keeps
+            # per job id (its upcoming batch, its progress) meets the next test's job 1.
+            with db.session(write=False) as session:
+                running = session.get_one(Job, job_id).status is JobStatus.RUNNING
+            if running:
+                finish_run(settings, job_id, cancelled=True)
 
 
 def test_a_runs_next_batch_goes_on_with_the_seeds_it_started_with(

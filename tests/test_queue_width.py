@@ -16,8 +16,8 @@ from articlegen.generator.decoding import DecodingConfig
 from articlegen.generator.engine import Engine
 from articlegen.generator.kv_cache import InPlaceCache
 from articlegen.generator.loading import LoadedModel
-from articlegen.generator.requests import DecodeStep, Generation, GenerationRequest
-from tests.queue_support import OutOfMemoryAbove
+from articlegen.generator.requests import DecodeStep, GenerationRequest
+from tests.queue_support import OutOfMemoryAbove, generations
 
 
 def _request(key: int, words: int, new_tokens: int, **settings: object) -> GenerationRequest:
@@ -25,14 +25,6 @@ def _request(key: int, words: int, new_tokens: int, **settings: object) -> Gener
         {"min_new_tokens": new_tokens, "max_new_tokens": new_tokens, **settings}
     )
     return GenerationRequest(key, " ".join(["the"] * words), config, seed=key)
-
-
-def _generations(
-    engine: Engine, requests: list[GenerationRequest], **kw: object
-) -> list[Generation]:
-    outcomes = engine.generate(requests, **kw)  # type: ignore[arg-type]
-    assert all(isinstance(o, Generation) for o in outcomes)
-    return [o for o in outcomes if isinstance(o, Generation)]
 
 
 def test_longer_prompts_join_while_the_short_articles_still_run(tiny_model: LoadedModel) -> None:
@@ -49,14 +41,14 @@ def test_longer_prompts_join_while_the_short_articles_still_run(tiny_model: Load
     engine = Engine(tiny_model, batch_size=4, cache_tokens=100)
     assert [len(engine.encode(r.prompt)) for r in requests] == [2, 2, 2, 2, 41, 41]
     steps: list[DecodeStep] = []
-    queued = _generations(engine, requests, on_step=steps.append)
+    queued = generations(engine, requests, on_step=steps.append)
     # Steps 1-3: four rows. Three end; the one left fits two rows of 45, so the rows widen at
     # once and the first long prompt joins it (steps 4-7), then the second (steps 8-10); the
     # short article ends at step 10 and the long one alone makes its last token. Drained
     # first, the long prompts would have waited for step 10: [4, 4, 4, 1 x 7, 2, 2, 2, 2].
     assert [s.tokens for s in steps] == [4, 4, 4, 2, 2, 2, 2, 2, 2, 2, 1]
     assert [s.finished for s in steps] == [0, 0, 3, 0, 0, 0, 1, 0, 0, 1, 1]
-    alone = [_generations(Engine(tiny_model, batch_size=1), [r])[0] for r in requests]
+    alone = [generations(Engine(tiny_model, batch_size=1), [r])[0] for r in requests]
     assert [g.token_ids for g in queued] == [g.token_ids for g in alone]
     assert [len(g.token_ids) for g in queued] == [3, 3, 3, 10, 4, 4]
 
@@ -65,9 +57,9 @@ def test_every_width_and_row_count_writes_the_same_articles(tiny_model: LoadedMo
     # Prompt lengths climbing from 1 to 60 tokens, articles of 2 to 20 tokens in no order:
     # with budgets from tight to none, rows widen, shrink, refill and compact differently.
     requests = [_request(i, 1 + (i * 13) % 60, 2 + (i * 7) % 19, top_p=0.95) for i in range(16)]
-    alone = [_generations(Engine(tiny_model, batch_size=1), [r])[0] for r in requests]
+    alone = [generations(Engine(tiny_model, batch_size=1), [r])[0] for r in requests]
     for budget in (80, 200, 500, None):
-        queued = _generations(Engine(tiny_model, batch_size=5, cache_tokens=budget), requests)
+        queued = generations(Engine(tiny_model, batch_size=5, cache_tokens=budget), requests)
         assert [g.token_ids for g in queued] == [g.token_ids for g in alone], budget
 
 
@@ -77,10 +69,10 @@ def test_out_of_memory_halves_the_rows_the_budget_allowed(tiny_model: LoadedMode
     limited = OutOfMemoryAbove(tiny_model.model, limit=2)
     requests = [_request(i, 1, 6) for i in range(6)]
     engine = Engine(replace(tiny_model, model=limited), batch_size=64, cache_tokens=32)
-    out = _generations(engine, requests)
+    out = generations(engine, requests)
     assert limited.failures == 1
     assert {g.batch_size for g in out} == {2}
-    alone = [_generations(Engine(tiny_model, batch_size=1), [r])[0] for r in requests]
+    alone = [generations(Engine(tiny_model, batch_size=1), [r])[0] for r in requests]
     assert [g.token_ids for g in out] == [g.token_ids for g in alone]
 
 
@@ -111,14 +103,14 @@ def test_rows_narrow_again_when_the_next_calls_short_prompts_come(
     engine = Engine(tiny_model, batch_size=4, cache_tokens=100)
     first: list[DecodeStep] = []
     second: list[DecodeStep] = []
-    out = _generations(engine, long, on_step=first.append, ahead=short)
-    out += _generations(engine, short, on_step=second.append)
+    out = generations(engine, long, on_step=first.append, ahead=short)
+    out += generations(engine, short, on_step=second.append)
     # The long rows: two tokens a step; once the first ends, a short article takes its row
     # (the other long one still needs 49 positions: no narrowing yet).
     assert max(s.tokens for s in first) == 2
     assert sum(s.tokens for s in first) > 4 + 8  # a short article started in the first call
     assert max(s.tokens for s in second) == 4  # then four rows of 8 within the budget
-    alone = [_generations(Engine(tiny_model, batch_size=1), [r])[0] for r in long + short]
+    alone = [generations(Engine(tiny_model, batch_size=1), [r])[0] for r in long + short]
     assert [g.token_ids for g in out] == [g.token_ids for g in alone]
 
 

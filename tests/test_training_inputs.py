@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
-from articlegen.core.interrupts import end_reason, interrupted
 from articlegen.core.settings import load_settings
 from articlegen.db import Database
 from articlegen.db.models import ModelKind, RegisteredModel
@@ -191,57 +189,3 @@ def test_removing_a_model_keeps_files_that_are_not_in_the_models_directory(
     )
     assert (elsewhere / "weights.bin").read_bytes() == b"keep me"
     assert registered(sqlite_url, "moved") is None
-
-
-def _raised(make: Callable[[], None]) -> BaseException:
-    with pytest.raises(OSError, match=r"Connection refused|while handling it") as caught:
-        make()
-    return caught.value
-
-
-def _refused_after_interrupt() -> None:
-    try:
-        raise KeyboardInterrupt
-    except KeyboardInterrupt as interrupt:
-        raise ConnectionRefusedError(111, "Connection refused") from interrupt
-
-
-def _error_while_handling_interrupt() -> None:
-    try:
-        raise KeyboardInterrupt
-    except KeyboardInterrupt:
-        raise OSError("while handling it") from None  # the context stays, the cause is hidden
-
-
-def test_an_interrupt_is_recognised_behind_the_error_it_caused() -> None:
-    """A terminal's Ctrl-C also stops Prefect's server; recording the interrupted run then
-    fails to connect, and that error, whose context is the interrupt, is what surfaces."""
-    assert interrupted(_raised(_refused_after_interrupt))
-    assert interrupted(_raised(_error_while_handling_interrupt))
-    assert not interrupted(ConnectionRefusedError(111, "Connection refused"))
-    looped = ValueError("a")
-    looped.__context__ = ValueError("b")
-    looped.__context__.__context__ = looped  # a cycle ends the walk
-    assert not interrupted(looped)
-
-
-@pytest.mark.parametrize(
-    ("exc", "reason"),
-    [
-        (KeyboardInterrupt(), "interrupted (Ctrl-C)"),
-        (
-            OSError(111, "Connection refused"),
-            "ConnectionRefusedError: [Errno 111] Connection refused",
-        ),
-        (ValueError(), "ValueError"),
-        (ValueError("no model"), "ValueError: no model"),
-    ],
-)
-def test_a_job_records_why_its_run_ended(exc: BaseException, reason: str) -> None:
-    """Ctrl-C, bare or behind the error it caused, reads as what it was, never as Python's
-    empty `KeyboardInterrupt: `; other errors keep their type and message."""
-    assert end_reason(exc) == reason
-
-
-def test_an_error_caused_by_ctrl_c_is_recorded_as_the_interrupt() -> None:
-    assert end_reason(_raised(_refused_after_interrupt)) == "interrupted (Ctrl-C)"

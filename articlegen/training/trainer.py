@@ -22,6 +22,7 @@ from transformers import EarlyStoppingCallback, PrinterCallback, Trainer, Traine
 from transformers.utils import logging as transformers_logging
 
 from articlegen.core.errors import InputError, ModelError
+from articlegen.core.interrupts import INTERRUPTED, interrupted
 from articlegen.db import registry
 from articlegen.db.models import ModelKind, ModelStatus
 from articlegen.generator.loading import (
@@ -376,6 +377,6 @@ def _memorisation(
 
 
 def _reason(exc: BaseException) -> str:
-    if isinstance(exc, KeyboardInterrupt):
-        return "interrupted"
+    if interrupted(exc):  # Ctrl-C, or the error it caused (Prefect's server stopped with it)
+        return INTERRUPTED
     return str(exc) or type(exc).__name__
