@@ -30,7 +30,7 @@ def end_reason(exc: BaseException) -> str:
     (`KeyboardInterrupt: `); an error that came of it is named after it, so that a real
     failure while the run stopped is not lost; an exception without a message needs no
     colon."""
-    message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     if isinstance(exc, KeyboardInterrupt):
         return INTERRUPTED
+    message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     return f"{INTERRUPTED}, then {message}" if interrupted(exc) else message
