@@ -208,9 +208,9 @@ def release(
     max_attempts: int | None = None,
     error: str | None = None,
     uncount: bool = False,
-) -> int:
+) -> list[Prompt]:
     """Give prompts `job_id` holds back to `pending` (all of them, or those of `prompt_ids`);
-    returns how many went back.
+    returns those that went back.
 
     With `error`, their attempt failed for that reason (it goes into their history), and with
     `max_attempts` a prompt claimed that many times fails instead of going back. With
@@ -220,7 +220,7 @@ def release(
     """
     held = [Prompt.claimed_by == job_id, Prompt.status == PromptStatus.CLAIMED]
     chunks = [None] if prompt_ids is None else in_chunks(prompt_ids)
-    released = 0
+    released: list[Prompt] = []
     for chunk in chunks:
         where = held if chunk is None else [*held, Prompt.id.in_(chunk)]
         # Locked, and only rows no one else has locked: each row is then ours to change as it
@@ -244,7 +244,7 @@ def release(
                 )
             else:
                 prompt.status = PromptStatus.PENDING
-                released += 1
+                released.append(prompt)
     session.flush()
     return released
 

@@ -63,7 +63,8 @@ def start_job(session: Session, job_id: int, flow_run_id: str | None, lease: tim
 
 
 def add_claimed(session: Session, job_id: int, articles: int) -> None:
-    """Count `articles` more on the job's total: it claimed their prompts."""
+    """Count `articles` more on the job's total: it claimed their prompts (fewer, when
+    negative: it gives back prompts it claimed and never started)."""
     get_job(session, job_id).total += articles
 
 

@@ -146,10 +146,11 @@ def finish_job(
     error: str | None = None,
     cancelled: bool = False,
     ahead: list[int] | None = None,
+    params: GenerateParams | None = None,
 ) -> RunResult:
     """Close the job with its final status and counts, giving back what it did not write
-    (`ahead`, the batch claimed for the next generation, uncounted)."""
-    return runs.finish_run(settings, job_id, error, cancelled, ahead or ())
+    (`ahead`, the batch claimed for the next generation, uncounted and off its total)."""
+    return runs.finish_run(settings, job_id, error, cancelled, ahead or (), params)
 
 
 def _name_run(job_id: int) -> None:
@@ -331,7 +332,9 @@ def _run(params: GenerateParams, job_id: int | None) -> RunResult | State[RunRes
         # BaseException: Ctrl-C and Prefect's cancellation must release the claims too.
         cancelled = interrupted(exc) or not isinstance(exc, Exception)
         error = end_reason(exc)
-        finish_job.fn(settings, job_id, error=error, cancelled=cancelled, ahead=upcoming)
+        finish_job.fn(
+            settings, job_id, error=error, cancelled=cancelled, ahead=upcoming, params=params
+        )
         raise
     # Stopped by `jobs cancel`: what the last batch did not finish goes back to pending.
     finished = finish_job(
@@ -339,10 +342,12 @@ def _run(params: GenerateParams, job_id: int | None) -> RunResult | State[RunRes
         job_id,
         error="stopped by `articlegen jobs cancel`" if stopped else None,
         cancelled=stopped,
+        ahead=upcoming,  # claimed, and left unstarted by a cancel
+        params=params,
     )
     result = replace(
         finished,
-        prompts=claimed,
+        prompts=claimed - len(upcoming),
         seconds=runs.stage_seconds(reports, time.perf_counter() - started, waited),
         warnings=tuple(warnings),
     )

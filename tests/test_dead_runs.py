@@ -110,7 +110,7 @@ def test_a_prompt_claimed_too_often_fails_instead_of_going_back(database: Databa
             job_id = _job(session)
             (taken,) = claim(session, job_id, LEASE)
             assert taken.attempts == attempt
-            released = release(session, job_id, max_attempts=3, error="killed")
+            released = len(release(session, job_id, max_attempts=3, error="killed"))
         with database.session(write=False) as session:
             prompt = session.get_one(Prompt, prompt_id)
         assert released == (1 if attempt < 3 else 0)
@@ -132,7 +132,7 @@ def test_a_cancelled_run_gives_its_prompts_back_without_counting_an_attempt(
         with database.session() as session:
             job_id = _job(session)
             claim(session, job_id, LEASE)
-            assert release(session, job_id, uncount=True) == 1
+            assert len(release(session, job_id, uncount=True)) == 1
     with database.session(write=False) as session:
         prompt = session.get_one(Prompt, prompt_id)
     assert (prompt.status, prompt.attempts, prompt.errors) == (PromptStatus.PENDING, 0, [])

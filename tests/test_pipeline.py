@@ -318,9 +318,33 @@ def test_a_failed_run_gives_back_the_batch_it_claimed_ahead_uncounted(db: Databa
         pending = [p for p in session.scalars(select(Prompt)) if p.status is PromptStatus.PENDING]
     # Batch 2's two prompts were attempted; batch 3's two and batch 4's two were not.
     assert Counter(p.attempts for p in pending) == {1: 2, 0: 4}
+    assert _the_job(db).total == 4  # batches 1 and 2: batch 3 came off at the end
     again = run_generate(PARAMS)
     assert (again.status, again.done) == ("completed", 6)
     _exactly_once(db)
+
+
+def test_a_cancelled_run_counts_only_the_articles_it_started(db: Database) -> None:
+    """Two variants a prompt: a batch is one prompt. Batch 2 is claimed before batch 1
+    generates, and a cancel during batch 1 stops the run there: batch 2 goes back unattempted,
+    and the job's total, which counted its two articles at the claim, drops them."""
+    claims: list[int] = []
+
+    def observe(job_id: int, number: int, step: BatchStep) -> None:
+        if step == "claim":
+            claims.append(number)
+        if (number, step) == (1, "generate"):
+            with db.session() as session:
+                request_cancel(session, job_id)
+
+    with observing_batches(observe):
+        result = run_generate(PARAMS.model_copy(update={"variants": 2}))
+    assert claims == [1, 2]
+    assert (result.status, result.total, result.prompts) == ("cancelled", 2, 1)
+    assert _the_job(db).total == 2
+    with db.session(write=False) as session:
+        attempts = [p.attempts for p in session.scalars(select(Prompt))]
+    assert attempts == [0] * PROMPTS
 
 
 def test_only_a_run_going_on_can_be_abandoned(db: Database) -> None:

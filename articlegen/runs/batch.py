@@ -29,7 +29,6 @@ from articlegen.runs.context import RunContext, context_for
 from articlegen.runs.lifecycle import CancelWatch
 from articlegen.runs.observe import starting
 from articlegen.runs.params import GenerateParams
-from articlegen.runs.plan import variants_of
 from articlegen.runs.progress import progress_for
 from articlegen.runs.reports import BatchReport
 from articlegen.runs.upcoming import BatchInputs, keep_upcoming, take_upcoming
@@ -146,7 +145,7 @@ def _prepare(context: RunContext, prompt_ids: list[int], params: GenerateParams)
         # all its variants, belongs to one batch of one run.
         versions = next_versions(session, prompt_ids)
     report = BatchReport()
-    planned = {p: len(variants_of(prompts[p], params)) for p in prompt_ids}
+    planned = {p: len(params.variants_of(prompts[p])) for p in prompt_ids}
     inputs = _inputs(context, [prompts[p] for p in prompt_ids], versions, params, report)
     return BatchInputs(
         prompt_ids=tuple(prompt_ids),
@@ -227,12 +226,12 @@ def _inputs(
             own = parse_style({"prompt_format": prompt.prompt_format, "system": prompt.system})
             style = context.presets.style(preset, own, settings_style, run=params.style)
         except ConfigError as exc:
-            variants = len(variants_of(prompt, params))
+            variants = len(params.variants_of(prompt))
             report.failures.append(PromptFailure(prompt.id, str(exc), variants))
             continue
         report.warnings += [w for w in resolved.warnings if w not in report.warnings]
         config = resolved.config
-        for variant in variants_of(prompt, params):
+        for variant in params.variants_of(prompt):
             version = versions.get((prompt.id, variant), 1)
             seed = (
                 derive_seed(config.seed, prompt.id, variant, version)

@@ -7,7 +7,7 @@ job's stored parameters; every step of the run then reads the same frozen object
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
@@ -16,6 +16,9 @@ from articlegen.core.bounds import MAX_BATCH_SIZE, MAX_RUN_LIMIT, MAX_SHARDS, MA
 from articlegen.core.errors import ConfigError
 from articlegen.generator.chat import PromptStyle
 from articlegen.generator.decoding import DecodingOverrides, parse_overrides
+
+if TYPE_CHECKING:
+    from articlegen.db.models import Prompt
 
 __all__ = ["GenerateParams"]
 
@@ -93,6 +96,13 @@ class GenerateParams(BaseModel):
         "claimed and not written first, then the queue as it would have gone on (`articlegen "
         "jobs resume`).",
     )
+
+    def variants_of(self, prompt: Prompt) -> list[int]:
+        """The variants this run writes for `prompt`: those a review queued again, else all of
+        them."""
+        if prompt.regenerate:
+            return sorted(set(prompt.regenerate))
+        return list(range(1, (self.variants or prompt.variants) + 1))
 
     @model_validator(mode="after")
     def _shard_in_range(self) -> GenerateParams:

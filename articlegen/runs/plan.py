@@ -34,7 +34,6 @@ __all__ = [
     "plan_batches",
     "plan_run",
     "start_run",
-    "variants_of",
 ]
 
 
@@ -45,13 +44,6 @@ class RunPlan:
     batches: list[list[int]]
     prompts: int
     articles: int
-
-
-def variants_of(prompt: Prompt, params: GenerateParams) -> list[int]:
-    """The variants a run writes for `prompt`: those queued by a review, else all of them."""
-    if prompt.regenerate:
-        return sorted(set(prompt.regenerate))
-    return list(range(1, (params.variants or prompt.variants) + 1))
 
 
 def plan_batches(prompts: Sequence[Prompt], params: GenerateParams, batch_size: int) -> RunPlan:
@@ -67,13 +59,13 @@ def plan_batches(prompts: Sequence[Prompt], params: GenerateParams, batch_size: 
     batches: list[list[int]] = []
     size = 0
     for prompt in ordered:
-        count = len(variants_of(prompt, params))
+        count = len(params.variants_of(prompt))
         if not batches or size + count > batch_size:
             batches.append([])
             size = 0
         batches[-1].append(prompt.id)
         size += count
-    articles = sum(len(variants_of(p, params)) for p in prompts)
+    articles = sum(len(params.variants_of(p)) for p in prompts)
     return RunPlan(batches=batches, prompts=len(prompts), articles=articles)
 
 
@@ -126,9 +118,9 @@ def claim_batch(
             # articles end take its waiting prompts, so only its last articles decode beside
             # idle rows.
             budget=params.batch_size * settings.queue_depth,
-            size=lambda prompt: len(variants_of(prompt, params)),
+            size=lambda prompt: len(params.variants_of(prompt)),
         )
-        articles = sum(len(variants_of(p, params)) for p in prompts)
+        articles = sum(len(params.variants_of(p)) for p in prompts)
         plan = plan_batches(prompts, params, max(articles, 1))  # one batch, in batch order
         add_claimed(session, job_id, articles)
         progress_for(job_id).claimed(job.total, more=bool(prompts))
@@ -165,4 +157,4 @@ def _peek(session: Session, params: GenerateParams) -> list[Prompt]:
 
 def _estimate(session: Session, params: GenerateParams) -> int:
     """The articles of every prompt a run of `params` could claim now."""
-    return sum(len(variants_of(p, params)) for p in _peek(session, params))
+    return sum(len(params.variants_of(p)) for p in _peek(session, params))
