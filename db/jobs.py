@@ -53,8 +53,12 @@ def get_job(session: Session, job_id: int) -> Job:
 
 def start_job(session: Session, job_id: int, flow_run_id: str | None, lease: timedelta) -> None:
     """Mark the job running in this process, alive for `lease` (renewed by the run). Its
-    total grows as it claims (`add_claimed`)."""
+    total grows as it claims (`add_claimed`), and loses, at the end, a batch it claimed ahead
+    and never generated. A job cancelled while it was queued stays cancelled: its run claims
+    nothing (a run claims only while its job runs) and ends at once."""
     job = get_job(session, job_id)
+    if job.status is JobStatus.CANCELLED:
+        return
     job.status = JobStatus.RUNNING
     job.flow_run_id = flow_run_id
     job.started_at = utcnow()
@@ -133,7 +137,7 @@ def finish_job(
         return job
     if cancelled:
         job.status = JobStatus.CANCELLED
-        job.error = error
+        job.error = job.error or error  # "cancelled before it started" says more
     elif error is not None:
         job.status = JobStatus.FAILED
         job.error = error

@@ -143,14 +143,14 @@ def finish_batch(
 def finish_job(
     settings: Settings,
     job_id: int,
+    params: GenerateParams,
     error: str | None = None,
     cancelled: bool = False,
     ahead: list[int] | None = None,
-    params: GenerateParams | None = None,
 ) -> RunResult:
     """Close the job with its final status and counts, giving back what it did not write
     (`ahead`, the batch claimed for the next generation, uncounted and off its total)."""
-    return runs.finish_run(settings, job_id, error, cancelled, ahead or (), params)
+    return runs.finish_run(settings, job_id, params, error, cancelled, ahead or ())
 
 
 def _name_run(job_id: int) -> None:
@@ -270,7 +270,7 @@ def _run(params: GenerateParams, job_id: int | None) -> RunResult | State[RunRes
                 key=f"job-{job_id}-plan",
                 description=artifacts.PLAN_DESCRIPTION,
             )
-            finished = finish_job(settings, job_id)
+            finished = finish_job(settings, job_id, params)
             return replace(finished, total=plan.articles, prompts=plan.prompts, dry_run=True)
         estimate = start_run(settings, job_id, params)
         update_progress_artifact(progress, 0.0, f"0/{estimate} articles: generating…")
@@ -332,18 +332,18 @@ def _run(params: GenerateParams, job_id: int | None) -> RunResult | State[RunRes
         # BaseException: Ctrl-C and Prefect's cancellation must release the claims too.
         cancelled = interrupted(exc) or not isinstance(exc, Exception)
         error = end_reason(exc)
-        finish_job.fn(
-            settings, job_id, error=error, cancelled=cancelled, ahead=upcoming, params=params
-        )
+        finish_job.fn(settings, job_id, params, error=error, cancelled=cancelled, ahead=upcoming)
         raise
     # Stopped by `jobs cancel`: what the last batch did not finish goes back to pending.
     finished = finish_job(
         settings,
         job_id,
+        params,
         error="stopped by `articlegen jobs cancel`" if stopped else None,
         cancelled=stopped,
-        ahead=upcoming,  # claimed, and left unstarted by a cancel
-        params=params,
+        # Not empty only after a cancel (an abandoned run raised above): the batch claimed
+        # for a generation that will not come.
+        ahead=upcoming,
     )
     result = replace(
         finished,

@@ -213,7 +213,7 @@ def started_run(
             with db.session(write=False) as session:
                 running = session.get_one(Job, job_id).status is JobStatus.RUNNING
             if running:
-                finish_run(settings, job_id, cancelled=True)
+                finish_run(settings, job_id, params, cancelled=True)
 
 
 def test_a_runs_next_batch_goes_on_with_the_seeds_it_started_with(
@@ -228,7 +228,7 @@ def test_a_runs_next_batch_goes_on_with_the_seeds_it_started_with(
     two = generate_batch(run.settings, run.job_id, 2, run.second, run.params)
     made_in_second = progress_for(run.job_id).snapshot().tokens - made_before
     written = [*finish_batch(run.settings, one).written, *finish_batch(run.settings, two).written]
-    finish_run(run.settings, run.job_id)
+    finish_run(run.settings, run.job_id, run.params)
     assert len(written) == 8
     with run.db.session(write=False) as session:
         articles = list(session.scalars(select(Article)))
@@ -256,7 +256,7 @@ def test_a_run_that_ends_frees_the_rows_its_next_batch_started(
     loaded = load_model(ModelSpec(str(tiny_model_dir), device="cpu", dtype="float32"))
     engine = context_for(run.settings).writer(loaded, 2).engine
     assert engine._carried is not None  # (private: observed only) kept for batch 2
-    result = finish_run(run.settings, run.job_id, cancelled=True)
+    result = finish_run(run.settings, run.job_id, run.params, cancelled=True)
     assert engine._carried is None
     assert result.status == "cancelled"
     with run.db.session(write=False) as session:

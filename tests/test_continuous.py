@@ -334,7 +334,7 @@ def test_a_runs_batch_is_a_queue_for_the_engines_rows(
         batch = claim_batch(settings, job_id, params)
         assert len(batch) == 6
         report = write_batch(settings, job_id, batch, params)
-        finish_run(settings, job_id)
+        finish_run(settings, job_id, params)
         assert len(report.written) == 6
         with db.session(write=False) as session:
             articles = list(session.scalars(select(Article)))

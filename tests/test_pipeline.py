@@ -347,6 +347,30 @@ def test_a_cancelled_run_counts_only_the_articles_it_started(db: Database) -> No
     assert attempts == [0] * PROMPTS
 
 
+def test_a_job_cancelled_while_queued_takes_no_prompt(db: Database) -> None:
+    """`jobs cancel` of a job still queued (its run is loading the model) cancels it at once;
+    its run then claims nothing and ends cancelled, with the reason the cancel gave."""
+    settings = load_settings()
+    job_id = runs.open_job(settings, PARAMS)
+    with db.session() as session:
+        request_cancel(session, job_id)
+    claims: list[int] = []
+
+    def observe(job_id: int, number: int, step: BatchStep) -> None:
+        if step == "claim":
+            claims.append(number)
+
+    with observing_batches(observe):
+        result = run_generate(PARAMS, job_id)
+    assert claims == []
+    assert (result.status, result.total, result.done) == ("cancelled", 0, 0)
+    job = _the_job(db)
+    assert (job.error, job.started_at) == ("cancelled before it started", None)
+    with db.session(write=False) as session:
+        prompts = list(session.scalars(select(Prompt)))
+    assert [(p.status, p.attempts) for p in prompts] == [(PromptStatus.PENDING, 0)] * PROMPTS
+
+
 def test_only_a_run_going_on_can_be_abandoned(db: Database) -> None:
     settings = load_settings()
     job_id = runs.open_job(settings, PARAMS)
@@ -359,7 +383,7 @@ def test_only_a_run_going_on_can_be_abandoned(db: Database) -> None:
     other = runs.open_job(settings, PARAMS)
     assert CancelWatch(settings, other)() is False  # another job's run goes on
     # The run ends; a failure heard after that (a late callback) stops nothing more.
-    runs.finish_run(settings, job_id, error="failed (injected)")
+    runs.finish_run(settings, job_id, PARAMS, error="failed (injected)")
     runs.abandon(job_id)
     assert (runs.abandoned(job_id), CancelWatch(settings, job_id)()) == (False, False)
 

@@ -72,7 +72,7 @@ def _run(settings: Settings, params: GenerateParams) -> RunResult:
     while batch := claim_batch(settings, job_id, params, claimed):
         claimed += len(batch)
         write_batch(settings, job_id, batch, params)
-    return finish_run(settings, job_id)
+    return finish_run(settings, job_id, params)
 
 
 def test_a_run_writes_every_article_with_its_metadata(
@@ -217,7 +217,7 @@ def test_a_run_keeps_the_presets_it_started_with_and_records_its_model(
         second = claim_batch(settings, job_id, params, claimed=2)
         assert len(second) == 2
         write_batch(settings, job_id, second, params)
-        finish_run(settings, job_id)
+        finish_run(settings, job_id, params)
         with db.session(write=False) as session:
             articles = list(session.scalars(select(Article)))
             job = session.get_one(Job, job_id)

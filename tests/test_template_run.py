@@ -67,7 +67,7 @@ def test_a_template_past_its_limits_fails_its_article_alone(
     start_run(settings, job_id, params)
     while batch := claim_batch(settings, job_id, params):
         write_batch(settings, job_id, batch, params)
-    result = finish_run(settings, job_id)
+    result = finish_run(settings, job_id, params)
     assert result.status == JobStatus.COMPLETED_WITH_ERRORS.value
     assert (result.total, result.done, result.failed) == (4, 2, 2)
 

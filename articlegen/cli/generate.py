@@ -232,6 +232,9 @@ def run_in_process(app: App, params: GenerateParams) -> None:
             "articles. Nothing was claimed."
         )
         return
+    if not result.total and result.status == "cancelled":
+        click.echo(f"Job {job_id} cancelled before it took any prompt: nothing was written.")
+        return
     if not result.total:
         if params.resume_job is not None:
             click.echo(

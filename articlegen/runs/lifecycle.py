@@ -301,27 +301,26 @@ class CancelWatch:
 def finish_run(
     settings: Settings,
     job_id: int,
+    params: GenerateParams,
     error: str | None = None,
     cancelled: bool = False,
     ahead: Sequence[int] = (),
-    params: GenerateParams | None = None,
 ) -> RunResult:
     """Close the job and return its final counts. Whatever the job still holds was not
     written (a failed or stopped run, or a batch it stopped in): it goes back to pending, so
     the next run takes it. A stopped run's claim does not count as an attempt; a failed run's
     does, with its error in each prompt's history (and a prompt claimed
     ARTICLEGEN_MAX_ATTEMPTS times fails), except for `ahead`: the batch claimed for the next
-    generation, which the run never started. Its articles come off the job's total too, counted
-    as the run's `params` counted them at the claim."""
-    if ahead and params is None:
-        raise ValueError("finish_run: `ahead` needs the run's `params` to count its articles")
+    generation, which never ran as a batch of its own (what it started in the last batch's
+    rows is dropped unwritten). Its articles come off the job's total too, counted as the run's
+    `params` counted them at the claim: the total is what the run took on."""
     forget_progress(job_id)  # whoever displays it holds its own reference
     forget_upcoming(job_id)
     context = context_for(settings)
     context.drop_carried()  # the rows the next batch started: it will not come
     run_ended(job_id)
     with context.database.session() as session:
-        if ahead and params is not None:
+        if ahead:
             unstarted = release(session, job_id, ahead, uncount=True)
             add_claimed(session, job_id, -sum(len(params.variants_of(p)) for p in unstarted))
         if cancelled:

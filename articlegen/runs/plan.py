@@ -103,7 +103,8 @@ def claim_batch(
         job = get_job(session, job_id)
         if job.status is not JobStatus.RUNNING:
             # Marked crashed meanwhile (its lease ran out while the database was out of
-            # reach): its prompts went back to the queue, and it must take no more.
+            # reach): its prompts went back to the queue, and it must take no more. Or
+            # cancelled while it was queued: it takes none.
             return []
         prompts = claim(
             session,

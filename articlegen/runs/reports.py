@@ -53,10 +53,12 @@ class RunResult:
 
     job: int
     status: str
-    total: int  # articles claimed (a dry run: that it would write)
+    # Articles the run took on: claimed, less a batch claimed ahead that never ran as its own
+    # (a failed or cancelled run gives it back). A dry run: that it would write.
+    total: int
     done: int = 0
     failed: int = 0
-    prompts: int = 0  # prompts claimed (a dry run: that it would claim)
+    prompts: int = 0  # their prompts (a dry run: that it would claim)
     dry_run: bool = False
     seconds: dict[str, float] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()  # each distinct decoding warning of its prompts, once
