@@ -85,7 +85,15 @@ class _InPlaceLayer(DynamicLayer):  # type: ignore[no-untyped-call]
             raise ValueError(f"cache of {self.storage.capacity} positions is full")
         keys[self.rows, :, start:end] = key_states
         values[self.rows, :, start:end] = value_states
+        first = self.length == 0
         self.length += key_states.shape[-2]
+        if first and not isinstance(self.rows, slice):
+            # Rows picked by index (a queue's refill) cannot be viewed in place: reading them
+            # back would copy every layer's keys and values, all held until the pass ends
+            # (hundreds of MiB for a large chunk). What attention reads is what was just
+            # written, so it gets that, and nothing is kept.
+            self.keys = self.values = None
+            return key_states, value_states
         # Views, not copies: attention reads these positions in place.
         self.keys = keys[self.rows, :, self.offset : end]
         self.values = values[self.rows, :, self.offset : end]

@@ -92,6 +92,28 @@ def test_resizing_keeps_the_rows_asked_for_and_zeroes_the_rest() -> None:
     assert not stored.keys[:, :, 4:].any()
 
 
+def test_a_refills_prompt_pass_attends_to_what_it_wrote_and_keeps_no_copy() -> None:
+    """Rows picked by index (a queue's refill) are written in place, and attention gets the
+    keys and values just written: no copy gathered back out of the rows and held by every
+    layer until the pass ends (for a large chunk, hundreds of MiB)."""
+    cache = InPlaceCache.allocate(layers=1, batch=4, capacity=5)
+    keys = torch.arange(2 * 1 * 3 * 1, dtype=torch.float32).reshape(2, 1, 3, 1)
+    refill = cache.rows(torch.tensor([3, 1]), offset=0)
+    attended = refill.update(keys, keys + 100, 0)
+    assert attended[0] is keys
+    assert torch.equal(attended[1], keys + 100)
+    assert refill._layers[0].keys is None  # nothing held past the layer's attention
+    stored = cache._storages[0]
+    assert stored.keys is not None
+    assert torch.equal(stored.keys[3, :, :3], keys[0])
+    assert torch.equal(stored.keys[1, :, :3], keys[1])
+    assert not stored.keys[0].any()
+    # A second write through the same rows attends to both, read back out of the rows.
+    more = torch.full((2, 1, 1, 1), -1.0)
+    again = refill.update(more, more, 0)
+    assert torch.equal(again[0], torch.cat([keys, more], dim=2))
+
+
 def test_rows_narrow_again_when_the_next_calls_short_prompts_come(
     tiny_model: LoadedModel,
 ) -> None:
