@@ -130,14 +130,16 @@ def finish_job(
     """End the job: `cancelled` (stopped), `failed` (an error), else completed, with or
     without failed articles. A job marked crashed meanwhile stays crashed."""
     job = get_job(session, job_id)
-    if job.status is JobStatus.CRASHED:
-        # Its lease ran out while it worked (the database was out of reach longer than the
-        # lease) and a run marked it crashed and took its prompts: it stays so, with that why.
+    if job.status in (JobStatus.CRASHED, JobStatus.CANCELLED):
+        # Crashed: its lease ran out while it worked (the database was out of reach longer
+        # than the lease) and a run marked it so and took its prompts. Cancelled: while it
+        # was queued (`request_cancel`), and its run took nothing. Either stays as it is, with
+        # its reason and time.
         job.lease_expires_at = None
         return job
     if cancelled:
         job.status = JobStatus.CANCELLED
-        job.error = job.error or error  # "cancelled before it started" says more
+        job.error = error
     elif error is not None:
         job.status = JobStatus.FAILED
         job.error = error

@@ -353,7 +353,7 @@ def test_a_job_cancelled_while_queued_takes_no_prompt(db: Database) -> None:
     settings = load_settings()
     job_id = runs.open_job(settings, PARAMS)
     with db.session() as session:
-        request_cancel(session, job_id)
+        cancelled_at = request_cancel(session, job_id).finished_at
     claims: list[int] = []
 
     def observe(job_id: int, number: int, step: BatchStep) -> None:
@@ -366,6 +366,7 @@ def test_a_job_cancelled_while_queued_takes_no_prompt(db: Database) -> None:
     assert (result.status, result.total, result.done) == ("cancelled", 0, 0)
     job = _the_job(db)
     assert (job.error, job.started_at) == ("cancelled before it started", None)
+    assert job.finished_at == cancelled_at  # when it was cancelled, not when its run ended
     with db.session(write=False) as session:
         prompts = list(session.scalars(select(Prompt)))
     assert [(p.status, p.attempts) for p in prompts] == [(PromptStatus.PENDING, 0)] * PROMPTS

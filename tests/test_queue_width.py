@@ -92,7 +92,7 @@ def test_resizing_keeps_the_rows_asked_for_and_zeroes_the_rest() -> None:
     assert not stored.keys[:, :, 4:].any()
 
 
-def test_a_refills_prompt_pass_attends_to_what_it_wrote_and_keeps_no_copy() -> None:
+def test_a_refill_prompt_pass_attends_to_what_it_wrote_and_keeps_no_copy() -> None:
     """Rows picked by index (a queue's refill) are written in place, and attention gets the
     keys and values just written: no copy gathered back out of the rows and held by every
     layer until the pass ends (for a large chunk, hundreds of MiB)."""

@@ -233,7 +233,9 @@ def run_in_process(app: App, params: GenerateParams) -> None:
         )
         return
     if not result.total and result.status == "cancelled":
-        click.echo(f"Job {job_id} cancelled before it took any prompt: nothing was written.")
+        click.echo(
+            f"Job {job_id} cancelled before it generated anything: its prompts are still pending."
+        )
         return
     if not result.total:
         if params.resume_job is not None:
