@@ -57,10 +57,10 @@ def start_job(session: Session, job_id: int, flow_run_id: str | None, lease: tim
     and never generated. A job cancelled while it was queued stays cancelled: its run claims
     nothing (a run claims only while its job runs) and ends at once."""
     job = get_job(session, job_id)
+    job.flow_run_id = flow_run_id  # even a cancelled one's: its run and artifacts are there
     if job.status is JobStatus.CANCELLED:
         return
     job.status = JobStatus.RUNNING
-    job.flow_run_id = flow_run_id
     job.started_at = utcnow()
     job.lease_expires_at = job.started_at + lease
     _own(job)

@@ -345,6 +345,12 @@ def _run(params: GenerateParams, job_id: int | None) -> RunResult | State[RunRes
         # for a generation that will not come.
         ahead=upcoming,
     )
+    if stopped:  # the bar would otherwise stay as the last batch left it, as if still going
+        update_progress_artifact(
+            progress,
+            100.0 * finished.done / finished.total if finished.total else 0.0,
+            f"Cancelled: {finished.done} of {finished.total} articles written.",
+        )
     result = replace(
         finished,
         prompts=claimed - len(upcoming),

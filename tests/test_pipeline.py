@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import Artifact
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -174,6 +175,13 @@ def test_a_batch_finishes_while_the_next_generates_and_each_is_written_once(
         "waiting",
         "orchestration",
     }
+    bar = _progress_bar(job)
+    assert bar.data == 100.0
+    assert (bar.description or "").startswith("8/8 articles · ")
+
+
+def _progress_bar(job: Job) -> Artifact:
+    """The job's progress artifact, as its flow run left it."""
     with get_client(sync_client=True) as client:
         progress = client.read_artifacts()
     # This run's: job ids start again at 1 in each test's database, on one Prefect server.
@@ -182,8 +190,7 @@ def test_a_batch_finishes_while_the_next_generates_and_each_is_written_once(
         for a in progress
         if a.key == f"job-{job.id}-progress" and str(a.flow_run_id) == job.flow_run_id
     ]
-    assert bar.data == 100.0
-    assert (bar.description or "").startswith("8/8 articles · ")
+    return bar
 
 
 def test_a_failed_write_back_gives_back_its_batch_and_the_one_generated_beside_it(
@@ -341,7 +348,9 @@ def test_a_cancelled_run_counts_only_the_articles_it_started(db: Database) -> No
         result = run_generate(PARAMS.model_copy(update={"variants": 2}))
     assert claims == [1, 2]
     assert (result.status, result.total, result.prompts) == ("cancelled", 2, 1)
-    assert _the_job(db).total == 2
+    job = _the_job(db)
+    assert job.total == 2
+    assert _progress_bar(job).description == f"Cancelled: {job.done} of 2 articles written."
     with db.session(write=False) as session:
         attempts = [p.attempts for p in session.scalars(select(Prompt))]
     assert attempts == [0] * PROMPTS
@@ -367,6 +376,7 @@ def test_a_job_cancelled_while_queued_takes_no_prompt(db: Database) -> None:
     job = _the_job(db)
     assert (job.error, job.started_at) == ("cancelled before it started", None)
     assert job.finished_at == cancelled_at  # when it was cancelled, not when its run ended
+    assert _progress_bar(job).description == "Cancelled: 0 of 0 articles written."
     with db.session(write=False) as session:
         prompts = list(session.scalars(select(Prompt)))
     assert [(p.status, p.attempts) for p in prompts] == [(PromptStatus.PENDING, 0)] * PROMPTS
