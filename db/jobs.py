@@ -128,7 +128,8 @@ def finish_job(
     session: Session, job_id: int, error: str | None = None, cancelled: bool = False
 ) -> Job:
     """End the job: `cancelled` (stopped), `failed` (an error), else completed, with or
-    without failed articles. A job marked crashed meanwhile stays crashed."""
+    without failed articles. A job marked crashed meanwhile stays crashed, and one cancelled
+    while it was queued stays cancelled."""
     job = get_job(session, job_id)
     if job.status in (JobStatus.CRASHED, JobStatus.CANCELLED):
         # Crashed: its lease ran out while it worked (the database was out of reach longer
