@@ -6,13 +6,14 @@ right and judges its numbers right.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from articlegen.generator.loading import LoadedModel
-from bench.continuous import _engine
+from bench.continuous import _engine, rounds
 from bench.report import Target, markdown, summarise, targets, write_results
 from bench.systems import run_baseline, run_engine
 from bench.workload import LENGTHS, make_workload
@@ -41,6 +42,27 @@ def test_the_continuous_benchmark_counts_rows_per_step(
     # Four articles of 3 tokens over two rows: every step has both rows busy.
     _, full = _engine(tiny_model, ["a", "b", "c", "d"], [3] * 4, 2, continuous, 10_000)
     assert full == 2.0
+
+
+def test_the_continuous_benchmark_interleaves_its_rounds() -> None:
+    # Each round starts one system later, so a slow spell falls on every system alike; every
+    # system's measurements come back in round order.
+    calls: list[str] = []
+
+    def system(name: str, rate: float) -> Callable[[], tuple[float, float]]:
+        def measure() -> tuple[float, float]:
+            calls.append(name)
+            return rate + len(calls), 2.0
+
+        return measure
+
+    got = rounds({"a": system("a", 10.0), "b": system("b", 20.0), "c": system("c", 30.0)}, 4)
+    assert calls == ["a", "b", "c", "b", "c", "a", "c", "a", "b", "a", "b", "c"]
+    assert got == {
+        "a": [(11.0, 2.0), (16.0, 2.0), (18.0, 2.0), (20.0, 2.0)],
+        "b": [(22.0, 2.0), (24.0, 2.0), (29.0, 2.0), (31.0, 2.0)],
+        "c": [(33.0, 2.0), (35.0, 2.0), (37.0, 2.0), (42.0, 2.0)],
+    }
 
 
 def test_baseline_and_engine_generate_the_whole_workload(tiny_model_dir: Path) -> None:
