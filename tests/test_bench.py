@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from articlegen.generator.loading import LoadedModel
-from bench.continuous import _engine, rounds
+from bench.continuous import _engine, round_ratios, rounds
 from bench.report import Target, markdown, summarise, targets, write_results
 from bench.systems import run_baseline, run_engine
 from bench.workload import LENGTHS, make_workload
@@ -63,6 +63,17 @@ def test_the_continuous_benchmark_interleaves_its_rounds() -> None:
         "b": [(22.0, 2.0), (24.0, 2.0), (29.0, 2.0), (31.0, 2.0)],
         "c": [(33.0, 2.0), (35.0, 2.0), (37.0, 2.0), (42.0, 2.0)],
     }
+
+
+def test_the_continuous_benchmark_pairs_the_runs_of_each_round() -> None:
+    # Round 2 ran slow for both systems. Paired round by round, mixed is 0.9 of fixed in two
+    # rounds of three (the verdict's median); the medians of each, 120 over 160, say 0.75.
+    measured = {
+        "mixed": [(180.0, 20.0), (90.0, 20.0), (120.0, 20.0)],
+        "fixed": [(200.0, 27.0), (100.0, 27.0), (160.0, 27.0)],
+    }
+    assert round_ratios(measured, "mixed", "fixed") == pytest.approx([0.9, 0.9, 0.75])
+    assert round_ratios(measured, "fixed", "mixed") == pytest.approx([10 / 9, 10 / 9, 4 / 3])
 
 
 def test_baseline_and_engine_generate_the_whole_workload(tiny_model_dir: Path) -> None:
