@@ -74,7 +74,7 @@ def check_run(settings: Settings, params: GenerateParams) -> None:
     runs.check_params(settings, params)
     # A dry run with a batch size only plans: no model, unless the run frames prompts.
     if not (params.dry_run and params.batch_size) or runs.frames_prompts(settings, params):
-        runs.check_style_fits(settings, params, runs.context_for(settings).model(params.model))
+        runs.check_model_fits(settings, params, runs.context_for(settings).model(params.model))
 
 
 @step("choose-batch-size")

@@ -225,6 +225,16 @@ class FramedPrompt:
         return self.format == "plain"
 
 
+def _takes(tokenizer: Any, messages: list[dict[str, Any]]) -> bool:
+    """Whether the chat template renders `messages`: the advice to drop a system message holds
+    only where the conversation without it renders."""
+    try:
+        tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    except Exception:  # the template's own failure, whatever it raises (see `frame_prompt`)
+        return False
+    return True
+
+
 def frame_prompt(
     tokenizer: Any, model: str, user: str, style: PromptStyle, form: Literal["plain", "chat"]
 ) -> FramedPrompt:
@@ -253,7 +263,7 @@ def frame_prompt(
         hint = (
             ": drop the system message (the prompt's `system`, its preset's or "
             "ARTICLEGEN_SYSTEM_MESSAGE), or put what it says in the prompt itself"
-            if style.system
+            if style.system and _takes(tokenizer, messages[1:])
             else ""
         )
         raise TemplateError(

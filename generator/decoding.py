@@ -83,9 +83,19 @@ StopStrings = Annotated[
     BeforeValidator(lambda v: _one_or_array(v, "strings")),
     AfterValidator(_no_empty_stop_string),
 ]
+
+
+def _token_ids(value: object) -> object:
+    parsed = _one_or_array((value,) if type(value) is int else value, "token ids", True)
+    # JSON's true and 1.0 would pass as ids 1 and 1: a token id is written as a whole number.
+    for item in parsed if isinstance(parsed, list | tuple) else ():
+        if isinstance(item, bool | float):
+            raise ValueError(f"token ids are whole numbers, got {json.dumps(item)}")
+    return parsed
+
+
 StopTokenIds = Annotated[
-    tuple[Annotated[int, Field(ge=0, le=MAX_TOKEN_ID)], ...],
-    BeforeValidator(lambda v: _one_or_array((v,) if type(v) is int else v, "token ids", True)),
+    tuple[Annotated[int, Field(ge=0, le=MAX_TOKEN_ID)], ...], BeforeValidator(_token_ids)
 ]
 
 

@@ -210,6 +210,14 @@ def test_a_chat_template_that_refuses_a_system_role_fails_the_prompt(
         "supported): drop the system message (the prompt's `system`, its preset's or "
         "ARTICLEGEN_SYSTEM_MESSAGE), or put what it says in the prompt itself",
     )
+    # A template that refuses every conversation: dropping the system message would not help,
+    # so the failure does not say to.
+    tokenizer = AutoTokenizer.from_pretrained(chat_model_dir)
+    tokenizer.chat_template = "{{ raise_exception('broken template') }}"
+    broken = _write(replace(chat_model, tokenizer=tokenizer), PromptStyle(system="Be brief."))
+    assert broken == ArticleFailure(
+        "a", f"the chat template of model {chat_model.name} refused the prompt (broken template)"
+    )
     # Without a system message the same template takes the prompt.
     written = _write(gemma_like, PromptStyle())
     assert isinstance(written, WrittenArticle)
@@ -353,6 +361,17 @@ def test_the_settings_take_a_prompt_format_and_a_system_message(
         load_settings()
     assert str(caught.value) == (
         "environment variable ARTICLEGEN_PROMPT_FORMAT: Input should be 'plain', 'chat' or 'auto'"
+    )
+    # A control character is refused where the setting is read, as in a CSV cell, not by the
+    # first prompt a run frames (every prompt would fail, each using up an attempt).
+    monkeypatch.setenv("ARTICLEGEN_PROMPT_FORMAT", "chat")
+    monkeypatch.setenv("ARTICLEGEN_SYSTEM_MESSAGE", "x\u202ey")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert str(caught.value) == (
+        "environment variable ARTICLEGEN_SYSTEM_MESSAGE: holds U+202E (RIGHT-TO-LEFT OVERRIDE) at "
+        "character 2, a bidirectional control that makes text display in another order than it "
+        "is stored: remove it (use plain text; a right-to-left language needs no such character)"
     )
 
 

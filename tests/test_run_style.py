@@ -157,6 +157,14 @@ def test_the_form_offers_the_run_style_fields() -> None:
             {"presets": '[nucleus]\ntop_p = 0.9\nsystem = "Be brief."\n'},
             "gives a system message, preset nucleus's, which the prompts naming no preset take",
         ),
+        # Run-wide decoding settings apply over every prompt's own: an id the model has no
+        # token for would fail them all.
+        (
+            ["--set", "stop_token_ids=[3, 99999]"],
+            {},
+            "Error: the run's stop_token_ids (--set, the form's `overrides`) [99999] are not "
+            "tokens of model",
+        ),
         # What any prompt framed so would need, over the context, fails every prompt alike:
         # here the template's own markup and what --max-new-tokens asks for.
         (

@@ -29,8 +29,8 @@ from articlegen.runs import (
     GenerateParams,
     RunProgress,
     batch_size_known,
+    check_model_fits,
     check_params,
-    check_style_fits,
     choose_batch_size,
     claimable,
     frames_prompts,
@@ -85,14 +85,14 @@ def generate(app: App, /, dry_run: bool, **options: Any) -> None:
     if dry_run and frames_prompts(app.settings, params):
         # A dry run plans without the model, but framing that would fail is said before the
         # run's job row exists, as for a real run.
-        check_style_fits(app.settings, params, app.context.model(params.model))
+        check_model_fits(app.settings, params, app.context.model(params.model))
     if not dry_run:
         # The model loaded here is the one the in-process run uses: one load per process. The
         # batch size is fixed here too, where a spinner can say why the first run waits.
         name = params.model or app.settings.model
         with working(f"Loading model {name}…"):
             loaded = app.context.model(params.model)
-        check_style_fits(app.settings, params, loaded)
+        check_model_fits(app.settings, params, loaded)
         if loaded.random_weights:
             click.echo(
                 f"Note: {loaded.name} has random weights (`articlegen models init`): its "

@@ -22,8 +22,8 @@ from articlegen.db.models import JobStatus
 from articlegen.export.records import JOB_COLUMNS, job_record
 from articlegen.runs import (
     GenerateParams,
+    check_model_fits,
     check_params,
-    check_style_fits,
     claimable,
     frames_prompts,
 )
@@ -131,5 +131,5 @@ def jobs_resume(app: App, job_id: int) -> None:
     # the framing) is said before the new job's row exists, as for `generate`.
     check_params(app.settings, params)
     if frames_prompts(app.settings, params):
-        check_style_fits(app.settings, params, app.context.model(params.model))
+        check_model_fits(app.settings, params, app.context.model(params.model))
     run_in_process(app, params)

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -27,6 +27,7 @@ from pydantic_settings import (
 from articlegen.core.bounds import MAX_PROMPT, MAX_SETTINGS_FILE_BYTES, PromptFormat
 from articlegen.core.describe import closest
 from articlegen.core.errors import ConfigError
+from articlegen.core.safe_text import control_problem
 
 __all__ = [
     "CONFIG_VARIABLE",
@@ -235,6 +236,15 @@ class Settings(BaseSettings):
         "is a few thousand characters, so the default only stops runaway templates.",
     )
 
+    @field_validator("system_message")
+    @classmethod
+    def _plain_system_message(cls, value: str | None) -> str | None:
+        # Refused where it is read, as a prompt's `system` cell is at import: found only when a
+        # run frames its first prompt, it would fail every prompt, each using up an attempt.
+        if value is not None and (problem := control_problem(value)) is not None:
+            raise ValueError(problem)
+        return value
+
     @model_validator(mode="after")
     def _system_needs_chat(self) -> Settings:
         # Refused here, where the settings are read, not prompt by prompt after a run has
@@ -287,15 +297,16 @@ def load_settings() -> Settings:
         if not first["loc"]:  # settings that contradict each other, wherever each was set
             raise ConfigError(str(first["msg"]).removeprefix("Value error, ")) from None
         key = str(first["loc"][0])
+        message = str(first["msg"]).removeprefix("Value error, ")
         if key and os.environ.get(env_variable(key)):
-            raise ConfigError(f"environment variable {env_variable(key)}: {first['msg']}") from None
+            raise ConfigError(f"environment variable {env_variable(key)}: {message}") from None
         if first["type"] == "extra_forbidden":
             raise ConfigError(
                 f"{path}: unknown setting `{key}`{closest(key, list(Settings.model_fields))}; "
                 f"`articlegen config show` lists them, `articlegen config unset {key}` removes it"
             ) from None
         raise ConfigError(
-            f"{path}: `{key}`: {first['msg']}; change it with `articlegen config set {key} "
+            f"{path}: `{key}`: {message}; change it with `articlegen config set {key} "
             f"VALUE`, or remove it with `articlegen config unset {key}`"
         ) from None
 

@@ -41,8 +41,8 @@ __all__ = [
     "abandoned",
     "batch_size_known",
     "cancel_requested",
+    "check_model_fits",
     "check_params",
-    "check_style_fits",
     "choose_batch_size",
     "finish_run",
     "frames_prompts",
@@ -88,7 +88,7 @@ def _run_preset(settings: Settings, params: GenerateParams) -> Preset:
 
 def frames_prompts(settings: Settings, params: GenerateParams) -> bool:
     """Whether the run sets how prompts are framed: a format or system message of its own or
-    of its preset's (`check_style_fits` has something to check)."""
+    of its preset's (`check_model_fits` has something to check)."""
     return bool(params.style.fields() or _run_preset(settings, params).style.fields())
 
 
@@ -116,13 +116,21 @@ def _check_run_style(settings: Settings, params: GenerateParams) -> None:
     )
 
 
-def check_style_fits(settings: Settings, params: GenerateParams, loaded: LoadedModel) -> None:
-    """`ConfigError` when what the run sets for its prompts (its format and system message, its
-    preset's) fails with this model: no chat template, a template that refuses a system role
-    or finds its own markup in the message, a plain form meeting a system message, framing
-    that leaves no room in the context for a one-word prompt and `--max-new-tokens`. Checked
-    once, as a prompt that sets neither would be framed, rather than failing each such prompt
-    alike."""
+def check_model_fits(settings: Settings, params: GenerateParams, loaded: LoadedModel) -> None:
+    """`ConfigError` when what the run sets for its prompts fails with this model: run-wide
+    `stop_token_ids` it has no token for; a format and system message (its preset's too) that
+    meet no chat template, a template that refuses a system role or finds its own markup in the
+    message, a plain form meeting a system message, framing that leaves no room in the context
+    for a one-word prompt and `--max-new-tokens`. Checked once, before the run claims anything,
+    rather than failing every prompt alike, each using up an attempt."""
+    # Run-wide decoding settings apply over every prompt's own.
+    stop_ids = params.overrides.settings().get("stop_token_ids") or ()
+    vocab = int(loaded.model.config.vocab_size)
+    if outside := [i for i in stop_ids if i >= vocab]:
+        raise ConfigError(
+            f"the run's stop_token_ids (--set, the form's `overrides`) {outside} are not tokens "
+            f"of model {loaded.name}, whose vocabulary has {vocab:,}: use ids below {vocab:,}"
+        )
     if not frames_prompts(settings, params):
         return
     style = params.style

@@ -55,7 +55,7 @@ class GenerateParams(BaseModel):
         default_factory=PromptStyle,
         description="Prompt format and system message over every prompt's own (and its "
         "preset's, and the settings'); unset fields leave theirs. Checked against the settings "
-        "and the model before a run claims anything (`runs.check_params`, `check_style_fits`).",
+        "and the model before a run claims anything (`runs.check_params`, `check_model_fits`).",
     )
     template: str | None = Field(
         default=None, description="Article template stem for prompts that name none."

@@ -187,7 +187,8 @@ class Article(Base):
     variant: Mapped[int] = mapped_column(default=1)
     version: Mapped[int] = mapped_column(default=1)
     # The exact text the model was given (articles written before 0.1 have none): in chat form
-    # the chat template's text, system message and special tokens included.
+    # the chat template's text, system message and special tokens included; in plain form the
+    # text as given, to which the tokenizer adds its own special tokens (a BOS) when encoding.
     prompt_text: Mapped[str | None] = mapped_column(Text)
     # The form it took, `plain` or `chat` (articles written before migration 0007 have none).
     prompt_format: Mapped[str | None] = mapped_column(String(16))
