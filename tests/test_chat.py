@@ -343,6 +343,15 @@ def test_a_bad_preset_framing_is_refused_at_load(tmp_path: Path, table: str, mes
     assert str(caught.value) == message.format(path=path)
 
 
+def _refused(monkeypatch: pytest.MonkeyPatch, **env: str) -> str:
+    """What `load_settings` refuses these environment variables with."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    return str(caught.value)
+
+
 def test_the_settings_take_a_prompt_format_and_a_system_message(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -356,19 +365,15 @@ def test_the_settings_take_a_prompt_format_and_a_system_message(
     # Blank is unset, as everywhere else: an empty CSV cell, an empty variable.
     monkeypatch.setenv("ARTICLEGEN_SYSTEM_MESSAGE", "  ")
     assert PromptStyle.from_settings(load_settings()).system is None
-    monkeypatch.setenv("ARTICLEGEN_PROMPT_FORMAT", "chatml")
-    with pytest.raises(ConfigError) as caught:
-        load_settings()
-    assert str(caught.value) == (
+    assert _refused(monkeypatch, ARTICLEGEN_PROMPT_FORMAT="chatml") == (
         "environment variable ARTICLEGEN_PROMPT_FORMAT: Input should be 'plain', 'chat' or 'auto'"
     )
     # A control character is refused where the setting is read, as in a CSV cell, not by the
     # first prompt a run frames (every prompt would fail, each using up an attempt).
-    monkeypatch.setenv("ARTICLEGEN_PROMPT_FORMAT", "chat")
-    monkeypatch.setenv("ARTICLEGEN_SYSTEM_MESSAGE", "x\u202ey")
-    with pytest.raises(ConfigError) as caught:
-        load_settings()
-    assert str(caught.value) == (
+    refused = _refused(
+        monkeypatch, ARTICLEGEN_PROMPT_FORMAT="chat", ARTICLEGEN_SYSTEM_MESSAGE="x\u202ey"
+    )
+    assert refused == (
         "environment variable ARTICLEGEN_SYSTEM_MESSAGE: holds U+202E (RIGHT-TO-LEFT OVERRIDE) at "
         "character 2, a bidirectional control that makes text display in another order than it "
         "is stored: remove it (use plain text; a right-to-left language needs no such character)"
@@ -382,16 +387,14 @@ def test_settings_asking_for_plain_form_with_a_system_message_are_refused_where_
     monkeypatch.setenv("ARTICLEGEN_PROMPT_FORMAT", "plain")
     monkeypatch.setenv("ARTICLEGEN_SYSTEM_MESSAGE", "  ")
     assert load_settings().prompt_format == "plain"  # blank is unset
-    monkeypatch.setenv("ARTICLEGEN_SYSTEM_MESSAGE", "You write for a travel magazine.")
-    with pytest.raises(ConfigError) as caught:
-        load_settings()
-    assert str(caught.value) == (
+    refused = _refused(monkeypatch, ARTICLEGEN_SYSTEM_MESSAGE="You write for a travel magazine.")
+    assert refused == (
         "system_message is set and prompt_format is plain, where a system message has no place "
         "(a base model has no system role): unset one of them"
     )
     result = CliRunner().invoke(cli, ["jobs", "list"], catch_exceptions=False)
     assert result.exit_code == 1
-    assert result.stderr == f"Error: {caught.value}\n"
+    assert result.stderr == f"Error: {refused}\n"
 
 
 def test_a_prompt_cannot_open_a_turn_of_its_own(chat_model: LoadedModel) -> None:
