@@ -10,6 +10,7 @@ impossible combination raises, a harmless contradiction warns with `DecodingWarn
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -57,6 +58,7 @@ _NEUTRAL_SAMPLING: dict[str, object] = {
     "min_p": 0.0,
 }
 _BEAM_ONLY = ("length_penalty", "early_stopping")
+_WHOLE = re.compile(r"\s*[+-]?\d+\s*\Z")  # a token id written as text
 
 
 def _one_or_array(value: object, of: str, strip: bool = False) -> object:
@@ -87,9 +89,9 @@ StopStrings = Annotated[
 
 def _token_ids(value: object) -> object:
     parsed = _one_or_array((value,) if type(value) is int else value, "token ids", True)
-    # JSON's true and 1.0 would pass as ids 1 and 1: a token id is written as a whole number.
+    # JSON's true and 1.0, and the text "1.0", would pass as id 1: an id is a whole number.
     for item in parsed if isinstance(parsed, list | tuple) else ():
-        if isinstance(item, bool | float):
+        if isinstance(item, bool | float) or (isinstance(item, str) and not _WHOLE.match(item)):
             raise ValueError(f"token ids are whole numbers, got {json.dumps(item)}")
     return parsed
 

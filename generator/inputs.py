@@ -34,7 +34,7 @@ class ModelInputs:
         )
         self.embeddings = loaded.model.get_input_embeddings()
         self.embedding_dim = int(self.embeddings.weight.shape[1])
-        self.vocab_size = int(loaded.model.config.vocab_size)
+        self.vocab_size = loaded.vocab_size
         self.embedding_rms = _fed_rms(self.embeddings, self.vocab_size, self.device)
         # Every token that ends an article: the tokenizer's end-of-text and the model's own
         # list (Llama-3.1-Instruct ends a turn with <|eot_id|>, Gemma-2-it with <end_of_turn>,

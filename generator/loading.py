@@ -91,6 +91,12 @@ class LoadedModel:
     random_weights: bool = False
 
     @property
+    def vocab_size(self) -> int:
+        """The token ids the model has embeddings and logits for: its text decoder's, for a
+        multimodal model whose config keeps it there (Gemma-3)."""
+        return int(self.model.config.get_text_config(decoder=True).vocab_size)
+
+    @property
     def context_length(self) -> int:
         """The most positions the model attends over (prompt plus generated tokens)."""
         config = self.model.config

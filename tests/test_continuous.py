@@ -269,7 +269,8 @@ def test_stop_token_ids_parse_from_text_and_outside_the_vocabulary_fail_alone(
     assert DecodingConfig.model_validate({"stop_token_ids": "[5, 7]"}).stop_token_ids == (5, 7)
     assert DecodingConfig.model_validate({"stop_token_ids": "42"}).stop_token_ids == (42,)
     # JSON's true and 1.0 are not ids, though int() would take them as 1.
-    for value, shown in (("[5, true]", "true"), ([False], "false"), ("[1.0]", "1.0")):
+    cases = [("[5, true]", "true"), ([False], "false"), ("[1.0]", "1.0"), ("1.0", '"1.0"')]
+    for value, shown in cases:
         with pytest.raises(ValidationError, match=f"token ids are whole numbers, got {shown}"):
             DecodingConfig.model_validate({"stop_token_ids": value})
     outside = DecodingConfig(max_new_tokens=4, stop_token_ids=(10**6,))

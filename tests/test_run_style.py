@@ -162,8 +162,8 @@ def test_the_form_offers_the_run_style_fields() -> None:
         (
             ["--set", "stop_token_ids=[3, 99999]"],
             {},
-            "Error: the run's stop_token_ids (--set, the form's `overrides`) [99999] are not "
-            "tokens of model",
+            "Error: the run's stop_token_ids (--set, the form's `more_decoding`) [99999] are "
+            "not tokens of model",
         ),
         # What any prompt framed so would need, over the context, fails every prompt alike:
         # here the template's own markup and what --max-new-tokens asks for.

@@ -25,7 +25,6 @@ from articlegen.runs import (
     check_model_fits,
     check_params,
     claimable,
-    frames_prompts,
 )
 
 __all__: list[str] = []
@@ -130,6 +129,5 @@ def jobs_resume(app: App, job_id: int) -> None:
     # What changed since (a preset, a template or the model gone, a template that now refuses
     # the framing) is said before the new job's row exists, as for `generate`.
     check_params(app.settings, params)
-    if frames_prompts(app.settings, params):
-        check_model_fits(app.settings, params, app.context.model(params.model))
+    check_model_fits(app.settings, params, app.context.model(params.model))
     run_in_process(app, params)

@@ -125,11 +125,15 @@ def check_model_fits(settings: Settings, params: GenerateParams, loaded: LoadedM
     rather than failing every prompt alike, each using up an attempt."""
     # Run-wide decoding settings apply over every prompt's own.
     stop_ids = params.overrides.settings().get("stop_token_ids") or ()
-    vocab = int(loaded.model.config.vocab_size)
-    if outside := [i for i in stop_ids if i >= vocab]:
+    if outside := [i for i in stop_ids if i >= loaded.vocab_size]:
+        whose = "the run's stop_token_ids (--set, the form's `more_decoding`)"
+        fix = f"use ids below {loaded.vocab_size:,}"
+        if params.resume_job is not None:  # its settings are stored: another model can run it
+            whose = f"job {params.resume_job}'s own stop_token_ids"
+            fix = "resume it with the model it ran on (ARTICLEGEN_MODEL)"
         raise ConfigError(
-            f"the run's stop_token_ids (--set, the form's `overrides`) {outside} are not tokens "
-            f"of model {loaded.name}, whose vocabulary has {vocab:,}: use ids below {vocab:,}"
+            f"{whose} {outside} are not tokens of model {loaded.name}, whose vocabulary has "
+            f"{loaded.vocab_size:,}: {fix}"
         )
     if not frames_prompts(settings, params):
         return
