@@ -128,9 +128,8 @@ def check_model_fits(settings: Settings, params: GenerateParams, loaded: LoadedM
     if outside := [i for i in stop_ids if i >= loaded.vocab_size]:
         whose = "the run's stop_token_ids (--set, the form's `more_decoding`)"
         fix = f"use ids below {loaded.vocab_size:,}"
-        if params.resume_job is not None:  # its settings are stored: another model can run it
-            whose = f"job {params.resume_job}'s own stop_token_ids"
-            fix = "resume it with the model it ran on (ARTICLEGEN_MODEL)"
+        if params.resume_job is not None:
+            whose, fix = _resumed(params.resume_job, "stop_token_ids", "model")
         raise ConfigError(
             f"{whose} {outside} are not tokens of model {loaded.name}, whose vocabulary has "
             f"{loaded.vocab_size:,}: {fix}"
@@ -142,9 +141,8 @@ def check_model_fits(settings: Settings, params: GenerateParams, loaded: LoadedM
     if chat and not has_chat_template(loaded.tokenizer):
         asked = "--prompt-format chat" if style.prompt_format == "chat" else "--system"
         fix = "drop the option"
-        if params.resume_job is not None:  # its options are stored: another model can run it
-            asked = f"job {params.resume_job}'s own {asked}"
-            fix = "resume it with the instruct model it ran on (ARTICLEGEN_MODEL)"
+        if params.resume_job is not None:
+            asked, fix = _resumed(params.resume_job, asked, "instruct model")
         raise ConfigError(
             f"the run asks for the chat form ({asked}, the form's fields) but model "
             f"{loaded.name} has no chat template: use an instruct model (`articlegen "
@@ -176,6 +174,12 @@ def check_model_fits(settings: Settings, params: GenerateParams, loaded: LoadedM
             f"(max_new_tokens) that is over the model's context of {loaded.context_length:,}: "
             f"no prompt framed so would fit; {' or '.join(fixes) or 'use the plain form'}"
         )
+
+
+def _resumed(job_id: int, asked: str, model: str) -> tuple[str, str]:
+    """What resumed job `job_id` asks for, and the fix: its options are stored with it, and
+    another model than the one it ran on can resume it."""
+    return f"job {job_id}'s own {asked}", f"resume it with the {model} it ran on (ARTICLEGEN_MODEL)"
 
 
 def _unusable(exc: Exception, source: str | None = None) -> ConfigError:
