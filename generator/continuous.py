@@ -41,7 +41,7 @@ from articlegen.generator.requests import (
 )
 from articlegen.generator.row_state import RowState
 from articlegen.generator.seeding import draw
-from articlegen.generator.widths import Widths
+from articlegen.generator.widths import Widths, padded
 
 __all__ = ["COMPACT_BELOW", "GROW_FOR", "ContinuousDecoder"]
 
@@ -221,9 +221,10 @@ class ContinuousDecoder:
         first = self.waiting
         joining = self.queue[first : first + len(free)]
         self.waiting += len(joining)
-        lengths = [len(p.ids) for p in joining]
-        order = sorted(range(len(joining)), key=lambda i: lengths[i])
-        for start, stop in chunks([lengths[i] for i in order]):
+        order = sorted(range(len(joining)), key=lambda i: len(joining[i].ids))
+        lengths = [len(joining[i].ids) for i in order]
+        budgets = [joining[i].request.config.max_new_tokens for i in order]
+        for start, stop in padded(chunks(lengths), lengths, budgets, self.capacity):
             members = order[start:stop]
             self._prefill([free[i] for i in members], [first + i for i in members])
         self.chooser.restack(self.configs)

@@ -1,10 +1,14 @@
 """How wide a continuous batch's rows are, and how many of them fit the cache budget.
 
 The queue (`generator.continuous`) comes sorted by prompt length, one call's requests after the
-other's. A row holds its prompt and its new tokens, and prompts that join together are
-left-padded to the longest of them, so the rows' width is what the prompts in them need
-together. Wider rows mean fewer of them within a cache budget; a width is chosen for a whole wave
-of rows (as many prompts as there are rows), and every change copies the cache.
+other's. A row holds its prompt and its own token budget, so rows are as wide as the widest of
+them, not as the longest prompt plus the largest budget: where articles of 16 to 256 tokens
+share a queue, a long prompt's short article and a short prompt's long one fit the same rows.
+(That took the mixed-length benchmark from 22.1 to 23.4 rows a step, `bench/README.md`.)
+Prompts that run through the model together are left-padded to the longest of them; one whose
+budget would not fit beside that padding runs in a pass of its own (`padded`). Wider rows mean
+fewer of them within a cache budget; a width is chosen for a whole wave of rows (as many
+prompts as there are rows), and every change copies the cache.
 """
 
 from __future__ import annotations
@@ -41,10 +45,14 @@ class Widths:
         del self.lengths[:count], self.budgets[:count]
 
     def width(self, first: int, stop: int) -> int:
-        """The width requests `first:stop` need together (0 for none)."""
+        """The width rows need to hold any of requests `first:stop` (0 for none)."""
         if stop <= first:
             return 0
-        return max(self.lengths[first:stop]) + max(self.budgets[first:stop])
+        return max(self.reach(i) for i in range(first, stop))
+
+    def reach(self, i: int) -> int:
+        """The columns request `i` fills: its prompt and its token budget."""
+        return self.lengths[i] + self.budgets[i]
 
     def rows(self, width: int, unended: int) -> int:
         """How many rows `width` wide the batch may have: the rows asked for, within the cache
@@ -69,11 +77,32 @@ class Widths:
             width = need  # wider rows, fewer of them: a smaller wave, which this one holds
 
     def fitting(self, first: int, free: int, width: int) -> int:
-        """How many prompts from `first` on (at most `free`) fit rows `width` wide together."""
-        fit = longest = most = 0
+        """How many prompts from `first` on (at most `free`), each with its budget, fit rows
+        `width` wide, in queue order."""
+        fit = 0
         for i in range(first, min(first + free, len(self.lengths))):
-            longest, most = max(longest, self.lengths[i]), max(most, self.budgets[i])
-            if longest + most > width:
+            if self.reach(i) > width:
                 break
             fit += 1
         return fit
+
+
+def padded(
+    cuts: Sequence[tuple[int, int]],
+    lengths: Sequence[int],
+    budgets: Sequence[int],
+    width: int,
+) -> list[tuple[int, int]]:
+    """`cuts`, runs of prompts sorted by length that run through the model together, cut
+    further where a prompt left-padded to its run's longest would have no room left for its
+    budget in rows `width` wide."""
+    out: list[tuple[int, int]] = []
+    for start, stop in cuts:
+        most = 0
+        for i in range(start, stop):
+            most = max(most, budgets[i])
+            if i > start and lengths[i] + most > width:
+                out.append((start, i))
+                start, most = i, budgets[i]
+        out.append((start, stop))
+    return out

@@ -17,6 +17,7 @@ from articlegen.generator.engine import Engine
 from articlegen.generator.kv_cache import InPlaceCache
 from articlegen.generator.loading import LoadedModel
 from articlegen.generator.requests import DecodeStep, GenerationRequest
+from articlegen.generator.widths import padded
 from tests.queue_support import OutOfMemoryAbove, generations
 
 
@@ -51,6 +52,30 @@ def test_longer_prompts_join_while_the_short_articles_still_run(tiny_model: Load
     alone = [generations(Engine(tiny_model, batch_size=1), [r])[0] for r in requests]
     assert [g.token_ids for g in queued] == [g.token_ids for g in alone]
     assert [len(g.token_ids) for g in queued] == [3, 3, 3, 10, 4, 4]
+
+
+def test_rows_hold_each_prompt_with_its_own_budget(tiny_model: LoadedModel) -> None:
+    # A short prompt with a long article (2 + 40 = 42 positions) and a long prompt with a short
+    # one (41 + 2 = 43): rows of 43 hold either, and a budget of 90 positions two of them. Rows
+    # as wide as the longest prompt plus the largest budget (81) would fit one at a time. Both
+    # start at once, and the first must not be padded to the second's 41 tokens in their prompt
+    # pass: its 40 new tokens would not fit beside that padding.
+    requests = [_request(0, 1, 40), _request(1, 40, 2, do_sample=False)]
+    engine = Engine(tiny_model, batch_size=4, cache_tokens=90)
+    steps: list[DecodeStep] = []
+    queued = generations(engine, requests, on_step=steps.append)
+    assert [s.tokens for s in steps][:3] == [2, 2, 1]
+    assert sum(s.tokens for s in steps) == 42
+    alone = [generations(Engine(tiny_model, batch_size=1), [r])[0] for r in requests]
+    assert [g.token_ids for g in queued] == [g.token_ids for g in alone]
+
+
+def test_a_prompt_pass_never_pads_a_prompt_past_its_rows_room() -> None:
+    # Sorted by length: 2 and 3 tokens, each with 40 new, then 41 with 2, in rows 43 wide. The
+    # first two share a pass (padded to 3: 43 positions); beside the third they would need 81.
+    assert padded([(0, 3)], [2, 3, 41], [40, 40, 2], width=43) == [(0, 2), (2, 3)]
+    assert padded([(0, 1), (1, 3)], [2, 3, 41], [40, 40, 2], 43) == [(0, 1), (1, 2), (2, 3)]
+    assert padded([(0, 3)], [2, 3, 41], [2, 2, 2], 43) == [(0, 3)]
 
 
 def test_every_width_and_row_count_writes_the_same_articles(tiny_model: LoadedModel) -> None:
