@@ -91,7 +91,8 @@ class ContinuousDecoder:
         capacity, size = self.widths.plan(0, 0, len(queue))
         # Which request each row holds (its index in `queue`), or None once it finished.
         self.holds: list[int | None] = [None] * size
-        self.reach = [0] * size  # the columns each row's article may fill: prompt and budget
+        # The columns each row's article may fill: its prompt pass's padded width and its budget.
+        self.reach = [0] * size
         self.kept: list[list[torch.Tensor]] = [[] for _ in range(size)]
         every_step = any(c.noise_every_step and c.noise_sigma > 0 for c in configs)
         steps = max(c.max_new_tokens for c in configs)

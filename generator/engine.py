@@ -59,7 +59,8 @@ class Engine:
         continuous: bool | None = None,
     ) -> None:
         """`batch_size` caps a batch's rows; `cache_tokens`, if set, caps its key/value cache:
-        rows x (longest prompt + most new tokens), which bounds the batch's memory whatever
+        rows x row width (a plain batch's longest prompt plus its most new tokens; a queue's
+        widest prompt with its own new tokens), which bounds the batch's memory whatever
         the prompts' lengths (short prompts then run in larger batches than long ones).
         `continuous` refills finished rows (by default wherever the model allows it; False
         runs batch by batch, the benchmark's baseline)."""

@@ -4,7 +4,7 @@ The queue (`generator.continuous`) comes sorted by prompt length, one call's req
 other's. A row holds its prompt and its own token budget, so rows are as wide as the widest of
 them, not as the longest prompt plus the largest budget: where articles of 16 to 256 tokens
 share a queue, a long prompt's short article and a short prompt's long one fit the same rows.
-(That took the mixed-length benchmark from 22.1 to 23.4 rows a step, `bench/README.md`.)
+(That took the mixed-length benchmark from 21.3 to 21.9 rows a step, `bench/README.md`.)
 Prompts that run through the model together are left-padded to the longest of them; one whose
 budget would not fit beside that padding runs in a pass of its own (`padded`). Wider rows mean
 fewer of them within a cache budget; a width is chosen for a whole wave of rows (as many
@@ -14,8 +14,9 @@ prompts as there are rows), and every change copies the cache.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import add
 
-__all__ = ["Widths"]
+__all__ = ["Widths", "padded"]
 
 
 class Widths:
@@ -48,7 +49,8 @@ class Widths:
         """The width rows need to hold any of requests `first:stop` (0 for none)."""
         if stop <= first:
             return 0
-        return max(self.reach(i) for i in range(first, stop))
+        reaches: map[int] = map(add, self.lengths[first:stop], self.budgets[first:stop])
+        return max(reaches)
 
     def reach(self, i: int) -> int:
         """The columns request `i` fills: its prompt and its token budget."""
@@ -95,7 +97,8 @@ def padded(
 ) -> list[tuple[int, int]]:
     """`cuts`, runs of prompts sorted by length that run through the model together, cut
     further where a prompt left-padded to its run's longest would have no room left for its
-    budget in rows `width` wide."""
+    budget in rows `width` wide. Each prompt fits alone (`Widths.fitting` let it in), so a
+    run's first prompt always fits."""
     out: list[tuple[int, int]] = []
     for start, stop in cuts:
         most = 0

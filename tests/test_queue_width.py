@@ -82,6 +82,9 @@ def test_every_width_and_row_count_writes_the_same_articles(tiny_model: LoadedMo
     # Prompt lengths climbing from 1 to 60 tokens, articles of 2 to 20 tokens in no order:
     # with budgets from tight to none, rows widen, shrink, refill and compact differently.
     requests = [_request(i, 1 + (i * 13) % 60, 2 + (i * 7) % 19, top_p=0.95) for i in range(16)]
+    # And prompts that grow as their articles shrink: rows as wide as one prompt's own reach
+    # fit the others only where no prompt pass pads a short prompt's long article past them.
+    requests += [_request(16 + i, 1 + 6 * i, 40 - 5 * i, top_p=0.95) for i in range(8)]
     alone = [generations(Engine(tiny_model, batch_size=1), [r])[0] for r in requests]
     for budget in (80, 200, 500, None):
         queued = generations(Engine(tiny_model, batch_size=5, cache_tokens=budget), requests)
@@ -142,7 +145,7 @@ def test_a_refill_prompt_pass_attends_to_what_it_wrote_and_keeps_no_copy() -> No
 def test_rows_narrow_again_when_the_next_calls_short_prompts_come(
     tiny_model: LoadedModel,
 ) -> None:
-    """Two long prompts fill two rows of 45 positions under a budget of 100; the next call's
+    """Two long prompts fill two rows of 49 positions under a budget of 100; the next call's
     short prompts (`ahead`, 8 positions each) then run four at a time, not two: once no long
     row is left, the rows narrow and grow in number."""
     long = [_request(0, 40, 4), _request(1, 40, 8, do_sample=False)]
