@@ -266,3 +266,29 @@ def test_a_prompts_failure_names_the_run_as_the_layer_that_set_a_field() -> None
     with pytest.raises(ConfigError) as refused:
         load_presets().style(None, PromptStyle(prompt_format="plain"), run=PromptStyle(system="x"))
     assert str(refused.value).endswith("(`system` from the run (--system))")
+
+
+def test_the_start_token_the_plain_form_adds_counts_towards_the_context(
+    run_cli: CliHarness, database: Database, chat_model_dir: Path, tmp_path: Path
+) -> None:
+    # The instruct tokenizer puts its BOS before plain text, as Llama's does: a one-word prompt
+    # takes one token more than its text, and the run that fits only without it is refused.
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(chat_model_dir)
+    text = len(tokenizer("Topic", add_special_tokens=False)["input_ids"])
+    assert len(tokenizer("Topic")["input_ids"]) == text + 1
+    path = tmp_path / "prompts.csv"
+    path.write_text("topic\nTea\n", encoding="utf-8")
+    assert run_cli("import", str(path)).exit_code == 0
+    before = row_counts(database)
+    env = {"ARTICLEGEN_MODEL": str(chat_model_dir), "ARTICLEGEN_DEVICE": "cpu"}
+    options = ["--prompt-format", "plain", "--max-new-tokens", str(512 - text)]
+    result = run_cli("generate", *options, env=env)
+    assert result.exit_code == 1, result.output
+    assert result.stderr == (
+        f"Error: a one-word prompt in plain form is {text + 1} tokens, and with {512 - text} "
+        "new (max_new_tokens) that is over the model's context of 512: no prompt framed so "
+        "would fit; lower --max-new-tokens\n"
+    )
+    assert row_counts(database) == before

@@ -156,17 +156,23 @@ def check_model_fits(settings: Settings, params: GenerateParams, loaded: LoadedM
         raise _unusable(exc) from None
     try:  # with the model: its chat template, what it refuses
         form = used_format(framed, loaded.tokenizer, loaded.name)
-        text = frame_prompt(loaded.tokenizer, loaded.name, "Topic", framed, form).text
+        one_word = frame_prompt(loaded.tokenizer, loaded.name, "Topic", framed, form)
     except (ConfigError, TemplateError) as exc:
         raise _unusable(exc, _system_source(settings, params)) from None
     # The fewest tokens any prompt framed so takes (a one-word prompt; the prompt template's
-    # wording comes on top), and what it writes: all of `--max-new-tokens`, else one.
-    tokens = len(loaded.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+    # wording comes on top), tokenised as the engine will (in plain form with the start token
+    # the tokenizer adds), and what it writes: all of `--max-new-tokens`, else one.
+    ids = loaded.tokenizer(
+        one_word.text, add_special_tokens=one_word.add_special_tokens, verbose=False
+    )["input_ids"]
+    tokens = len(ids)
     writes = int(params.overrides.settings().get("max_new_tokens") or 1)
     if tokens + writes > loaded.context_length:
         source = _system_source(settings, params) if form == "chat" else None
         framing = f" with the system message, {source}," if source else ""
-        how = f"framed by model {loaded.name}'s chat template" if form == "chat" else "as is"
+        how = (
+            f"framed by model {loaded.name}'s chat template" if form == "chat" else "in plain form"
+        )
         fixes = ["shorten the system message"] if source else []
         fixes += ["lower --max-new-tokens"] if writes > 1 else []
         raise ConfigError(
