@@ -232,9 +232,16 @@ def _flow_runs(deployment_id: UUID) -> list[FlowRun]:
         )
 
 
-def _automations(deployment_id: UUID) -> list[Automation]:
-    with get_client(sync_client=True) as client:
-        return client.read_resource_related_automations(f"prefect.deployment.{deployment_id}")
+def _automations(deployment_id: UUID, seconds: float = 30) -> list[Automation]:
+    """The deployment's automations, once it has any: `serve` creates them after the
+    deployment itself, so a deployment can be seen a moment before its trigger."""
+    deadline = time.monotonic() + seconds
+    while True:
+        with get_client(sync_client=True) as client:
+            found = client.read_resource_related_automations(f"prefect.deployment.{deployment_id}")
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)
 
 
 def _polled_since(deployment_id: UUID, moment: datetime) -> bool:
@@ -313,7 +320,7 @@ def test_imports_start_one_generate_run_through_serve(
     server = _serve(env, "--no-trigger")
     try:
         deadline = time.monotonic() + 60
-        while _automations(deployment.id) or not _polled_since(deployment.id, restarted):
+        while _automations(deployment.id, seconds=0) or not _polled_since(deployment.id, restarted):
             assert time.monotonic() < deadline, "the trigger outlived --no-trigger"
             time.sleep(1)
     finally:
