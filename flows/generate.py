@@ -174,6 +174,7 @@ def generate_articles(
     more_decoding: str = "",
     prompt_format: PromptFormatField = "",
     system: str = "",
+    no_system: bool = False,
     model: str = "",
     template: str = "",
     tags: tuple[str, ...] = (),
@@ -198,6 +199,8 @@ def generate_articles(
         more_decoding: Any other decoding settings, as JSON, e.g. {"repetition_penalty": 1.2}.
         prompt_format: plain, chat or auto over every prompt's own; empty: each prompt's own.
         system: The system message (chat form) over every prompt's own; empty: theirs.
+        no_system: No system message at all, whatever the prompts, their presets or the
+            settings give.
         model: A registry name, Hub id or model directory; empty: the configured model.
         template: Article template for prompts that name none; empty: the default.
         tags: Only prompts with at least one of these tags; empty: all.
@@ -210,7 +213,7 @@ def generate_articles(
         "limit": limit, "preset": preset, "max_new_tokens": max_new_tokens,
         "temperature": temperature, "top_p": top_p, "top_k": top_k, "seed": seed,
         "noise_sigma": noise_sigma, "more_decoding": more_decoding,
-        "prompt_format": prompt_format, "system": system, "model": model,
+        "prompt_format": prompt_format, "system": system, "no_system": no_system, "model": model,
         "template": template, "tags": tags, "variants": variants, "batch_size": batch_size,
         "order": order, "dry_run": dry_run,
     }  # fmt: skip

@@ -255,6 +255,10 @@ def test_a_run_from_the_form_fields(flow_env: Database) -> None:
         ({"template": "newsletter"}, "template newsletter: no newsletter.md.j2"),
         ({"prompt_format": "chat"}, "has no chat template: use an instruct model"),
         (
+            {"system": "Be brief.", "no_system": True},
+            "system gives a message and no_system asks for none: keep one",
+        ),
+        (
             {"params": GenerateParams(), "limit": 3},
             "give either params or the form's fields, not both (limit)",
         ),

@@ -90,6 +90,7 @@ def test_the_form_offers_the_run_style_fields() -> None:
     fields = parameter_schema(generate_articles).model_dump()["properties"]
     assert fields["prompt_format"]["enum"] == ["", "plain", "chat", "auto"]
     assert (fields["prompt_format"]["default"], fields["system"]["default"]) == ("", "")
+    assert (fields["no_system"]["type"], fields["no_system"]["default"]) == ("boolean", False)
 
 
 @pytest.mark.parametrize(
@@ -101,7 +102,7 @@ def test_the_form_offers_the_run_style_fields() -> None:
             "the run asks for the plain form (--prompt-format plain, the form's `prompt_format`) "
             "and gives a system message, the run's own (--system, the form's `system`): the "
             "plain form has no system message; use chat or auto (for an instruct model), --system "
-            '"" to run without one, or drop it',
+            '"" (the form\'s `no_system`) to run without one, or drop it',
         ),
         (
             ["--prompt-format", "plain"],
@@ -239,6 +240,23 @@ def test_a_blank_system_runs_every_prompt_without_one(
     )
     assert "system" not in own.prompt_text
     # The row that asked for the plain form takes it: no system message stands in its way.
+    assert articles["plain"].prompt_format == "plain"
+
+
+def test_the_forms_no_system_box_runs_every_prompt_without_one(
+    chat_prompts: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The form's empty `system` field means "not set"; its `no_system` box is `--system ""`.
+    monkeypatch.setenv("ARTICLEGEN_SYSTEM_MESSAGE", "Setting system.")
+    result = generate_articles(no_system=True, max_new_tokens="4", batch_size=2)
+    assert not isinstance(result, BaseException)
+    articles = _articles(chat_prompts)
+    own = articles["own"]
+    assert own.prompt_format == "chat"
+    assert own.prompt_text is not None
+    assert "<|start_header_id|>user<|end_header_id|>" in own.prompt_text
+    assert "<|start_header_id|>system" not in own.prompt_text
+    assert "Row system." not in own.prompt_text
     assert articles["plain"].prompt_format == "plain"
 
 

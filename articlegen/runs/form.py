@@ -60,8 +60,8 @@ COMMON_DECODING = ("temperature", "top_p", "top_k", "max_new_tokens", "seed", "n
 # What each field holds when the form leaves it alone.
 FORM_DEFAULTS: dict[str, Any] = {
     "limit": 0, "preset": "nucleus", **dict.fromkeys(COMMON_DECODING, ""), "more_decoding": "",
-    "prompt_format": "", "system": "", "model": "", "template": "", "tags": (), "variants": 0,
-    "batch_size": 0, "order": "priority", "dry_run": False,
+    "prompt_format": "", "system": "", "no_system": False, "model": "", "template": "",
+    "tags": (), "variants": 0, "batch_size": 0, "order": "priority", "dry_run": False,
 }  # fmt: skip
 
 # The prompt format a run may set over every prompt's; empty: each prompt's own.
@@ -72,6 +72,8 @@ def params_from_form(fields: Mapping[str, Any]) -> GenerateParams:
     """The run's parameters from the form's fields (`FORM_DEFAULTS`' names); `ConfigError`
     names each field at fault."""
     form = {**FORM_DEFAULTS, **fields}
+    if form["no_system"] and form["system"].strip():
+        raise ConfigError("system gives a message and no_system asks for none: keep one")
     given = {k: form[k].strip() for k in COMMON_DECODING if form[k].strip()}
     extra = _json_object(form["more_decoding"])
     twice = sorted(set(given) & set(extra))
@@ -90,7 +92,12 @@ def params_from_form(fields: Mapping[str, Any]) -> GenerateParams:
         "order": form["order"],
         "dry_run": form["dry_run"],
         "overrides": {**extra, **given},
-        "style": parse_style({"prompt_format": form["prompt_format"], "system": form["system"]}),
+        # An empty field can only mean "not set" (the form has no None): `no_system` is the
+        # CLI's `--system ""`, no system message whatever the prompts' own layers give.
+        "style": parse_style(
+            {"prompt_format": form["prompt_format"], "system": form["system"]},
+            clears=form["no_system"],
+        ),
     }
     try:
         return GenerateParams(**values)

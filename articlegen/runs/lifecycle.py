@@ -112,7 +112,8 @@ def _check_run_style(settings: Settings, params: GenerateParams) -> None:
     raise ConfigError(
         f"the run asks for the plain form (--prompt-format plain, the form's `prompt_format`) "
         f"and gives a system message, {source}: the plain form has no system message; use "
-        'chat or auto (for an instruct model), --system "" to run without one, or drop it'
+        'chat or auto (for an instruct model), --system "" (the form\'s `no_system`) to run '
+        "without one, or drop it"
     )
 
 
