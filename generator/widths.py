@@ -14,7 +14,6 @@ prompts as there are rows), and every change copies the cache.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from operator import add
 
 __all__ = ["Widths", "padded"]
 
@@ -49,8 +48,7 @@ class Widths:
         """The width rows need to hold any of requests `first:stop` (0 for none)."""
         if stop <= first:
             return 0
-        reaches: map[int] = map(add, self.lengths[first:stop], self.budgets[first:stop])
-        return max(reaches)
+        return max(map(self.reach, range(first, stop)))
 
     def reach(self, i: int) -> int:
         """The columns request `i` fills: its prompt and its token budget."""
